@@ -1,0 +1,202 @@
+"""Slice Portal settings, driven by the environment.
+
+Environment variables (all optional):
+
+- ``DATABASE_URL``: e.g. ``postgres://user@127.0.0.1:5432/db``; default a SQLite file.
+- ``REDIS_URL``: default ``redis://127.0.0.1:6379/0``.
+- ``SECRET_KEY``: default a random key kept in ``var/secret_key`` (never in the repo).
+- ``DEBUG``: ``1``/``true`` to enable; default off.
+- ``ALLOWED_HOSTS``: comma separated; default ``localhost,127.0.0.1,[::1]``.
+- ``CSRF_TRUSTED_ORIGINS``: comma separated origins for HTTPS deployments.
+- ``SECURE``: ``1`` when served over HTTPS (secure cookies, HSTS, redirect).
+- ``SLICE_PORTAL_VAR``: folder for local state (secret key, SQLite file, lab).
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("SLICE_PORTAL_VAR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Read a boolean environment variable (``1``, ``true``, ``yes``, ``on``)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """Read a comma-separated environment variable into a list."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _secret_key() -> str:
+    """The secret key from the environment, else one generated once into VAR_DIR."""
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(64))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_rq",
+    "slices",
+    "provisioning",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "slice-list"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Security (see `manage.py check --deploy`) --------------------------------
+SECURE = env_bool("SECURE")
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = SECURE
+SECURE_HSTS_SECONDS = 31536000 if SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
+SECURE_HSTS_PRELOAD = SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "slices.api.exceptions.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Slice Portal API",
+    "DESCRIPTION": "Design VM slices (VMs and L2 links) and deploy them onto an Open vSwitch cluster.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Job queue --------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RQ_QUEUES = {
+    "provisioning": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800},
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+}
+
+# --- Slice design: VLANs, IPAM, quotas ----------------------------------------------
+# Global VLAN range handed out to links (inclusive). VLAN 400 is reserved for internet.
+SLICE_VLAN_MIN = int(os.environ.get("SLICE_VLAN_MIN", "100"))
+SLICE_VLAN_MAX = int(os.environ.get("SLICE_VLAN_MAX", "3999"))
+# A slice's pool is made of blocks of this many consecutive VLANs.
+SLICE_VLAN_BLOCK_SIZE = int(os.environ.get("SLICE_VLAN_BLOCK_SIZE", "16"))
+# Link subnets: the /24 number `vlan` inside this supernet (a /12 has 4096 /24s,
+# one per possible VLAN id), so two VLANs can never share or overlap a subnet.
+SLICE_LINK_SUPERNET = os.environ.get("SLICE_LINK_SUPERNET", "10.64.0.0/12")
+# Default quotas per user; an operator overrides them per user in the admin.
+SLICE_QUOTA_VMS = int(os.environ.get("SLICE_QUOTA_VMS", "64"))
+SLICE_QUOTA_VCPUS = int(os.environ.get("SLICE_QUOTA_VCPUS", "128"))
+SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
+
+# --- Provisioning ----------------------------------------------------------------------
+# Known-hosts file the operator manages; every SSH host key is checked against it.
+PROVISIONING_KNOWN_HOSTS = os.environ.get(
+    "PROVISIONING_KNOWN_HOSTS", str(VAR_DIR / "ssh" / "known_hosts")
+)
+PROVISIONING_CONNECT_TIMEOUT = int(os.environ.get("PROVISIONING_CONNECT_TIMEOUT", "10"))
+PROVISIONING_COMMAND_TIMEOUT = int(os.environ.get("PROVISIONING_COMMAND_TIMEOUT", "300"))
+PROVISIONING_JOB_TIMEOUT = int(os.environ.get("PROVISIONING_JOB_TIMEOUT", "1800"))
+# "fabric" runs plans over SSH; "dry-run" records the commands without running them.
+PROVISIONING_RUNNER = os.environ.get("PROVISIONING_RUNNER", "fabric")
+# Local lab state (see `manage.py lab up`).
+LAB_DIR = Path(os.environ.get("LAB_DIR", VAR_DIR / "lab"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "slices": {"handlers": ["console"], "level": "INFO"},
+        "provisioning": {"handlers": ["console"], "level": "INFO"},
+        "paramiko": {"handlers": ["console"], "level": "WARNING"},
+    },
+}

@@ -1,0 +1,3 @@
+"""Provisioning routes under /api/ (slice actions and deployments)."""
+
+urlpatterns: list = []

@@ -1,0 +1,235 @@
+"""Inventory (hosts, images, flavors) and the record of deployments and their steps."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+HOST_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z][a-z0-9-]{0,31}$", "Lower-case letters, digits and '-', a letter first, at most 32."
+)
+IFNAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$", "A Linux interface name: at most 15 characters."
+)
+PATH_VALIDATOR = RegexValidator(
+    r"^(/[A-Za-z0-9._+-]+)+/?$", "An absolute path of letters, digits, '.', '_', '+', '-'."
+)
+CMDLINE_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9._,=:/+ -]*$", "Kernel arguments: letters, digits, spaces and . _ , = : / + -"
+)
+
+
+class Host(models.Model):
+    """A machine of the cluster: a compute worker or the network node.
+
+    Kept by operators. ``state_dir`` is where the portal keeps its files on the
+    host (pid files, logs, leases, disk overlays); in the local lab every host
+    has its own because the lab's hosts share one filesystem.
+    """
+
+    class Role(models.TextChoices):
+        WORKER = "worker", "Compute worker"
+        NETWORK = "network", "Network node"
+
+    name = models.CharField(max_length=32, unique=True, validators=[HOST_NAME_VALIDATOR])
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.WORKER)
+    management_address = models.GenericIPAddressField(protocol="both")
+    ssh_port = models.PositiveIntegerField(
+        default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    ssh_user = models.CharField(
+        max_length=32, default="root", validators=[RegexValidator(r"^[a-z_][a-z0-9_-]{0,31}$")]
+    )
+    ssh_key_path = models.CharField(
+        max_length=255, blank=True, validators=[PATH_VALIDATOR],
+        help_text="Private key file on the portal machine (empty: the SSH agent / defaults).",
+    )
+    vcpus = models.PositiveIntegerField(default=8, help_text="vCPUs available to guests.")
+    ram_mib = models.PositiveIntegerField(default=16384, help_text="RAM (MiB) available to guests.")
+    uplink = models.CharField(
+        max_length=15, default="ens3", validators=[IFNAME_VALIDATOR],
+        help_text="Network node only: the interface NAT (VLAN 400) goes out of.",
+    )
+    state_dir = models.CharField(
+        max_length=255, default="/var/lib/slice-portal", validators=[PATH_VALIDATOR]
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["role", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Image(models.Model):
+    """A guest image: a qcow2 base disk on the hosts, or a direct kernel boot."""
+
+    class Kind(models.TextChoices):
+        DISK = "disk", "qcow2 disk image"
+        KERNEL = "kernel", "Direct kernel boot"
+
+    name = models.CharField(
+        max_length=64, unique=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DISK)
+    disk_path = models.CharField(
+        max_length=255, blank=True, validators=[PATH_VALIDATOR],
+        help_text="qcow2 base image on every worker (disk images).",
+    )
+    kernel_path = models.CharField(max_length=255, blank=True, validators=[PATH_VALIDATOR])
+    initrd_path = models.CharField(max_length=255, blank=True, validators=[PATH_VALIDATOR])
+    kernel_args = models.CharField(
+        max_length=255, blank=True, default="console=ttyS0", validators=[CMDLINE_VALIDATOR]
+    )
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_image"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Flavor(models.Model):
+    """A VM size: vCPUs, RAM and disk."""
+
+    name = models.CharField(
+        max_length=32, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
+    )
+    vcpus = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    ram_mib = models.PositiveIntegerField(default=128, validators=[MinValueValidator(32)])
+    disk_gib = models.PositiveIntegerField(default=1)
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["vcpus", "ram_mib", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_flavor"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.vcpus} vCPU, {self.ram_mib} MiB)"
+
+
+class Deployment(models.Model):
+    """One provisioning job on a slice (deploy, destroy or redeploy) and its outcome.
+
+    Progress fields are written with ``filter(pk=...).update(...)`` the moment
+    they change, outside any long transaction, so the API shows them live.
+    """
+
+    class Kind(models.TextChoices):
+        DEPLOY = "deploy", "Deploy"
+        REDEPLOY = "redeploy", "Redeploy"
+        DESTROY = "destroy", "Destroy"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    slice = models.ForeignKey("slices.Slice", on_delete=models.CASCADE, related_name="deployments")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    dry_run = models.BooleanField(default=False)
+    plan = models.JSONField(default=dict, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    job_id = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # One job per slice at a time, enforced by the database.
+            models.UniqueConstraint(
+                fields=["slice"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_deployment_per_slice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.slice_id} #{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    def mark_running(self, *, job_id: str = "") -> None:
+        """Transition queued -> running."""
+        now = timezone.now()
+        Deployment.objects.filter(pk=self.pk).update(status=self.Status.RUNNING, started=now, job_id=job_id)
+        self.status, self.started, self.job_id = self.Status.RUNNING, now, job_id
+
+    def mark_succeeded(self) -> None:
+        """Transition running -> succeeded (progress 100 %)."""
+        now = timezone.now()
+        Deployment.objects.filter(pk=self.pk).update(
+            status=self.Status.SUCCEEDED, finished=now, progress=100
+        )
+        self.status, self.finished, self.progress = self.Status.SUCCEEDED, now, 100
+
+    def mark_failed(self, error: str) -> None:
+        """Transition to failed with a message naming host, step and stderr."""
+        now = timezone.now()
+        Deployment.objects.filter(pk=self.pk).update(status=self.Status.FAILED, finished=now, error=error)
+        self.status, self.finished, self.error = self.Status.FAILED, now, error
+
+    def set_progress(self, percent: int) -> None:
+        percent = max(0, min(100, int(percent)))
+        Deployment.objects.filter(pk=self.pk).update(progress=percent)
+        self.progress = percent
+
+
+class DeploymentStep(models.Model):
+    """One host command of a deployment, written when it starts and when it ends."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        SKIPPED = "skipped", "Skipped (already in place)"
+        FAILED = "failed", "Failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    host = models.CharField(max_length=32)
+    phase = models.CharField(max_length=32)
+    description = models.CharField(max_length=255)
+    command = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    output_tail = models.TextField(blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["deployment", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "seq"], name="unique_step_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.description}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started and self.finished:
+            return int((self.finished - self.started).total_seconds() * 1000)
+        return None

@@ -1,0 +1,20 @@
+"""Routes of the REST API under /api/."""
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("slices", views.SliceViewSet, basename="slice")
+router.register("vms", views.VMViewSet, basename="vm")
+router.register("links", views.LinkViewSet, basename="link")
+router.register("interfaces", views.InterfaceViewSet, basename="interface")
+router.register("hosts", views.HostViewSet, basename="host")
+router.register("images", views.ImageViewSet, basename="image")
+router.register("flavors", views.FlavorViewSet, basename="flavor")
+
+urlpatterns = [
+    path("me/", views.me, name="me"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SlicesConfig(AppConfig):
+    """The slice design domain: slices, VMs, interfaces, links, VLAN pools, IPAM."""
+
+    name = "slices"
+    verbose_name = "Slice design"

@@ -1,0 +1,33 @@
+"""Errors raised by the slice services; the API maps each to an HTTP status."""
+
+
+class ServiceError(Exception):
+    """Base class: a refused request with a message that names the problem."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+
+class InvalidRequest(ServiceError):
+    """The request breaks a design rule (400)."""
+
+
+class Conflict(ServiceError):
+    """The request conflicts with the current state, e.g. a busy slice or no free VLAN (409)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class QuotaExceeded(ServiceError):
+    """The user's quota does not allow it (403)."""
+
+    status_code = 403
+    code = "quota_exceeded"

@@ -1,0 +1,188 @@
+"""The slice design domain: slices, their VLAN pools, VMs, interfaces and links.
+
+Integrity rules that matter under concurrency live in the database: a VLAN
+belongs to at most one link (and so to one slice), a VLAN block to at most one
+slice, an interface carries at most one link, MACs are unique.
+"""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from .naming import MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_PATTERN, iface_name
+
+# The VLAN that carries internet access (NAT on the network node). Never a link's.
+INTERNET_VLAN = 400
+VLAN_ID_MIN, VLAN_ID_MAX = 1, 4094  # 802.1Q usable ids
+
+name_validator = RegexValidator(NAME_PATTERN, NAME_HELP)
+
+
+class Slice(models.Model):
+    """A user's design: VMs and the L2 links between their interfaces.
+
+    Status machine (see docs/provisioning.md): draft -> queued -> deploying ->
+    active | failed; active/failed -> queued -> destroying -> draft.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        QUEUED = "queued", "Queued"
+        DEPLOYING = "deploying", "Deploying"
+        ACTIVE = "active", "Active"
+        FAILED = "failed", "Failed"
+        DESTROYING = "destroying", "Destroying"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="slices")
+    name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator], help_text=NAME_HELP)
+    description = models.TextField(blank=True, max_length=2000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_slice_name_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VlanBlock(models.Model):
+    """A block of consecutive VLANs of the global range reserved for one slice.
+
+    Block ``index`` covers VLANs ``SLICE_VLAN_MIN + index * SIZE`` up to the next
+    block; the unique index makes it impossible for two slices to hold the same
+    block, whatever the concurrency.
+    """
+
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="vlan_blocks")
+    index = models.PositiveIntegerField(unique=True)
+    first_vlan = models.PositiveIntegerField()
+    last_vlan = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["index"]
+
+    def __str__(self) -> str:
+        return f"{self.first_vlan}-{self.last_vlan}"
+
+
+class VM(models.Model):
+    """A virtual machine of a slice: flavor, image, interfaces, placement and state."""
+
+    class Status(models.TextChoices):
+        DESIGNED = "designed", "Designed"
+        DEPLOYING = "deploying", "Deploying"
+        RUNNING = "running", "Running"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="vms")
+    name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator], help_text=NAME_HELP)
+    flavor = models.ForeignKey("provisioning.Flavor", on_delete=models.PROTECT, related_name="vms")
+    image = models.ForeignKey("provisioning.Image", on_delete=models.PROTECT, related_name="vms")
+    data_interfaces_count = models.PositiveSmallIntegerField(
+        default=1, validators=[MaxValueValidator(MAX_DATA_INTERFACES)]
+    )
+    internet_enabled = models.BooleanField(default=False)
+    host = models.ForeignKey(
+        "provisioning.Host", null=True, blank=True, on_delete=models.PROTECT, related_name="vms",
+        help_text="The worker the VM is placed on (chosen at deploy when empty).",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DESIGNED)
+    x = models.FloatField(default=0)
+    y = models.FloatField(default=0)
+    console_tail = models.TextField(blank=True, help_text="Last lines of the serial console.")
+
+    class Meta:
+        ordering = ["slice", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["slice", "name"], name="unique_vm_name_per_slice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slice.name}/{self.name}" if self.slice_id else self.name
+
+
+class Interface(models.Model):
+    """A guest NIC: ``eth0`` (management) or ``eth1``+ (data), with a stable MAC.
+
+    ``vlan`` is set on a data interface when a link connects it, and on eth0
+    when the VM has internet (VLAN 400). ``ip_address`` is the address the
+    portal reserves for it (a DHCP reservation); ``lease_address`` is what the
+    network node's dnsmasq actually leased, once seen.
+    """
+
+    vm = models.ForeignKey(VM, on_delete=models.CASCADE, related_name="interfaces")
+    index = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_DATA_INTERFACES)])
+    mac = models.CharField(
+        max_length=17, unique=True,
+        validators=[RegexValidator(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", "A lower-case MAC address.")],
+    )
+    vlan = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(VLAN_ID_MIN), MaxValueValidator(VLAN_ID_MAX)]
+    )
+    ip_address = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True)
+    lease_address = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True)
+
+    class Meta:
+        ordering = ["vm", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "index"], name="unique_interface_per_vm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name}.{self.name}"
+
+    @property
+    def name(self) -> str:
+        return iface_name(self.index)
+
+    @property
+    def is_management(self) -> bool:
+        return self.index == 0
+
+
+class Link(models.Model):
+    """An L2 link between two data interfaces of two VMs of one slice, on its own VLAN.
+
+    ``a`` is always the interface with the lower id, so the one-to-one fields
+    forbid duplicates in either direction, and the unique ``vlan`` guarantees
+    no two links (hence no two slices) ever share a VLAN.
+    """
+
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="links")
+    a = models.OneToOneField(Interface, on_delete=models.CASCADE, related_name="link_as_a")
+    b = models.OneToOneField(Interface, on_delete=models.CASCADE, related_name="link_as_b")
+    vlan = models.PositiveSmallIntegerField(
+        unique=True, validators=[MinValueValidator(VLAN_ID_MIN), MaxValueValidator(VLAN_ID_MAX)]
+    )
+    subnet = models.CharField(max_length=18)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slice", "vlan"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(vlan=INTERNET_VLAN), name="link_vlan_not_internet"
+            ),
+            models.CheckConstraint(condition=~models.Q(a=models.F("b")), name="link_two_interfaces"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.a} <-> {self.b} (VLAN {self.vlan})"
+
+
+class UserQuota(models.Model):
+    """Per-user limits; a missing field (or no row) falls back to the settings' defaults."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    max_vms = models.PositiveIntegerField(null=True, blank=True)
+    max_vcpus = models.PositiveIntegerField(null=True, blank=True)
+    max_ram_mib = models.PositiveIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"quota of {self.user}"

@@ -1,0 +1,3 @@
+"""Routes of the browser designer UI."""
+
+urlpatterns: list = []
