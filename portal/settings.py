@@ -179,9 +179,7 @@ SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
 
 # --- Provisioning ----------------------------------------------------------------------
 # Known-hosts file the operator manages; every SSH host key is checked against it.
-PROVISIONING_KNOWN_HOSTS = os.environ.get(
-    "PROVISIONING_KNOWN_HOSTS", str(VAR_DIR / "ssh" / "known_hosts")
-)
+PROVISIONING_KNOWN_HOSTS = os.environ.get("PROVISIONING_KNOWN_HOSTS", str(VAR_DIR / "ssh" / "known_hosts"))
 PROVISIONING_CONNECT_TIMEOUT = int(os.environ.get("PROVISIONING_CONNECT_TIMEOUT", "10"))
 PROVISIONING_COMMAND_TIMEOUT = int(os.environ.get("PROVISIONING_COMMAND_TIMEOUT", "300"))
 PROVISIONING_JOB_TIMEOUT = int(os.environ.get("PROVISIONING_JOB_TIMEOUT", "1800"))

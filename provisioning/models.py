@@ -11,9 +11,7 @@ HOST_NAME_VALIDATOR = RegexValidator(
 IFNAME_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$", "A Linux interface name: at most 15 characters."
 )
-PATH_VALIDATOR = RegexValidator(
-    r"^(/[A-Za-z0-9._+-]+)+/?$", "An absolute path of letters, digits, '.', '_', '+', '-'."
-)
+PATH_VALIDATOR = RegexValidator(r"^(/[A-Za-z0-9._+-]+)+/?$", "An absolute path of letters, digits, '.', '_', '+', '-'.")
 CMDLINE_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9._,=:/+ -]*$", "Kernel arguments: letters, digits, spaces and . _ , = : / + -"
 )
@@ -34,25 +32,23 @@ class Host(models.Model):
     name = models.CharField(max_length=32, unique=True, validators=[HOST_NAME_VALIDATOR])
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.WORKER)
     management_address = models.GenericIPAddressField(protocol="both")
-    ssh_port = models.PositiveIntegerField(
-        default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
-    )
-    ssh_user = models.CharField(
-        max_length=32, default="root", validators=[RegexValidator(r"^[a-z_][a-z0-9_-]{0,31}$")]
-    )
+    ssh_port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    ssh_user = models.CharField(max_length=32, default="root", validators=[RegexValidator(r"^[a-z_][a-z0-9_-]{0,31}$")])
     ssh_key_path = models.CharField(
-        max_length=255, blank=True, validators=[PATH_VALIDATOR],
+        max_length=255,
+        blank=True,
+        validators=[PATH_VALIDATOR],
         help_text="Private key file on the portal machine (empty: the SSH agent / defaults).",
     )
     vcpus = models.PositiveIntegerField(default=8, help_text="vCPUs available to guests.")
     ram_mib = models.PositiveIntegerField(default=16384, help_text="RAM (MiB) available to guests.")
     uplink = models.CharField(
-        max_length=15, default="ens3", validators=[IFNAME_VALIDATOR],
+        max_length=15,
+        default="ens3",
+        validators=[IFNAME_VALIDATOR],
         help_text="Network node only: the interface NAT (VLAN 400) goes out of.",
     )
-    state_dir = models.CharField(
-        max_length=255, default="/var/lib/slice-portal", validators=[PATH_VALIDATOR]
-    )
+    state_dir = models.CharField(max_length=255, default="/var/lib/slice-portal", validators=[PATH_VALIDATOR])
     enabled = models.BooleanField(default=True)
 
     class Meta:
@@ -70,19 +66,20 @@ class Image(models.Model):
         KERNEL = "kernel", "Direct kernel boot"
 
     name = models.CharField(
-        max_length=64, unique=True,
+        max_length=64,
+        unique=True,
         validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
     )
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DISK)
     disk_path = models.CharField(
-        max_length=255, blank=True, validators=[PATH_VALIDATOR],
+        max_length=255,
+        blank=True,
+        validators=[PATH_VALIDATOR],
         help_text="qcow2 base image on every worker (disk images).",
     )
     kernel_path = models.CharField(max_length=255, blank=True, validators=[PATH_VALIDATOR])
     initrd_path = models.CharField(max_length=255, blank=True, validators=[PATH_VALIDATOR])
-    kernel_args = models.CharField(
-        max_length=255, blank=True, default="console=ttyS0", validators=[CMDLINE_VALIDATOR]
-    )
+    kernel_args = models.CharField(max_length=255, blank=True, default="console=ttyS0", validators=[CMDLINE_VALIDATOR])
     is_default = models.BooleanField(default=False)
 
     class Meta:
@@ -141,9 +138,7 @@ class Deployment(models.Model):
     slice = models.ForeignKey("slices.Slice", on_delete=models.CASCADE, related_name="deployments")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     dry_run = models.BooleanField(default=False)
     plan = models.JSONField(default=dict, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -180,9 +175,7 @@ class Deployment(models.Model):
     def mark_succeeded(self) -> None:
         """Transition running -> succeeded (progress 100 %)."""
         now = timezone.now()
-        Deployment.objects.filter(pk=self.pk).update(
-            status=self.Status.SUCCEEDED, finished=now, progress=100
-        )
+        Deployment.objects.filter(pk=self.pk).update(status=self.Status.SUCCEEDED, finished=now, progress=100)
         self.status, self.finished, self.progress = self.Status.SUCCEEDED, now, 100
 
     def mark_failed(self, error: str) -> None:

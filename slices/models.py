@@ -89,7 +89,11 @@ class VM(models.Model):
     )
     internet_enabled = models.BooleanField(default=False)
     host = models.ForeignKey(
-        "provisioning.Host", null=True, blank=True, on_delete=models.PROTECT, related_name="vms",
+        "provisioning.Host",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="vms",
         help_text="The worker the VM is placed on (chosen at deploy when empty).",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DESIGNED)
@@ -119,7 +123,8 @@ class Interface(models.Model):
     vm = models.ForeignKey(VM, on_delete=models.CASCADE, related_name="interfaces")
     index = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_DATA_INTERFACES)])
     mac = models.CharField(
-        max_length=17, unique=True,
+        max_length=17,
+        unique=True,
         validators=[RegexValidator(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", "A lower-case MAC address.")],
     )
     vlan = models.PositiveSmallIntegerField(
@@ -166,9 +171,7 @@ class Link(models.Model):
     class Meta:
         ordering = ["slice", "vlan"]
         constraints = [
-            models.CheckConstraint(
-                condition=~models.Q(vlan=INTERNET_VLAN), name="link_vlan_not_internet"
-            ),
+            models.CheckConstraint(condition=~models.Q(vlan=INTERNET_VLAN), name="link_vlan_not_internet"),
             models.CheckConstraint(condition=~models.Q(a=models.F("b")), name="link_two_interfaces"),
         ]
 

@@ -15,8 +15,7 @@ NAME_MAX_LENGTH = 32
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
 NAME_RE = re.compile(NAME_PATTERN)
 NAME_HELP = (
-    "1-32 ASCII characters: a letter first, then letters, digits, '-' or '_' "
-    "(no spaces, dots or shell characters)."
+    "1-32 ASCII characters: a letter first, then letters, digits, '-' or '_' (no spaces, dots or shell characters)."
 )
 
 # Guest interface names: eth0 (management) .. eth{MAX_DATA_INTERFACES}.

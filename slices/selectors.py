@@ -46,9 +46,12 @@ def interface_list(*, user: AbstractBaseUser) -> QuerySet[Interface]:
 def slice_detail_queryset(*, user: AbstractBaseUser) -> QuerySet[Slice]:
     """Slices with everything the designer draws, in a constant number of queries."""
     return slice_list(user=user).prefetch_related(
-        Prefetch("vms", queryset=VM.objects.select_related("flavor", "image", "host").prefetch_related(
-            Prefetch("interfaces", queryset=interface_queryset())
-        )),
+        Prefetch(
+            "vms",
+            queryset=VM.objects.select_related("flavor", "image", "host").prefetch_related(
+                Prefetch("interfaces", queryset=interface_queryset())
+            ),
+        ),
         Prefetch("links", queryset=Link.objects.select_related("a__vm", "b__vm")),
         "vlan_blocks",
     )

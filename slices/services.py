@@ -139,7 +139,9 @@ def _create_interfaces(vm: VM, indexes: Iterable[int]) -> None:
     for _attempt in range(8):
         rows = [
             Interface(
-                vm=vm, index=i, mac=_random_mac(),
+                vm=vm,
+                index=i,
+                mac=_random_mac(),
                 vlan=INTERNET_VLAN if i == 0 and vm.internet_enabled else None,
             )
             for i in indexes
@@ -192,8 +194,15 @@ def vm_create(
         raise InvalidRequest(f"Slice {locked.name!r} already has a VM named {name!r}.", field="name", code="duplicate")
     _check_quota(user=locked.owner, add_vms=1, add_vcpus=flavor.vcpus, add_ram=flavor.ram_mib)
     vm = VM.objects.create(
-        slice=locked, name=name, flavor=flavor, image=image, data_interfaces_count=data_interfaces_count,
-        internet_enabled=bool(internet_enabled), host=host, x=float(x), y=float(y),
+        slice=locked,
+        name=name,
+        flavor=flavor,
+        image=image,
+        data_interfaces_count=data_interfaces_count,
+        internet_enabled=bool(internet_enabled),
+        host=host,
+        x=float(x),
+        y=float(y),
     )
     _create_interfaces(vm, range(data_interfaces_count + 1))
     return vm
@@ -225,11 +234,13 @@ def vm_update(*, vm: VM, **changes) -> VM:
     if "flavor" in changes and changes["flavor"] and changes["flavor"].pk != vm.flavor_id:
         new = changes["flavor"]
         _check_quota(
-            user=locked_slice.owner, add_vms=0,
-            add_vcpus=new.vcpus - vm.flavor.vcpus, add_ram=new.ram_mib - vm.flavor.ram_mib,
+            user=locked_slice.owner,
+            add_vms=0,
+            add_vcpus=new.vcpus - vm.flavor.vcpus,
+            add_ram=new.ram_mib - vm.flavor.ram_mib,
         )
         vm.flavor = new
-    if "image" in changes and changes["image"]:
+    if changes.get("image"):
         vm.image = changes["image"]
     if "host" in changes:
         host = changes["host"]
@@ -247,7 +258,8 @@ def vm_update(*, vm: VM, **changes) -> VM:
                 names = ", ".join(i.name for i in linked)
                 raise InvalidRequest(
                     f"Cannot lower data_interfaces_count to {count}: {names} carries a link; delete it first.",
-                    field="data_interfaces_count", code="interface_linked",
+                    field="data_interfaces_count",
+                    code="interface_linked",
                 )
             vm.interfaces.filter(index__gt=count).delete()
         elif count > vm.data_interfaces_count:
@@ -322,10 +334,13 @@ def link_connect(
         if iface.index == 0:
             raise InvalidRequest(
                 f"{vm.name}.eth0 is the management interface and is never linked; use eth1 or above.",
-                field=field, code="management_interface",
+                field=field,
+                code="management_interface",
             )
         if Link.objects.filter(a=iface).exists() or Link.objects.filter(b=iface).exists():
-            raise InvalidRequest(f"{vm.name}.{iface.name} already carries a link.", field=field, code="interface_linked")
+            raise InvalidRequest(
+                f"{vm.name}.{iface.name} already carries a link.", field=field, code="interface_linked"
+            )
         ends.append(iface)
     a, b = sorted(ends, key=lambda i: i.pk)
     vlan = vlans.allocate_vlan(locked)
@@ -350,7 +365,8 @@ def _find_interface(vm: VM, name: str, field: str) -> Interface:
     iface = vm.interfaces.filter(index=index).first()
     if iface is None:
         raise InvalidRequest(
-            f"VM {vm.name!r} has no {name} (it has eth0..eth{vm.data_interfaces_count}).", field=field,
+            f"VM {vm.name!r} has no {name} (it has eth0..eth{vm.data_interfaces_count}).",
+            field=field,
             code="no_such_interface",
         )
     return iface

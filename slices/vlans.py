@@ -50,9 +50,7 @@ def _claim_block(slice_obj: Slice) -> VlanBlock:
         except IntegrityError:
             continue  # another slice claimed it a moment ago: try the next one
     low, high = vlan_range()
-    raise Conflict(
-        f"No free VLAN left: the global range {low}-{high} is exhausted.", code="vlan_pool_exhausted"
-    )
+    raise Conflict(f"No free VLAN left: the global range {low}-{high} is exhausted.", code="vlan_pool_exhausted")
 
 
 def allocate_vlan(slice_obj: Slice) -> int:

@@ -19,7 +19,10 @@ def flavor(db):
 @pytest.fixture
 def image(db):
     return Image.objects.create(
-        name="busybox", kind=Image.Kind.KERNEL, kernel_path="/boot/vmlinuz", initrd_path="/boot/initrd.img",
+        name="busybox",
+        kind=Image.Kind.KERNEL,
+        kernel_path="/boot/vmlinuz",
+        initrd_path="/boot/initrd.img",
         is_default=True,
     )
 
@@ -62,8 +65,9 @@ def make_slice(flavor, image):
     def make(owner, name=None, vms=0, data=2, internet=False):
         slice_obj = services.slice_create(owner=owner, name=name or f"s{next(_counter)}")
         for i in range(1, vms + 1):
-            services.vm_create(slice_obj=slice_obj, name=f"vm{i}", data_interfaces_count=data,
-                               internet_enabled=internet)
+            services.vm_create(
+                slice_obj=slice_obj, name=f"vm{i}", data_interfaces_count=data, internet_enabled=internet
+            )
         return slice_obj
 
     return make
@@ -72,7 +76,8 @@ def make_slice(flavor, image):
 @pytest.fixture
 def workers(db):
     return [
-        Host.objects.create(name=f"worker{i}", role=Host.Role.WORKER, management_address=f"192.0.2.{10 + i}",
-                            vcpus=4, ram_mib=4096)
+        Host.objects.create(
+            name=f"worker{i}", role=Host.Role.WORKER, management_address=f"192.0.2.{10 + i}", vcpus=4, ram_mib=4096
+        )
         for i in (1, 2)
     ]

@@ -31,8 +31,18 @@ class HostSerializer(serializers.ModelSerializer):
     class Meta:
         model = Host
         fields = [
-            "id", "name", "role", "management_address", "ssh_port", "ssh_user", "ssh_key_path",
-            "vcpus", "ram_mib", "uplink", "state_dir", "enabled",
+            "id",
+            "name",
+            "role",
+            "management_address",
+            "ssh_port",
+            "ssh_user",
+            "ssh_key_path",
+            "vcpus",
+            "ram_mib",
+            "uplink",
+            "state_dir",
+            "enabled",
         ]
 
 
@@ -47,8 +57,19 @@ class InterfaceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Interface
         fields = [
-            "id", "vm", "vm_name", "name", "index", "mac", "vlan", "subnet", "gateway",
-            "ip_address", "lease_address", "link", "tap",
+            "id",
+            "vm",
+            "vm_name",
+            "name",
+            "index",
+            "mac",
+            "vlan",
+            "subnet",
+            "gateway",
+            "ip_address",
+            "lease_address",
+            "link",
+            "tap",
         ]
         read_only_fields = fields
 
@@ -89,8 +110,20 @@ class VMSerializer(serializers.ModelSerializer):
     class Meta:
         model = VM
         fields = [
-            "id", "slice", "name", "flavor", "image", "data_interfaces_count", "internet_enabled",
-            "host", "host_name", "status", "x", "y", "interfaces", "console_tail",
+            "id",
+            "slice",
+            "name",
+            "flavor",
+            "image",
+            "data_interfaces_count",
+            "internet_enabled",
+            "host",
+            "host_name",
+            "status",
+            "x",
+            "y",
+            "interfaces",
+            "console_tail",
         ]
         read_only_fields = ["status", "console_tail"]
 
@@ -168,7 +201,7 @@ class SliceDetailSerializer(SliceSerializer):
     vlan_pool = serializers.SerializerMethodField()
 
     class Meta(SliceSerializer.Meta):
-        fields = SliceSerializer.Meta.fields + ["vms", "links", "vlan_pool"]
+        fields = [*SliceSerializer.Meta.fields, "vms", "links", "vlan_pool"]
 
     def get_vlan_pool(self, obj: Slice) -> list[str]:
         return [str(block) for block in obj.vlan_blocks.all()]

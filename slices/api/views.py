@@ -50,9 +50,7 @@ class SliceViewSet(viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         data = serializer.validated_data
-        services.slice_update(
-            slice_obj=serializer.instance, name=data.get("name"), description=data.get("description")
-        )
+        services.slice_update(slice_obj=serializer.instance, name=data.get("name"), description=data.get("description"))
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         super().update(request, *args, **kwargs)
@@ -118,8 +116,11 @@ class LinkViewSet(
     def perform_create(self, serializer):
         data = serializer.validated_data
         link = services.link_connect(
-            slice_obj=data["slice"], vm_a=data["vm_a"], vm_b=data["vm_b"],
-            iface_a=data.get("iface_a") or None, iface_b=data.get("iface_b") or None,
+            slice_obj=data["slice"],
+            vm_a=data["vm_a"],
+            vm_b=data["vm_b"],
+            iface_a=data.get("iface_a") or None,
+            iface_b=data.get("iface_b") or None,
         )
         serializer.instance = self.get_queryset().get(pk=link.pk)
 

@@ -23,5 +23,5 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("provisioning", "0001_initial")]
+    dependencies = [("provisioning", "0002_initial")]
     operations = [migrations.RunPython(create, remove)]
