@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set everything up and run the whole test suite on PostgreSQL and Redis.
+# As root the lab tests (real OVS, namespaces, sshd, QEMU) run too; otherwise they skip and say why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --dev
+scripts/services.sh --postgres
+export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+mkdir -p artifacts
+echo "==> ruff"
+.venv/bin/ruff check .
+echo "==> pytest"
+exec .venv/bin/pytest "$@"
