@@ -1,0 +1,567 @@
+"""Bring the lab's hosts up and down, and report their health. No Django here.
+
+``up`` builds, in about a second:
+
+- per host (``worker1``, ``worker2``, ``netnode``) a network namespace with a
+  management veth (``lab-mgmt``) into the root namespace's management bridge,
+  an underlay veth (``lab-trunk``) into the underlay bridge, its own
+  ``ovsdb-server`` + ``ovs-vswitchd`` (userspace datapath) with ``br-int`` and
+  the underlay veth as an untagged (trunk) port, and its own key-only ``sshd``
+  whose sessions see that host's OVS through ``OVS_RUNDIR``;
+- the ``internet`` namespace behind the network node's uplink;
+- the host keys in the portal's known-hosts file.
+
+``down`` removes every namespace, process, link, file and known-hosts line the
+lab made — including what deploys left on the lab hosts (QEMU guests, DHCP
+namespaces) — and ``up`` starts with the same clean-up, so a crashed lab never
+gets in the way of the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioning.lab import system
+from provisioning.lab.system import LabCommandError, run
+from provisioning.lab.topology import (
+    BRIDGE,
+    DEFAULT_UPLINK,
+    HOST_MGMT_IF,
+    HOST_TRUNK_IF,
+    HOSTS,
+    INTERNET_ADDRESS,
+    INTERNET_IF,
+    INTERNET_NAMESPACE,
+    INTERNET_NETWORK,
+    KNOWN_HOSTS_MARKER,
+    MGMT_BRIDGE,
+    MGMT_GATEWAY,
+    MGMT_NETWORK,
+    NETNODE_UPLINK_ADDRESS,
+    NETWORK_NODE,
+    OVS_SCHEMA,
+    SSHD_RUN_DIR,
+    UNDERLAY_BRIDGE,
+    UNDERLAY_MTU,
+    LabHost,
+    LabPaths,
+    is_deploy_namespace,
+    lab_namespaces,
+)
+
+logger = logging.getLogger(__name__)
+
+SSH_PORT = 22
+RESERVED_IFNAMES = {HOST_MGMT_IF, HOST_TRUNK_IF, "lo", BRIDGE}
+# Unix socket paths are limited to 108 bytes; the longest the lab and the
+# engine make is {state_dir}/vms/vm{id}/console.sock.
+MAX_LAB_DIR_LENGTH = 60
+
+
+@dataclass
+class HostHealth:
+    """What `lab status` found on one host."""
+
+    name: str
+    checks: dict[str, bool] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.checks) and all(self.checks.values())
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def ovs_env(paths: LabPaths, name: str) -> dict[str, str]:
+    """Environment that points OVS tools and daemons at host ``name``'s own instance."""
+    directory = str(paths.ovs_dir(name))
+    return {"OVS_RUNDIR": directory, "OVS_DBDIR": directory, "OVS_LOGDIR": directory}
+
+
+def vsctl(paths: LabPaths, name: str, *args: str, check: bool = True, timeout: int = 10):
+    """Run ``ovs-vsctl`` against host ``name``'s OVS."""
+    db = f"unix:{paths.ovs_db_socket(name)}"
+    return run(
+        ["ovs-vsctl", f"--db={db}", f"--timeout={timeout}", *args],
+        env=ovs_env(paths, name),
+        check=check,
+        timeout=timeout + 5,
+    )
+
+
+def _lab_pid_files(paths: LabPaths) -> list[Path]:
+    """Every pid file under the lab's host directories (daemons, guests, dnsmasq)."""
+    if not paths.hosts_dir.is_dir():
+        return []
+    return sorted(p for p in paths.hosts_dir.rglob("*.pid") if p.is_file())
+
+
+def read_record(paths: LabPaths) -> dict:
+    try:
+        return json.loads(paths.record.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --- known hosts ----------------------------------------------------------------------
+
+
+def _is_lab_line(line: str) -> bool:
+    fields = line.split()
+    if len(fields) < 3 or line.lstrip().startswith("#"):
+        return False
+    if KNOWN_HOSTS_MARKER in fields[3:]:
+        return True
+    lab_addresses = {str(h.management_address) for h in HOSTS}
+    return any(
+        name in lab_addresses or name.strip("[]").split("]:")[0] in lab_addresses for name in fields[0].split(",")
+    )
+
+
+def write_known_hosts(path: Path, entries: dict[str, str]) -> None:
+    """Replace the lab's lines in ``path`` by ``entries`` (address -> "type key"); keep the rest."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = []
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line.strip() and not _is_lab_line(line)]
+    lines = kept + [f"{address} {key} {KNOWN_HOSTS_MARKER}" for address, key in sorted(entries.items())]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def remove_known_hosts(path: Path) -> None:
+    """Remove the lab's lines from ``path`` (the file stays, even when empty)."""
+    if path.exists():
+        write_known_hosts(path, {})
+
+
+# --- down -----------------------------------------------------------------------------
+
+
+def _stale_namespaces() -> list[str]:
+    mine = set(lab_namespaces())
+    return [ns for ns in system.namespaces() if ns in mine or is_deploy_namespace(ns)]
+
+
+def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool = False) -> list[str]:
+    """Remove everything a lab (this one, or a crashed earlier one) left behind.
+
+    Order matters: guests and dnsmasq first (by their pid files, then whatever
+    still runs in a lab namespace), then the hosts' sshd and OVS, then the
+    namespaces, root-side links and files. Returns what was removed, for the
+    command's output.
+    """
+    removed: list[str] = []
+    lab_root = str(paths.root)
+
+    # 1. Processes recorded in the lab's pid files: guests and dnsmasq before the
+    #    hosts' own daemons, which go last so the OVS ports vanish with them.
+    pid_files = _lab_pid_files(paths)
+    daemons = [p for p in pid_files if p.parent.name in ("ovs", "sshd")]
+    workload = [p for p in pid_files if p not in daemons]
+    for group in (workload, daemons):
+        pids = [pid for p in group if (pid := system.pid_from_file(p, must_mention=lab_root))]
+        if pids:
+            system.terminate(pids)
+            removed.append(f"{len(pids)} process(es) from pid files")
+
+    # 2. Anything else still running inside a lab namespace (started by hand or by
+    #    a deploy whose pid file was lost) — found by namespace, never by name.
+    namespaces = _stale_namespaces()
+    stragglers = [pid for ns in namespaces for pid in system.namespace_pids(ns)]
+    if stragglers:
+        system.terminate(stragglers)
+        removed.append(f"{len(stragglers)} process(es) inside lab namespaces")
+
+    # 3. Namespaces (their veths, TAPs, OVS ports, iptables rules and sysctls go with them).
+    for ns in namespaces:
+        run(["ip", "netns", "del", ns], check=False)
+        removed.append(f"namespace {ns}")
+
+    # 4. Root-namespace links and bridges.
+    for host in HOSTS:
+        for link in (host.mgmt_veth, host.underlay_veth):
+            if system.link_exists(link):
+                system.delete_link(link)
+                removed.append(f"link {link}")
+    for bridge in (MGMT_BRIDGE, UNDERLAY_BRIDGE):
+        if system.link_exists(bridge):
+            system.delete_link(bridge)
+            removed.append(f"bridge {bridge}")
+
+    # 5. Files and known-hosts lines.
+    record = read_record(paths)
+    for path in {p for p in (known_hosts, record.get("known_hosts")) if p}:
+        remove_known_hosts(Path(path))
+    if record.get("created_run_sshd") and SSHD_RUN_DIR.is_dir() and not any(SSHD_RUN_DIR.iterdir()):
+        SSHD_RUN_DIR.rmdir()
+    if not keep_files:
+        for path in (paths.hosts_dir, paths.ssh_dir):
+            if path.exists():
+                shutil.rmtree(path)
+                removed.append(f"files {path}")
+        paths.record.unlink(missing_ok=True)
+    return removed
+
+
+def down(paths: LabPaths, *, known_hosts: Path | None = None) -> list[str]:
+    """Tear the lab down completely (the image cache in ``images/`` stays)."""
+    return clean(paths, known_hosts=known_hosts)
+
+
+# --- up -------------------------------------------------------------------------------
+
+
+def _ensure_client_key(paths: LabPaths) -> None:
+    paths.ssh_dir.mkdir(parents=True, exist_ok=True)
+    paths.ssh_dir.chmod(0o700)
+    if not paths.client_key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KNOWN_HOSTS_MARKER, "-f", str(paths.client_key)])
+
+
+def _root_bridges() -> None:
+    run(["ip", "link", "add", MGMT_BRIDGE, "type", "bridge"])
+    system.disable_ipv6(MGMT_BRIDGE)
+    run(["ip", "addr", "add", f"{MGMT_GATEWAY}/{MGMT_NETWORK.prefixlen}", "dev", MGMT_BRIDGE])
+    run(["ip", "link", "set", MGMT_BRIDGE, "up"])
+    # VLAN filtering stays off (the default; some kernels cannot even set it):
+    # tagged frames are forwarded untouched, like a plain switch.
+    run(["ip", "link", "add", UNDERLAY_BRIDGE, "mtu", str(UNDERLAY_MTU), "type", "bridge"])
+    system.disable_ipv6(UNDERLAY_BRIDGE)
+    run(["ip", "link", "set", UNDERLAY_BRIDGE, "up"])
+
+
+def _namespace(name: str) -> None:
+    run(["ip", "netns", "add", name])
+    # IPv6 off in lab namespaces: no router solicitations or MLD noise on the
+    # underlay; the plans use IPv4 only.
+    run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"], netns=name)
+    run(["ip", "link", "set", "lo", "up"], netns=name)
+
+
+def _host_links(host: LabHost) -> None:
+    ns = host.namespace
+    run(["ip", "link", "add", host.mgmt_veth, "type", "veth", "peer", "name", HOST_MGMT_IF, "netns", ns])
+    system.disable_ipv6(host.mgmt_veth)
+    run(["ip", "link", "set", host.mgmt_veth, "master", MGMT_BRIDGE, "up"])
+    run(["ip", "addr", "add", f"{host.management_address}/{MGMT_NETWORK.prefixlen}", "dev", HOST_MGMT_IF], netns=ns)
+    run(["ip", "link", "set", HOST_MGMT_IF, "up"], netns=ns)
+
+    mtu = str(UNDERLAY_MTU)
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            host.underlay_veth,
+            "mtu",
+            mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HOST_TRUNK_IF,
+            "mtu",
+            mtu,
+            "netns",
+            ns,
+        ]
+    )
+    system.disable_ipv6(host.underlay_veth)
+    # Checksum trap (LAB-NOTES): no partial checksums on anything feeding OVS's userspace datapath.
+    run(["ethtool", "-K", host.underlay_veth, "tx", "off"])
+    run(["ethtool", "-K", HOST_TRUNK_IF, "tx", "off"], netns=ns)
+    run(["ip", "link", "set", host.underlay_veth, "master", UNDERLAY_BRIDGE, "up"])
+    run(["ip", "link", "set", HOST_TRUNK_IF, "up"], netns=ns)
+
+
+def _start_ovs(paths: LabPaths, host: LabHost) -> None:
+    directory = paths.ovs_dir(host.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    env = ovs_env(paths, host.name)
+    db = directory / "conf.db"
+    db.unlink(missing_ok=True)
+    run(["ovsdb-tool", "create", str(db), str(OVS_SCHEMA)], env=env)
+    socket_path = paths.ovs_db_socket(host.name)
+    # Absolute unix: paths (relative ones would resolve against OVS_RUNDIR); no
+    # ovs-ctl (it loads the kernel module) and no --mlockall.
+    run(
+        [
+            "ovsdb-server",
+            str(db),
+            f"--remote=punix:{socket_path}",
+            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+            f"--pidfile={directory / 'ovsdb-server.pid'}",
+            f"--log-file={directory / 'ovsdb-server.log'}",
+            "--detach",
+            "-vconsole:off",
+        ],
+        netns=host.namespace,
+        env=env,
+    )
+    vsctl(
+        paths,
+        host.name,
+        "--no-wait",
+        "init",
+        "--",
+        "set",
+        "Open_vSwitch",
+        ".",
+        f"external-ids:system-id={host.name}",
+        f"external-ids:hostname={host.name}",
+    )
+    run(
+        [
+            "ovs-vswitchd",
+            f"unix:{socket_path}",
+            f"--pidfile={directory / 'ovs-vswitchd.pid'}",
+            f"--log-file={directory / 'ovs-vswitchd.log'}",
+            "--detach",
+            "-vconsole:off",
+        ],
+        netns=host.namespace,
+        env=env,
+    )
+    # Host preparation, not the deploy plan: br-int on the userspace datapath
+    # (the one lab difference from production) and the underlay NIC as a trunk
+    # (no tag: it carries every VLAN, like the physical NIC of a real host).
+    vsctl(
+        paths,
+        host.name,
+        "--may-exist",
+        "add-br",
+        BRIDGE,
+        "--",
+        "set",
+        "bridge",
+        BRIDGE,
+        "datapath_type=netdev",
+        "fail_mode=standalone",
+        "--",
+        "--may-exist",
+        "add-port",
+        BRIDGE,
+        HOST_TRUNK_IF,
+    )
+
+
+SSHD_CONFIG = """\
+# Written by `manage.py lab up` for lab host {name}; removed by `lab down`.
+Port {port}
+ListenAddress {address}
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized_keys}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+MaxStartups 64:30:128
+MaxSessions 64
+# A plain `ovs-vsctl` / `ovs-appctl` in a session reaches THIS host's OVS.
+SetEnv OVS_RUNDIR={ovs_dir} OVS_DBDIR={ovs_dir} OVS_LOGDIR={ovs_dir} SLICE_PORTAL_LAB_HOST={name}
+"""
+
+
+def _start_sshd(paths: LabPaths, host: LabHost) -> str:
+    """Start the host's sshd; return its public host key line ("type base64")."""
+    directory = paths.sshd_dir(host.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    host_key = directory / "ssh_host_ed25519_key"
+    if not host_key.exists():
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"{host.name}@{KNOWN_HOSTS_MARKER}",
+                "-f",
+                str(host_key),
+            ]
+        )
+    authorized = directory / "authorized_keys"
+    shutil.copyfile(paths.client_key.with_suffix(".pub"), authorized)
+    authorized.chmod(0o600)
+    config = directory / "sshd_config"
+    config.write_text(
+        SSHD_CONFIG.format(
+            name=host.name,
+            port=SSH_PORT,
+            address=host.management_address,
+            host_key=host_key,
+            pid_file=directory / "sshd.pid",
+            authorized_keys=authorized,
+            ovs_dir=paths.ovs_dir(host.name),
+        )
+    )
+    run(["/usr/sbin/sshd", "-f", str(config), "-E", str(directory / "sshd.log")], netns=host.namespace)
+    key_type, key = host_key.with_suffix(".pub").read_text().split()[:2]
+    return f"{key_type} {key}"
+
+
+def _internet(uplink: str) -> None:
+    """The ``internet`` namespace behind the network node's uplink, default route via it."""
+    netnode = NETWORK_NODE.namespace
+    _namespace(INTERNET_NAMESPACE)
+    run(
+        ["ip", "link", "add", uplink, "type", "veth", "peer", "name", INTERNET_IF, "netns", INTERNET_NAMESPACE],
+        netns=netnode,
+    )
+    prefix = INTERNET_NETWORK.prefixlen
+    run(["ip", "addr", "add", f"{NETNODE_UPLINK_ADDRESS}/{prefix}", "dev", uplink], netns=netnode)
+    run(["ip", "link", "set", uplink, "up"], netns=netnode)
+    run(["ip", "addr", "add", f"{INTERNET_ADDRESS}/{prefix}", "dev", INTERNET_IF], netns=INTERNET_NAMESPACE)
+    run(["ip", "link", "set", INTERNET_IF, "up"], netns=INTERNET_NAMESPACE)
+    run(["ip", "route", "add", "default", "via", str(INTERNET_ADDRESS)], netns=netnode)
+
+
+def _build_host(paths: LabPaths, host: LabHost) -> str:
+    _namespace(host.namespace)
+    _host_links(host)
+    paths.state_dir(host.name).mkdir(parents=True, exist_ok=True)
+    _start_ovs(paths, host)
+    return _start_sshd(paths, host)
+
+
+def _ssh_port_open(address: str) -> bool:
+    try:
+        with socket.create_connection((address, SSH_PORT), timeout=0.5) as sock:
+            sock.settimeout(1)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def check_uplink(uplink: str) -> None:
+    if uplink in RESERVED_IFNAMES or len(uplink) > 15 or not uplink:
+        raise LabCommandError(f"the network node's uplink cannot be named {uplink!r} in the lab")
+
+
+def check_lab_dir(paths: LabPaths) -> None:
+    if len(str(paths.root)) > MAX_LAB_DIR_LENGTH:
+        raise LabCommandError(
+            f"LAB_DIR {paths.root} is longer than {MAX_LAB_DIR_LENGTH} characters: guest console "
+            "sockets under it would exceed the 108-byte unix socket limit"
+        )
+
+
+def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK) -> dict[str, float]:
+    """Clean up leftovers, then build the lab. Returns timings (seconds) by phase."""
+    check_uplink(uplink)
+    check_lab_dir(paths)
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    clean(paths, known_hosts=known_hosts, keep_files=True)
+    # Files of a previous lab go, except the client key (users may have copied
+    # it) and the image cache.
+    if paths.hosts_dir.exists():
+        shutil.rmtree(paths.hosts_dir)
+    timings["clean"] = time.monotonic() - start
+
+    created_run_sshd = not SSHD_RUN_DIR.exists()
+    SSHD_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.record.write_text(
+        json.dumps({"uplink": uplink, "known_hosts": str(known_hosts), "created_run_sshd": created_run_sshd})
+    )
+    _ensure_client_key(paths)
+    _root_bridges()
+    with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
+        host_keys = dict(zip(HOSTS, pool.map(lambda h: _build_host(paths, h), HOSTS), strict=True))
+    _internet(uplink)
+    timings["build"] = time.monotonic() - start - timings["clean"]
+
+    write_known_hosts(known_hosts, {str(h.management_address): key for h, key in host_keys.items()})
+    for host in HOSTS:
+        system.wait_for(
+            lambda h=host: _ssh_port_open(str(h.management_address)), timeout=10, what=f"sshd on {host.name}"
+        )
+    timings["total"] = time.monotonic() - start
+    return timings
+
+
+# --- status ---------------------------------------------------------------------------
+
+
+def ssh_connection(paths: LabPaths, host: LabHost, *, known_hosts: Path, timeout: int = 5):
+    """A Fabric connection to a lab host, the way the portal connects: key only, host key checked."""
+    from fabric import Config, Connection
+    from paramiko import RejectPolicy
+
+    config = Config(overrides={"load_ssh_configs": False})
+    connection = Connection(
+        str(host.management_address),
+        user="root",
+        port=SSH_PORT,
+        config=config,
+        connect_timeout=timeout,
+        connect_kwargs={"key_filename": str(paths.client_key), "look_for_keys": False, "allow_agent": False},
+    )
+    connection.client.set_missing_host_key_policy(RejectPolicy())
+    connection.client.load_host_keys(str(known_hosts))
+    return connection
+
+
+def _host_health(paths: LabPaths, host: LabHost, known_hosts: Path) -> HostHealth:
+    health = HostHealth(host.name)
+    checks = health.checks
+    checks["namespace"] = system.namespace_exists(host.namespace)
+    directory = paths.ovs_dir(host.name)
+    lab_root = str(paths.root)
+    db_pid = system.pid_from_file(directory / "ovsdb-server.pid", must_mention=lab_root)
+    vswitchd_pid = system.pid_from_file(directory / "ovs-vswitchd.pid", must_mention=lab_root)
+    checks["ovs"] = bool(db_pid and vswitchd_pid) and (
+        vsctl(paths, host.name, "--timeout=2", "show", check=False, timeout=3).returncode == 0
+    )
+    checks["br-int"] = checks["ovs"] and vsctl(paths, host.name, "br-exists", BRIDGE, check=False).returncode == 0
+    trunk = False
+    if checks["br-int"]:
+        result = vsctl(paths, host.name, "--if-exists", "get", "port", HOST_TRUNK_IF, "tag", check=False)
+        trunk = result.returncode == 0 and result.stdout.strip() == "[]"
+    checks["trunk"] = trunk
+    checks["sshd"] = False
+    try:
+        with ssh_connection(paths, host, known_hosts=known_hosts) as connection:
+            result = connection.run(f"true && ovs-vsctl br-exists {BRIDGE}", hide=True, warn=True, timeout=10)
+            checks["sshd"] = result.ok
+            if not result.ok:
+                health.notes.append(f"ovs-vsctl over SSH exited {result.exited}: {result.stderr.strip()}")
+    except Exception as exc:  # any SSH failure is a health finding, not a crash
+        health.notes.append(f"ssh: {type(exc).__name__}: {exc}")
+    if host is NETWORK_NODE:
+        uplink = read_record(paths).get("uplink", DEFAULT_UPLINK)
+        checks["uplink"] = system.link_exists(uplink, netns=host.namespace) if checks["namespace"] else False
+    return health
+
+
+def status(paths: LabPaths, *, known_hosts: Path) -> list[HostHealth]:
+    """The health of every lab host (checked in parallel) and of the shared parts."""
+    with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
+        report = list(pool.map(lambda h: _host_health(paths, h, known_hosts), HOSTS))
+    shared = HostHealth("(shared)")
+    shared.checks["mgmt bridge"] = system.link_exists(MGMT_BRIDGE)
+    shared.checks["underlay bridge"] = system.link_exists(UNDERLAY_BRIDGE)
+    shared.checks["internet"] = system.namespace_exists(INTERNET_NAMESPACE)
+    report.append(shared)
+    return report

@@ -1,0 +1,107 @@
+"""``manage.py lab up | down | status | image | console``: the local lab (see docs/lab.md)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from provisioning.lab import cluster, guest, inventory
+from provisioning.lab.system import LabCommandError
+from provisioning.lab.topology import HOSTS, LabPaths
+
+
+def lab_paths() -> LabPaths:
+    return LabPaths(Path(settings.LAB_DIR).resolve())
+
+
+def known_hosts() -> Path:
+    return Path(settings.PROVISIONING_KNOWN_HOSTS)
+
+
+class Command(BaseCommand):
+    help = "The local lab: worker1, worker2 and netnode as network namespaces with their own OVS and sshd."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        up = sub.add_parser("up", help="(Re)build the lab and register its hosts and guest image.")
+        up.add_argument("--no-image", action="store_true", help="Do not build or register the guest image.")
+        sub.add_parser("down", help="Remove everything the lab made; disable its Host rows.")
+        sub.add_parser("status", help="Report each host's health; exit 1 when anything is unhealthy.")
+        image = sub.add_parser("image", help="Build (if needed) and register the guest image.")
+        image.add_argument("--refresh", action="store_true", help="Fetch the current kernel if not cached yet.")
+        image.add_argument("--rebuild", action="store_true", help="Rebuild the initramfs.")
+        console = sub.add_parser("console", help="Run a command on a lab guest's serial console.")
+        console.add_argument("vm_id", type=int)
+        console.add_argument("cmd", help="A shell command line, e.g. 'ip -4 addr'.")
+        console.add_argument("--timeout", type=float, default=30)
+
+    def handle(self, *args, action: str, **options):
+        if action != "console" and os.geteuid() != 0:
+            raise CommandError("the lab needs root (network namespaces, OVS, sshd, QEMU)")
+        try:
+            return getattr(self, f"do_{action}")(**options)
+        except LabCommandError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def do_up(self, *, no_image: bool = False, **_):
+        paths = lab_paths()
+        uplink = inventory.network_node_uplink()
+        timings = cluster.up(paths, known_hosts=known_hosts(), uplink=uplink)
+        inventory.register_hosts(paths, uplink=uplink)
+        for host in HOSTS:
+            self.stdout.write(
+                f"{host.name:8} {host.role:8} {host.management_address}  state_dir={paths.state_dir(host.name)}"
+            )
+        self.stdout.write(
+            f"lab up in {timings['total']:.2f}s (clean-up {timings['clean']:.2f}s, build {timings['build']:.2f}s); "
+            f"known hosts in {known_hosts()}; ssh key {paths.client_key}"
+        )
+        if not no_image:
+            self.do_image()
+
+    def do_down(self, **_):
+        start = time.monotonic()
+        removed = cluster.down(lab_paths(), known_hosts=known_hosts())
+        disabled = inventory.disable_hosts()
+        for item in removed:
+            self.stdout.write(f"removed {item}")
+        self.stdout.write(f"lab down in {time.monotonic() - start:.2f}s; {disabled} Host row(s) disabled")
+
+    def do_status(self, **_):
+        report = cluster.status(lab_paths(), known_hosts=known_hosts())
+        for health in report:
+            checks = "  ".join(f"{name}={'ok' if good else 'FAIL'}" for name, good in health.checks.items())
+            self.stdout.write(f"{health.name:9} {'healthy  ' if health.healthy else 'UNHEALTHY'}  {checks}")
+            for note in health.notes:
+                self.stdout.write(f"          {note}")
+        if not all(h.healthy for h in report):
+            raise CommandError("the lab is not healthy (`manage.py lab up` rebuilds it)")
+
+    def do_image(self, *, refresh: bool = False, rebuild: bool = False, **_):
+        start = time.monotonic()
+        image = guest.ensure_guest(lab_paths().images_dir, refresh=refresh, rebuild=rebuild)
+        row = inventory.register_image(image)
+        self.stdout.write(
+            f"image {row.name} (default, kernel {image.kernel_version}) ready in {time.monotonic() - start:.2f}s: "
+            f"{image.kernel_path} + {image.initrd_path}"
+        )
+
+    def do_console(self, *, vm_id: int, cmd: str, timeout: float = 30, **_):
+        from provisioning.lab import console
+        from slices.models import VM
+
+        vm = VM.objects.select_related("host").filter(pk=vm_id).first()
+        if vm is None or vm.host is None:
+            raise CommandError(f"VM {vm_id} does not exist or is not placed on a host")
+        try:
+            result = console.run_command(console.console_socket(vm.host.state_dir, vm_id), cmd, timeout=timeout)
+        except console.ConsoleError as exc:
+            raise CommandError(str(exc)) from exc
+        if result.output:
+            self.stdout.write(result.output)
+        if not result.ok:
+            raise CommandError(f"exit code {result.exit_code}")
