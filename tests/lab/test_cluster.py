@@ -17,9 +17,7 @@ from provisioning.lab.topology import (
     INTERNET_ADDRESS,
     INTERNET_NAMESPACE,
     KNOWN_HOSTS_MARKER,
-    MGMT_BRIDGE,
     NETWORK_NODE,
-    UNDERLAY_BRIDGE,
     host,
 )
 from provisioning.models import Host, Image
