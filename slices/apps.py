@@ -6,3 +6,6 @@ class SlicesConfig(AppConfig):
 
     name = "slices"
     verbose_name = "Slice design"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

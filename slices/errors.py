@@ -2,15 +2,28 @@
 
 
 class ServiceError(Exception):
-    """Base class: a refused request with a message that names the problem."""
+    """Base class: a refused request with a message that names the problem.
+
+    ``field`` names the offending input (``name``, ``vms[2].flavor``, ...);
+    ``errors`` optionally carries every problem found, by field path, so a bad
+    import file is reported whole rather than one error per attempt.
+    """
 
     status_code = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        errors: dict[str, list[str]] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.errors = errors or {}
         if code:
             self.code = code
 
@@ -31,3 +44,10 @@ class QuotaExceeded(ServiceError):
 
     status_code = 403
     code = "quota_exceeded"
+
+
+class PayloadTooLarge(ServiceError):
+    """An uploaded document is larger than the configured limit (413)."""
+
+    status_code = 413
+    code = "too_large"

@@ -9,13 +9,13 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from .naming import MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_PATTERN, iface_name
+from .naming import MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_STRICT_PATTERN, iface_name
 
 # The VLAN that carries internet access (NAT on the network node). Never a link's.
 INTERNET_VLAN = 400
 VLAN_ID_MIN, VLAN_ID_MAX = 1, 4094  # 802.1Q usable ids
 
-name_validator = RegexValidator(NAME_PATTERN, NAME_HELP)
+name_validator = RegexValidator(NAME_STRICT_PATTERN, NAME_HELP, code="invalid_name")
 
 
 class Slice(models.Model):
@@ -65,6 +65,9 @@ class VlanBlock(models.Model):
 
     class Meta:
         ordering = ["index"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(first_vlan__lte=models.F("last_vlan")), name="vlan_block_bounds"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.first_vlan}-{self.last_vlan}"
@@ -102,7 +105,8 @@ class VM(models.Model):
     console_tail = models.TextField(blank=True, help_text="Last lines of the serial console.")
 
     class Meta:
-        ordering = ["slice", "name"]
+        # By id, not by the slice's own ordering: no join just to sort a VM list.
+        ordering = ["slice_id", "name"]
         constraints = [
             models.UniqueConstraint(fields=["slice", "name"], name="unique_vm_name_per_slice"),
         ]
@@ -134,9 +138,13 @@ class Interface(models.Model):
     lease_address = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True)
 
     class Meta:
-        ordering = ["vm", "index"]
+        ordering = ["vm_id", "index"]
         constraints = [
             models.UniqueConstraint(fields=["vm", "index"], name="unique_interface_per_vm"),
+            # The internet VLAN only ever reaches a guest on its management interface.
+            models.CheckConstraint(
+                condition=models.Q(index=0) | ~models.Q(vlan=INTERNET_VLAN), name="internet_vlan_only_on_eth0"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -154,9 +162,12 @@ class Interface(models.Model):
 class Link(models.Model):
     """An L2 link between two data interfaces of two VMs of one slice, on its own VLAN.
 
-    ``a`` is always the interface with the lower id, so the one-to-one fields
-    forbid duplicates in either direction, and the unique ``vlan`` guarantees
-    no two links (hence no two slices) ever share a VLAN.
+    ``a`` is always the interface with the lower id (a check constraint), the
+    one-to-one fields stop an interface from being the same end of two links,
+    and the unique ``vlan`` guarantees no two links (hence no two slices) ever
+    share a VLAN. That an interface is not ``a`` of one link and ``b`` of another,
+    and that two VMs are joined at most once, is checked by ``link_connect``
+    under the slice's row lock, which every write to a slice's links takes.
     """
 
     slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="links")
@@ -169,10 +180,13 @@ class Link(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["slice", "vlan"]
+        ordering = ["slice_id", "vlan"]
         constraints = [
             models.CheckConstraint(condition=~models.Q(vlan=INTERNET_VLAN), name="link_vlan_not_internet"),
-            models.CheckConstraint(condition=~models.Q(a=models.F("b")), name="link_two_interfaces"),
+            models.CheckConstraint(condition=models.Q(a__lt=models.F("b")), name="link_a_before_b"),
+            models.CheckConstraint(
+                condition=models.Q(vlan__gte=VLAN_ID_MIN, vlan__lte=VLAN_ID_MAX), name="link_vlan_in_8021q_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -183,9 +197,18 @@ class UserQuota(models.Model):
     """Per-user limits; a missing field (or no row) falls back to the settings' defaults."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
-    max_vms = models.PositiveIntegerField(null=True, blank=True)
-    max_vcpus = models.PositiveIntegerField(null=True, blank=True)
-    max_ram_mib = models.PositiveIntegerField(null=True, blank=True)
+    max_vms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="VMs over all the user's slices (empty: SLICE_QUOTA_VMS)."
+    )
+    max_vcpus = models.PositiveIntegerField(
+        null=True, blank=True, help_text="vCPUs in total (empty: SLICE_QUOTA_VCPUS)."
+    )
+    max_ram_mib = models.PositiveIntegerField(
+        null=True, blank=True, help_text="RAM in MiB in total (empty: SLICE_QUOTA_RAM_MIB)."
+    )
+
+    class Meta:
+        verbose_name = "user quota"
 
     def __str__(self) -> str:
         return f"quota of {self.user}"

@@ -12,8 +12,13 @@ IFNAMSIZ = 15
 # Slice and VM names reach hosts (QEMU -name, file names, logs). Strict on purpose:
 # an ASCII letter first, then letters, digits, '-' or '_'; 1..32 characters.
 NAME_MAX_LENGTH = 32
+# NAME_PATTERN keeps ^...$ so the UI can reuse it as an HTML ``pattern``; always
+# match it with fullmatch() (as is_valid_name does). NAME_STRICT_PATTERN is for
+# validators that use search() (Django's RegexValidator): there `$` also matches
+# before a trailing newline, so "vm1\n" would pass a ``^...$`` pattern.
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
-NAME_RE = re.compile(NAME_PATTERN)
+NAME_STRICT_PATTERN = r"\A[A-Za-z][A-Za-z0-9_-]{0,31}\Z"
+NAME_RE = re.compile(NAME_STRICT_PATTERN)
 NAME_HELP = (
     "1-32 ASCII characters: a letter first, then letters, digits, '-' or '_' (no spaces, dots or shell characters)."
 )
@@ -23,9 +28,9 @@ MAX_DATA_INTERFACES = 16
 IFACE_RE = re.compile(r"^eth(0|[1-9][0-9]?)$")
 
 
-def is_valid_name(value: str) -> bool:
+def is_valid_name(value: object) -> bool:
     """True when ``value`` is a safe slice or VM name (see NAME_PATTERN)."""
-    return bool(NAME_RE.fullmatch(value or "")) and value.isascii()
+    return isinstance(value, str) and value.isascii() and bool(NAME_RE.fullmatch(value))
 
 
 def iface_name(index: int) -> str:

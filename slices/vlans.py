@@ -5,10 +5,18 @@ Correctness under concurrency rests on the database: ``VlanBlock.index`` and
 the allocator turns into a retry (another block) — never in a shared VLAN.
 Callers hold the slice's row lock (``select_for_update``), which serialises
 allocations inside one slice.
+
+Claiming a block additionally takes a transaction-scoped PostgreSQL advisory
+lock. Without it, two transactions that each claim several blocks (a template or
+an import creating many links at once) can each insert a block index the other
+then tries: both wait on the other's uncommitted row, a deadlock that PostgreSQL
+breaks by failing one of them. Block claims are rare (one per
+``SLICE_VLAN_BLOCK_SIZE`` links), so serialising them costs nothing noticeable.
+On SQLite, writes are serialised by the database lock anyway.
 """
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from .errors import Conflict
 from .models import INTERNET_VLAN, Link, Slice, VlanBlock
@@ -19,7 +27,12 @@ def vlan_range() -> tuple[int, int]:
     return settings.SLICE_VLAN_MIN, settings.SLICE_VLAN_MAX
 
 
+# Key of the advisory lock that serialises block claims ("VLAN" in ASCII).
+BLOCK_CLAIM_LOCK_KEY = 0x564C414E
+
+
 def block_count() -> int:
+    """How many blocks the global range holds (the last one may be shorter)."""
     low, high = vlan_range()
     return (high - low) // settings.SLICE_VLAN_BLOCK_SIZE + 1
 
@@ -35,8 +48,15 @@ def _usable(first: int, last: int) -> list[int]:
     return [v for v in range(first, last + 1) if v != INTERNET_VLAN]
 
 
+def _lock_block_claims() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BLOCK_CLAIM_LOCK_KEY])
+
+
 def _claim_block(slice_obj: Slice) -> VlanBlock:
     """Reserve the lowest free block of the global range for the slice (409 when none)."""
+    _lock_block_claims()
     taken = set(VlanBlock.objects.values_list("index", flat=True))
     for index in range(block_count()):
         if index in taken:
