@@ -5,35 +5,71 @@ Every function takes keyword-only arguments, validates what reaches a host
 problem; the API turns those into 400 / 403 / 409 responses.
 """
 
+import math
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 
 from provisioning.models import Flavor, Host, Image
 
-from . import ipam, vlans
-from .errors import Conflict, InvalidRequest, QuotaExceeded
+from . import ipam, topologies, vlans
+from .errors import Conflict, InvalidRequest, QuotaExceeded, ServiceError
+from .io import SliceDocument
 from .models import INTERNET_VLAN, VM, Interface, Link, Slice, UserQuota
-from .naming import MAX_DATA_INTERFACES, NAME_HELP, is_valid_name
+from .naming import MAX_DATA_INTERFACES, NAME_HELP, iface_index, iface_name, is_valid_name
 
 # QEMU's locally administered prefix; the last three bytes are random and unique.
 MAC_PREFIX = "52:54:00"
 BUSY_STATUSES = (Slice.Status.QUEUED, Slice.Status.DEPLOYING, Slice.Status.DESTROYING)
+DESCRIPTION_MAX_LENGTH = 2000
+# Canvas coordinates are kept within a sane box (the designer's canvas is far smaller).
+COORD_LIMIT = 1_000_000.0
 
 
-def _check_name(value: str, *, field: str, what: str) -> str:
-    if not isinstance(value, str) or not is_valid_name(value):
+class _Unset:
+    """Marker for "not given" in partial updates (None is a meaningful value for ``host``)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def _check_name(value: object, *, field: str, what: str) -> str:
+    if not is_valid_name(value):
         raise InvalidRequest(f"Invalid {what} name {value!r}: {NAME_HELP}", field=field, code="invalid_name")
     return value
 
 
+def _check_description(value: object) -> str:
+    if not isinstance(value, str) or len(value) > DESCRIPTION_MAX_LENGTH:
+        raise InvalidRequest(
+            f"The description is text of at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )
+    return value
+
+
+def _check_coord(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequest(f"{field} must be a number.", field=field)
+    if abs(value) > COORD_LIMIT:
+        raise InvalidRequest(f"{field} must be between -{COORD_LIMIT:.0f} and {COORD_LIMIT:.0f}.", field=field)
+    return float(value)
+
+
 def _lock_slice(slice_id: int) -> Slice:
     """Lock the slice row for the rest of the transaction (serialises its edits)."""
-    return Slice.objects.select_for_update().get(pk=slice_id)
+    try:
+        return Slice.objects.select_for_update().get(pk=slice_id)
+    except Slice.DoesNotExist as exc:
+        raise Conflict("The slice no longer exists.", code="gone") from exc
 
 
 def _check_editable(slice_obj: Slice) -> None:
@@ -48,11 +84,19 @@ def _random_mac() -> str:
 
 
 def default_flavor() -> Flavor | None:
+    """The flavor marked default, else the smallest one, else None."""
     return Flavor.objects.filter(is_default=True).first() or Flavor.objects.order_by("vcpus", "ram_mib").first()
 
 
 def default_image() -> Image | None:
+    """The image marked default, else the first by name, else None."""
     return Image.objects.filter(is_default=True).first() or Image.objects.order_by("name").first()
+
+
+def _check_host(host: Host | None) -> Host | None:
+    if host is not None and (host.role != Host.Role.WORKER or not host.enabled):
+        raise InvalidRequest(f"Host {host.name!r} is not an enabled worker.", field="host")
+    return host
 
 
 # --- quotas ----------------------------------------------------------------------
@@ -70,15 +114,20 @@ def quota_limits(*, user: AbstractBaseUser) -> dict[str, int]:
 
 def quota_usage(*, user: AbstractBaseUser) -> dict[str, int]:
     """What the user's VMs (in all their slices) take: count, vCPUs, RAM."""
-    agg = VM.objects.filter(slice__owner=user).aggregate(vcpus=Sum("flavor__vcpus"), ram=Sum("flavor__ram_mib"))
-    return {
-        "vms": VM.objects.filter(slice__owner=user).count(),
-        "vcpus": agg["vcpus"] or 0,
-        "ram_mib": agg["ram"] or 0,
-    }
+    agg = VM.objects.filter(slice__owner=user).aggregate(
+        vms=Count("id"), vcpus=Sum("flavor__vcpus"), ram=Sum("flavor__ram_mib")
+    )
+    return {"vms": agg["vms"] or 0, "vcpus": agg["vcpus"] or 0, "ram_mib": agg["ram"] or 0}
 
 
 def _check_quota(*, user: AbstractBaseUser, add_vms: int, add_vcpus: int, add_ram: int) -> None:
+    """Refuse (403) when adding this much would take the user over a limit.
+
+    Locks the user's row first: two requests adding VMs to two different slices
+    of the same user are serialised here, so together they cannot pass a limit
+    that each alone respects. Callers lock the slice before (always that order).
+    """
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     limits, used = quota_limits(user=user), quota_usage(user=user)
     for key, add, label in (("vms", add_vms, "VMs"), ("vcpus", add_vcpus, "vCPUs"), ("ram_mib", add_ram, "MiB of RAM")):
         if add > 0 and used[key] + add > limits[key]:
@@ -93,37 +142,38 @@ def _check_quota(*, user: AbstractBaseUser, add_vms: int, add_vcpus: int, add_ra
 
 @transaction.atomic
 def slice_create(*, owner: AbstractBaseUser, name: str, description: str = "") -> Slice:
-    """Create an empty slice (draft) owned by ``owner``."""
+    """Create an empty slice (draft) owned by ``owner``; a name is unique per owner."""
     _check_name(name, field="name", what="slice")
+    _check_description(description or "")
     if Slice.objects.filter(owner=owner, name=name).exists():
         raise InvalidRequest(f"You already have a slice named {name!r}.", field="name", code="duplicate")
     try:
         with transaction.atomic():
             return Slice.objects.create(owner=owner, name=name, description=description or "")
-    except IntegrityError as exc:
+    except IntegrityError as exc:  # the same name created a moment ago by a concurrent request
         raise InvalidRequest(f"You already have a slice named {name!r}.", field="name", code="duplicate") from exc
 
 
 @transaction.atomic
 def slice_update(*, slice_obj: Slice, name: str | None = None, description: str | None = None) -> Slice:
-    """Rename a slice or change its description."""
+    """Rename a slice (draft only: names reach the hosts) or change its description."""
     locked = _lock_slice(slice_obj.pk)
     if name is not None and name != locked.name:
         _check_name(name, field="name", what="slice")
         if locked.status != Slice.Status.DRAFT:
             raise Conflict("A deployed slice cannot be renamed: destroy it first.", field="name")
-        if Slice.objects.filter(owner=locked.owner, name=name).exclude(pk=locked.pk).exists():
+        if Slice.objects.filter(owner=locked.owner_id, name=name).exclude(pk=locked.pk).exists():
             raise InvalidRequest(f"You already have a slice named {name!r}.", field="name", code="duplicate")
         locked.name = name
     if description is not None:
-        locked.description = description
+        locked.description = _check_description(description)
     locked.save()
     return locked
 
 
 @transaction.atomic
 def slice_delete(*, slice_obj: Slice) -> None:
-    """Delete a slice that has nothing on the hosts (draft); otherwise 409."""
+    """Delete a slice that has nothing on the hosts (draft); otherwise 409. Its VLAN blocks return."""
     locked = _lock_slice(slice_obj.pk)
     if locked.status != Slice.Status.DRAFT:
         raise Conflict(
@@ -136,6 +186,7 @@ def slice_delete(*, slice_obj: Slice) -> None:
 
 
 def _create_interfaces(vm: VM, indexes: Iterable[int]) -> None:
+    indexes = list(indexes)
     for _attempt in range(8):
         rows = [
             Interface(
@@ -151,11 +202,11 @@ def _create_interfaces(vm: VM, indexes: Iterable[int]) -> None:
                 Interface.objects.bulk_create(rows)
             return
         except IntegrityError:
-            continue  # a random MAC collided: draw again
+            continue  # a random MAC collided with an existing one: draw again
     raise Conflict("Could not allocate unique MAC addresses; try again.")
 
 
-def _check_count(count: int) -> int:
+def _check_count(count: object) -> int:
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_DATA_INTERFACES:
         raise InvalidRequest(
             f"data_interfaces_count must be a whole number from 0 to {MAX_DATA_INTERFACES}.",
@@ -177,19 +228,24 @@ def vm_create(
     x: float = 0.0,
     y: float = 0.0,
 ) -> VM:
-    """Add a VM with ``eth0`` and ``data_interfaces_count`` data interfaces (quota checked)."""
+    """Add a VM with ``eth0`` and ``data_interfaces_count`` data interfaces (quota checked).
+
+    ``eth0`` gets VLAN 400 when ``internet_enabled``; the data interfaces get a
+    VLAN only when a link connects them. Flavor and image default to the
+    installation's defaults.
+    """
     locked = _lock_slice(slice_obj.pk)
     _check_editable(locked)
     _check_name(name, field="name", what="VM")
     _check_count(data_interfaces_count)
+    x, y = _check_coord(x, "x"), _check_coord(y, "y")
     flavor = flavor or default_flavor()
     image = image or default_image()
     if flavor is None:
         raise InvalidRequest("No flavor given and no default flavor exists.", field="flavor")
     if image is None:
         raise InvalidRequest("No image given and no default image exists.", field="image")
-    if host is not None and (host.role != Host.Role.WORKER or not host.enabled):
-        raise InvalidRequest(f"Host {host.name!r} is not an enabled worker.", field="host")
+    _check_host(host)
     if locked.vms.filter(name=name).exists():
         raise InvalidRequest(f"Slice {locked.name!r} already has a VM named {name!r}.", field="name", code="duplicate")
     _check_quota(user=locked.owner, add_vms=1, add_vcpus=flavor.vcpus, add_ram=flavor.ram_mib)
@@ -201,63 +257,75 @@ def vm_create(
         data_interfaces_count=data_interfaces_count,
         internet_enabled=bool(internet_enabled),
         host=host,
-        x=float(x),
-        y=float(y),
+        x=x,
+        y=y,
     )
     _create_interfaces(vm, range(data_interfaces_count + 1))
     return vm
 
 
 @transaction.atomic
-def vm_update(*, vm: VM, **changes) -> VM:
-    """Change a VM: name, flavor, image, data_interfaces_count, internet_enabled, host, x, y.
+def vm_update(
+    *,
+    vm: VM,
+    name: str = UNSET,
+    flavor: Flavor = UNSET,
+    image: Image = UNSET,
+    data_interfaces_count: int = UNSET,
+    internet_enabled: bool = UNSET,
+    host: Host | None = UNSET,
+    x: float = UNSET,
+    y: float = UNSET,
+) -> VM:
+    """Change a VM; only the arguments given change.
 
-    Lowering ``data_interfaces_count`` below a linked interface is refused.
-    Moving a node (x, y) is allowed in any slice state.
+    Lowering ``data_interfaces_count`` below a linked interface is refused (400);
+    a deployed VM keeps its name (409). Moving a node (``x``, ``y``) is allowed in
+    any slice state; other changes wait while a job runs on the slice (409).
     """
-    allowed = {"name", "flavor", "image", "data_interfaces_count", "internet_enabled", "host", "x", "y"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise InvalidRequest(f"Unknown VM fields: {', '.join(sorted(unknown))}.")
     locked_slice = _lock_slice(vm.slice_id)
     vm = VM.objects.select_related("flavor").get(pk=vm.pk)
-    design = set(changes) - {"x", "y"}
-    if design:
+    design_change = any(v is not UNSET for v in (name, flavor, image, data_interfaces_count, internet_enabled, host))
+    if design_change:
         _check_editable(locked_slice)
-    if "name" in changes and changes["name"] != vm.name:
-        _check_name(changes["name"], field="name", what="VM")
+    if name is not UNSET and name != vm.name:
+        _check_name(name, field="name", what="VM")
         if vm.status != VM.Status.DESIGNED:
             raise Conflict("A deployed VM cannot be renamed.", field="name")
-        if locked_slice.vms.filter(name=changes["name"]).exclude(pk=vm.pk).exists():
-            raise InvalidRequest(f"Slice already has a VM named {changes['name']!r}.", field="name", code="duplicate")
-        vm.name = changes["name"]
-    if "flavor" in changes and changes["flavor"] and changes["flavor"].pk != vm.flavor_id:
-        new = changes["flavor"]
+        if locked_slice.vms.filter(name=name).exclude(pk=vm.pk).exists():
+            raise InvalidRequest(
+                f"Slice {locked_slice.name!r} already has a VM named {name!r}.", field="name", code="duplicate"
+            )
+        vm.name = name
+    if flavor is not UNSET and flavor is not None and flavor.pk != vm.flavor_id:
         _check_quota(
             user=locked_slice.owner,
             add_vms=0,
-            add_vcpus=new.vcpus - vm.flavor.vcpus,
-            add_ram=new.ram_mib - vm.flavor.ram_mib,
+            add_vcpus=flavor.vcpus - vm.flavor.vcpus,
+            add_ram=flavor.ram_mib - vm.flavor.ram_mib,
         )
-        vm.flavor = new
-    if changes.get("image"):
-        vm.image = changes["image"]
-    if "host" in changes:
-        host = changes["host"]
-        if host is not None and (host.role != Host.Role.WORKER or not host.enabled):
-            raise InvalidRequest(f"Host {host.name!r} is not an enabled worker.", field="host")
-        vm.host = host
-    if "internet_enabled" in changes:
-        vm.internet_enabled = bool(changes["internet_enabled"])
+        vm.flavor = flavor
+    if image is not UNSET and image is not None:
+        vm.image = image
+    if host is not UNSET:
+        vm.host = _check_host(host)
+    if internet_enabled is not UNSET:
+        vm.internet_enabled = bool(internet_enabled)
         vm.interfaces.filter(index=0).update(vlan=INTERNET_VLAN if vm.internet_enabled else None)
-    if "data_interfaces_count" in changes:
-        count = _check_count(changes["data_interfaces_count"])
+    if data_interfaces_count is not UNSET:
+        count = _check_count(data_interfaces_count)
         if count < vm.data_interfaces_count:
-            linked = [i for i in _linked_interfaces(vm) if i.index > count]
+            linked = list(
+                vm.interfaces.filter(index__gt=count)
+                .filter(Q(link_as_a__isnull=False) | Q(link_as_b__isnull=False))
+                .order_by("index")
+            )
             if linked:
                 names = ", ".join(i.name for i in linked)
+                verb = "carries" if len(linked) == 1 else "carry"
                 raise InvalidRequest(
-                    f"Cannot lower data_interfaces_count to {count}: {names} carries a link; delete it first.",
+                    f"Cannot lower data_interfaces_count of {vm.name!r} to {count}: {names} {verb} a link; "
+                    "delete the link first.",
                     field="data_interfaces_count",
                     code="interface_linked",
                 )
@@ -265,27 +333,29 @@ def vm_update(*, vm: VM, **changes) -> VM:
         elif count > vm.data_interfaces_count:
             _create_interfaces(vm, range(vm.data_interfaces_count + 1, count + 1))
         vm.data_interfaces_count = count
-    for coord in ("x", "y"):
-        if coord in changes:
-            setattr(vm, coord, float(changes[coord]))
+    if x is not UNSET:
+        vm.x = _check_coord(x, "x")
+    if y is not UNSET:
+        vm.y = _check_coord(y, "y")
     vm.save()
     return vm
 
 
-def _linked_interfaces(vm: VM) -> list[Interface]:
-    return list(Interface.objects.filter(vm=vm).filter(link_as_a__isnull=False)) + list(
-        Interface.objects.filter(vm=vm).filter(link_as_b__isnull=False)
-    )
+def _unlink(links: Iterable[Link]) -> None:
+    """Delete links and clear the VLAN and reserved address of both their ends."""
+    links = list(links)
+    ends = [pk for link in links for pk in (link.a_id, link.b_id)]
+    Interface.objects.filter(pk__in=ends).update(vlan=None, ip_address=None, lease_address=None)
+    Link.objects.filter(pk__in=[link.pk for link in links]).delete()
 
 
 @transaction.atomic
 def vm_delete(*, vm: VM) -> None:
-    """Delete a VM and its links (their VLANs return to the slice's pool)."""
+    """Delete a VM and its links: their VLANs return to the slice's pool, the peers lose them."""
     locked = _lock_slice(vm.slice_id)
     _check_editable(locked)
-    Link.objects.filter(slice=locked, a__vm=vm).delete()
-    Link.objects.filter(slice=locked, b__vm=vm).delete()
-    vm.delete()
+    _unlink(Link.objects.filter(slice=locked).filter(Q(a__vm=vm.pk) | Q(b__vm=vm.pk)))
+    VM.objects.filter(pk=vm.pk).delete()
     if locked.status == Slice.Status.DRAFT:
         vlans.release_empty_blocks(locked)
 
@@ -293,16 +363,41 @@ def vm_delete(*, vm: VM) -> None:
 # --- links -------------------------------------------------------------------------
 
 
+def _is_linked(iface: Interface) -> bool:
+    return Link.objects.filter(Q(a=iface) | Q(b=iface)).exists()
+
+
 def _first_free_data_interface(vm: VM, exclude: set[int]) -> Interface:
-    for iface in vm.interfaces.filter(index__gte=1).order_by("index"):
-        if iface.pk in exclude:
-            continue
-        if not Link.objects.filter(a=iface).exists() and not Link.objects.filter(b=iface).exists():
-            return iface
-    raise InvalidRequest(
-        f"VM {vm.name!r} has no free data interface: raise its data_interfaces_count.",
-        code="no_free_interface",
+    iface = (
+        Interface.objects.filter(vm=vm, index__gte=1, link_as_a__isnull=True, link_as_b__isnull=True)
+        .exclude(pk__in=exclude)
+        .order_by("index")
+        .first()
     )
+    if iface is None:
+        raise InvalidRequest(
+            f"VM {vm.name!r} has no free data interface (all of eth1..eth{vm.data_interfaces_count} are linked): "
+            "raise its data_interfaces_count.",
+            code="no_free_interface",
+        )
+    return iface
+
+
+def _find_interface(vm: VM, name: object, field: str) -> Interface:
+    try:
+        index = iface_index(name) if isinstance(name, str) else -1
+    except ValueError:
+        index = -1
+    if index < 0:
+        raise InvalidRequest(f"{name!r} is not an interface name (eth1, eth2, ...).", field=field, code="invalid")
+    iface = Interface.objects.filter(vm=vm, index=index).first()
+    if iface is None:
+        raise InvalidRequest(
+            f"VM {vm.name!r} has no {name} (it has eth0..eth{vm.data_interfaces_count}).",
+            field=field,
+            code="no_such_interface",
+        )
+    return iface
 
 
 @transaction.atomic
@@ -316,16 +411,41 @@ def link_connect(
 ) -> Link:
     """Link ``vm_a.iface_a`` to ``vm_b.iface_b`` (first free data interfaces when omitted).
 
-    Takes the next free VLAN of the slice's pool, records it on the link and on
-    both interfaces, reserves the two ends' addresses (.10 and .11).
+    Rules, each refused with a 400 that names the problem: both VMs in this
+    slice, two distinct VMs, not already linked to each other, data interfaces
+    only (never ``eth0``), an interface carries at most one link. Takes the next
+    free VLAN of the slice's pool (409 when the global range is exhausted),
+    records it on the link and on both interfaces, and reserves the two ends'
+    addresses (``.10`` and ``.11`` of the link's subnet).
     """
     locked = _lock_slice(slice_obj.pk)
     _check_editable(locked)
-    if vm_a.slice_id != locked.pk or vm_b.slice_id != locked.pk:
-        raise InvalidRequest("Both VMs of a link must belong to this slice.", code="cross_slice")
+    current = {vm.pk: vm for vm in VM.objects.filter(pk__in=[vm_a.pk, vm_b.pk])}
+    if vm_a.pk not in current or vm_b.pk not in current:
+        raise Conflict("A VM of this link no longer exists.", code="gone")
+    vm_a, vm_b = current[vm_a.pk], current[vm_b.pk]
+    for vm, field in ((vm_a, "vm_a"), (vm_b, "vm_b")):
+        if vm.slice_id != locked.pk:
+            raise InvalidRequest(
+                f"VM {vm.name!r} is not in slice {locked.name!r}: both VMs of a link belong to the same slice.",
+                field=field,
+                code="cross_slice",
+            )
     if vm_a.pk == vm_b.pk:
-        raise InvalidRequest("A link joins two distinct VMs.", code="same_vm")
-    ends = []
+        raise InvalidRequest(f"A link joins two distinct VMs, not {vm_a.name!r} to itself.", code="same_vm")
+    existing = (
+        Link.objects.filter(slice=locked)
+        .filter(Q(a__vm=vm_a, b__vm=vm_b) | Q(a__vm=vm_b, b__vm=vm_a))
+        .select_related("a__vm", "b__vm")
+        .first()
+    )
+    if existing is not None:
+        raise InvalidRequest(
+            f"{vm_a.name} and {vm_b.name} are already linked ({existing.a} <-> {existing.b}, VLAN {existing.vlan}): "
+            "a duplicate link.",
+            code="duplicate_link",
+        )
+    ends: list[Interface] = []
     for vm, name, field in ((vm_a, iface_a, "iface_a"), (vm_b, iface_b, "iface_b")):
         if name is None or name == "":
             ends.append(_first_free_data_interface(vm, {e.pk for e in ends}))
@@ -337,9 +457,11 @@ def link_connect(
                 field=field,
                 code="management_interface",
             )
-        if Link.objects.filter(a=iface).exists() or Link.objects.filter(b=iface).exists():
+        if _is_linked(iface):
             raise InvalidRequest(
-                f"{vm.name}.{iface.name} already carries a link.", field=field, code="interface_linked"
+                f"{vm.name}.{iface.name} already carries a link; an interface carries at most one.",
+                field=field,
+                code="interface_linked",
             )
         ends.append(iface)
     a, b = sorted(ends, key=lambda i: i.pk)
@@ -348,28 +470,11 @@ def link_connect(
     try:
         with transaction.atomic():
             link = Link.objects.create(slice=locked, a=a, b=b, vlan=vlan, subnet=str(net.subnet))
-    except IntegrityError as exc:
+    except IntegrityError as exc:  # unreachable while every writer holds the slice lock; never a 500
         raise Conflict("That link or VLAN was taken at the same moment; try again.") from exc
     Interface.objects.filter(pk=a.pk).update(vlan=vlan, ip_address=str(net.endpoint_address(0)), lease_address=None)
     Interface.objects.filter(pk=b.pk).update(vlan=vlan, ip_address=str(net.endpoint_address(1)), lease_address=None)
     return link
-
-
-def _find_interface(vm: VM, name: str, field: str) -> Interface:
-    from .naming import iface_index
-
-    try:
-        index = iface_index(name)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name!r} is not an interface name (eth0, eth1, ...).", field=field) from exc
-    iface = vm.interfaces.filter(index=index).first()
-    if iface is None:
-        raise InvalidRequest(
-            f"VM {vm.name!r} has no {name} (it has eth0..eth{vm.data_interfaces_count}).",
-            field=field,
-            code="no_such_interface",
-        )
-    return iface
 
 
 @transaction.atomic
@@ -377,7 +482,142 @@ def link_delete(*, link: Link) -> None:
     """Delete a link; its VLAN returns to the slice's pool and both ends lose it."""
     locked = _lock_slice(link.slice_id)
     _check_editable(locked)
-    Interface.objects.filter(pk__in=[link.a_id, link.b_id]).update(vlan=None, ip_address=None, lease_address=None)
-    link.delete()
+    _unlink(Link.objects.filter(pk=link.pk))
     if locked.status == Slice.Status.DRAFT:
         vlans.release_empty_blocks(locked)
+
+
+# --- templates and import ------------------------------------------------------------
+
+
+def _resolve_defaults(flavor: Flavor | None, image: Image | None) -> tuple[Flavor, Image]:
+    flavor = flavor or default_flavor()
+    image = image or default_image()
+    if flavor is None:
+        raise InvalidRequest("No flavor given and no default flavor exists.", field="flavor")
+    if image is None:
+        raise InvalidRequest("No image given and no default image exists.", field="image")
+    return flavor, image
+
+
+@transaction.atomic
+def slice_from_template(
+    *,
+    owner: AbstractBaseUser,
+    name: str,
+    topology: str,
+    count: int,
+    flavor: Flavor | None = None,
+    image: Image | None = None,
+    internet_enabled: bool = False,
+    description: str = "",
+) -> Slice:
+    """Create a slice of ``count`` VMs (``vm1``..``vmN``) wired as ``topology``, all at once.
+
+    Topologies and their limits: :data:`slices.topologies.KINDS`. Every VM gets
+    exactly the data interfaces its links need, a canvas position, the same
+    flavor and image. The quota is checked for the whole slice first; any
+    refusal rolls everything back.
+    """
+    try:
+        topologies.check(topology, count)
+    except topologies.TopologyError as exc:
+        raise InvalidRequest(str(exc), field=exc.field, code="invalid_topology") from exc
+    _check_name(name, field="name", what="slice")
+    flavor, image = _resolve_defaults(flavor, image)
+    topo = topologies.build(topology, count)
+    _check_quota(user=owner, add_vms=count, add_vcpus=count * flavor.vcpus, add_ram=count * flavor.ram_mib)
+    slice_obj = slice_create(owner=owner, name=name, description=description)
+    vms = [
+        vm_create(
+            slice_obj=slice_obj,
+            name=vm_name,
+            flavor=flavor,
+            image=image,
+            data_interfaces_count=topo.data_interfaces[i],
+            internet_enabled=internet_enabled,
+            x=topo.positions[i][0],
+            y=topo.positions[i][1],
+        )
+        for i, vm_name in enumerate(topo.vm_names)
+    ]
+    for end in topo.ends:
+        link_connect(
+            slice_obj=slice_obj,
+            vm_a=vms[end.vm_a],
+            vm_b=vms[end.vm_b],
+            iface_a=iface_name(end.iface_a),
+            iface_b=iface_name(end.iface_b),
+        )
+    return slice_obj
+
+
+def _at(path: str, exc: ServiceError) -> ServiceError:
+    """The same error, located at ``path`` of an imported document."""
+    where = f"{path}.{exc.field}" if exc.field and exc.field not in ("iface_a", "iface_b", "vm_a", "vm_b") else path
+    return type(exc)(f"{where}: {exc.message}", field=where, code=exc.code, errors={where: [exc.message]})
+
+
+@transaction.atomic
+def slice_import(*, owner: AbstractBaseUser, document: SliceDocument, name: str | None = None) -> Slice:
+    """Create a slice from a validated document (see ``slices.io``), atomically.
+
+    ``name`` overrides the document's. Flavors and images are looked up by
+    name (unknown ones are refused, naming the field, e.g. ``vms[2].flavor``);
+    the quota is checked for the whole slice first; any refusal rolls
+    everything back, so a failed import leaves nothing behind.
+    """
+    name = name or document.name
+    _check_name(name, field="name", what="slice")
+    flavors = {f.name: f for f in Flavor.objects.filter(name__in={v.flavor for v in document.vms if v.flavor})}
+    images = {i.name: i for i in Image.objects.filter(name__in={v.image for v in document.vms if v.image})}
+    errors: dict[str, list[str]] = {}
+    for i, spec in enumerate(document.vms):
+        if spec.flavor and spec.flavor not in flavors:
+            errors[f"vms[{i}].flavor"] = [f"No flavor named {spec.flavor!r} here; see /api/flavors/."]
+        if spec.image and spec.image not in images:
+            errors[f"vms[{i}].image"] = [f"No image named {spec.image!r} here; see /api/images/."]
+    if errors:
+        path, messages = next(iter(errors.items()))
+        raise InvalidRequest(f"{path}: {messages[0]}", field=path, code="invalid_document", errors=errors)
+    fallback_flavor, fallback_image = (
+        _resolve_defaults(None, None) if any(not v.flavor or not v.image for v in document.vms) else (None, None)
+    )
+    chosen = [
+        (flavors[v.flavor] if v.flavor else fallback_flavor, images[v.image] if v.image else fallback_image)
+        for v in document.vms
+    ]
+    _check_quota(
+        user=owner,
+        add_vms=len(chosen),
+        add_vcpus=sum(f.vcpus for f, _ in chosen),
+        add_ram=sum(f.ram_mib for f, _ in chosen),
+    )
+    slice_obj = slice_create(owner=owner, name=name, description=document.description)
+    vms: dict[str, VM] = {}
+    for i, (spec, (flavor, image)) in enumerate(zip(document.vms, chosen, strict=True)):
+        try:
+            vms[spec.name] = vm_create(
+                slice_obj=slice_obj,
+                name=spec.name,
+                flavor=flavor,
+                image=image,
+                data_interfaces_count=spec.data_interfaces_count,
+                internet_enabled=spec.internet_enabled,
+                x=spec.x,
+                y=spec.y,
+            )
+        except ServiceError as exc:
+            raise _at(f"vms[{i}]", exc) from exc
+    for i, link in enumerate(document.links):
+        try:
+            link_connect(
+                slice_obj=slice_obj,
+                vm_a=vms[link.vm_a],
+                vm_b=vms[link.vm_b],
+                iface_a=iface_name(link.iface_a),
+                iface_b=iface_name(link.iface_b),
+            )
+        except ServiceError as exc:
+            raise _at(f"links[{i}]", exc) from exc
+    return slice_obj
