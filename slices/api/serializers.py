@@ -1,18 +1,20 @@
 """Serializers of the design API. Writes go through ``slices.services``."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.models import Flavor, Host, Image
-from slices import ipam
+from slices import ipam, topologies
+from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
-from slices.naming import MAX_DATA_INTERFACES, NAME_HELP, is_valid_name, tap_name
+from slices.naming import MAX_DATA_INTERFACES, tap_name
 
+from .fields import NamedChoiceField, NameField
+from .fields import validate_name as validate_name  # re-exported for the UI and older imports
 
-def validate_name(value: str) -> str:
-    if not is_valid_name(value):
-        raise serializers.ValidationError(f"Invalid name {value!r}: {NAME_HELP}")
-    return value
+# Staff-only host fields: where the portal's SSH key lives is nobody else's business.
+HOST_PRIVATE_FIELDS = ("ssh_port", "ssh_user", "ssh_key_path", "state_dir")
 
 
 class FlavorSerializer(serializers.ModelSerializer):
@@ -22,12 +24,18 @@ class FlavorSerializer(serializers.ModelSerializer):
 
 
 class ImageSerializer(serializers.ModelSerializer):
+    kind = NamedChoiceField(choices=Image.Kind.choices, enum_name="ImageKindEnum", required=False)
+
     class Meta:
         model = Image
         fields = ["id", "name", "kind", "disk_path", "kernel_path", "initrd_path", "kernel_args", "is_default"]
 
 
 class HostSerializer(serializers.ModelSerializer):
+    """A cluster host; SSH details and the state folder are shown to staff only."""
+
+    role = NamedChoiceField(choices=Host.Role.choices, enum_name="HostRoleEnum", required=False)
+
     class Meta:
         model = Host
         fields = [
@@ -44,6 +52,14 @@ class HostSerializer(serializers.ModelSerializer):
             "state_dir",
             "enabled",
         ]
+
+    def to_representation(self, instance: Host) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not (request and request.user.is_staff):
+            for key in HOST_PRIVATE_FIELDS:
+                data.pop(key, None)
+        return data
 
 
 class InterfaceSerializer(serializers.ModelSerializer):
@@ -83,7 +99,7 @@ class InterfaceSerializer(serializers.ModelSerializer):
     def get_tap(self, obj: Interface) -> str:
         return tap_name(obj.vm_id, obj.index)
 
-    def _net(self, obj: Interface):
+    def _net(self, obj: Interface) -> ipam.VlanNetwork | None:
         return ipam.vlan_network(obj.vlan, settings.SLICE_LINK_SUPERNET) if obj.vlan else None
 
     def get_subnet(self, obj: Interface) -> str | None:
@@ -97,7 +113,7 @@ class InterfaceSerializer(serializers.ModelSerializer):
 
 class VMSerializer(serializers.ModelSerializer):
     slice = serializers.PrimaryKeyRelatedField(queryset=Slice.objects.all())
-    name = serializers.CharField(max_length=64, validators=[validate_name])
+    name = NameField()
     flavor = serializers.PrimaryKeyRelatedField(queryset=Flavor.objects.all(), required=False)
     image = serializers.PrimaryKeyRelatedField(queryset=Image.objects.all(), required=False)
     host = serializers.PrimaryKeyRelatedField(
@@ -105,6 +121,9 @@ class VMSerializer(serializers.ModelSerializer):
     )
     host_name = serializers.CharField(source="host.name", read_only=True, default=None)
     data_interfaces_count = serializers.IntegerField(min_value=0, max_value=MAX_DATA_INTERFACES, default=1)
+    status = NamedChoiceField(choices=VM.Status.choices, enum_name="VMStatusEnum", read_only=True)
+    x = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
+    y = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
     interfaces = InterfaceSerializer(many=True, read_only=True)
 
     class Meta:
@@ -125,12 +144,12 @@ class VMSerializer(serializers.ModelSerializer):
             "interfaces",
             "console_tail",
         ]
-        read_only_fields = ["status", "console_tail"]
+        read_only_fields = ["console_tail"]
 
     def validate_slice(self, value: Slice) -> Slice:
         user = self.context["request"].user
         if not user.is_staff and value.owner_id != user.pk:
-            raise serializers.ValidationError("No such slice.")
+            raise serializers.ValidationError("No such slice.", code="does_not_exist")
         if self.instance is not None and value.pk != self.instance.slice_id:
             raise serializers.ValidationError("A VM cannot move to another slice.")
         return value
@@ -149,8 +168,12 @@ class LinkSerializer(serializers.ModelSerializer):
     slice = serializers.PrimaryKeyRelatedField(queryset=Slice.objects.all())
     vm_a = serializers.PrimaryKeyRelatedField(queryset=VM.objects.all(), write_only=True)
     vm_b = serializers.PrimaryKeyRelatedField(queryset=VM.objects.all(), write_only=True)
-    iface_a = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=8)
-    iface_b = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=8)
+    iface_a = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=8, help_text="eth1.. (default: first free)"
+    )
+    iface_b = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=8, help_text="eth1.. (default: first free)"
+    )
     a = serializers.SerializerMethodField()
     b = serializers.SerializerMethodField()
     gateway = serializers.SerializerMethodField()
@@ -163,9 +186,11 @@ class LinkSerializer(serializers.ModelSerializer):
     def _end(self, iface: Interface) -> dict:
         return {"vm": iface.vm_id, "vm_name": iface.vm.name, "interface": iface.name, "ip_address": iface.ip_address}
 
+    @extend_schema_field(LinkEndSerializer)
     def get_a(self, obj: Link) -> dict:
         return self._end(obj.a)
 
+    @extend_schema_field(LinkEndSerializer)
     def get_b(self, obj: Link) -> dict:
         return self._end(obj.b)
 
@@ -176,23 +201,22 @@ class LinkSerializer(serializers.ModelSerializer):
         user = self.context["request"].user
         slice_obj = attrs["slice"]
         if not user.is_staff and slice_obj.owner_id != user.pk:
-            raise serializers.ValidationError({"slice": "No such slice."})
-        for key in ("vm_a", "vm_b"):
-            if attrs[key].slice_id != slice_obj.pk:
-                raise serializers.ValidationError({key: "Both VMs of a link must belong to this slice."})
+            raise serializers.ValidationError({"slice": "No such slice."}, code="does_not_exist")
         return attrs
 
 
 class SliceSerializer(serializers.ModelSerializer):
-    name = serializers.CharField(max_length=64, validators=[validate_name])
+    name = NameField()
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     owner = serializers.CharField(source="owner.username", read_only=True)
+    status = NamedChoiceField(choices=Slice.Status.choices, enum_name="SliceStatusEnum", read_only=True)
     vm_count = serializers.IntegerField(read_only=True)
     link_count = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Slice
         fields = ["id", "name", "description", "owner", "status", "vm_count", "link_count", "created", "updated"]
-        read_only_fields = ["status", "created", "updated"]
+        read_only_fields = ["created", "updated"]
 
 
 class SliceDetailSerializer(SliceSerializer):
@@ -205,3 +229,60 @@ class SliceDetailSerializer(SliceSerializer):
 
     def get_vlan_pool(self, obj: Slice) -> list[str]:
         return [str(block) for block in obj.vlan_blocks.all()]
+
+
+# --- templates, import and export --------------------------------------------------------
+
+
+class TopologyKindSerializer(serializers.Serializer):
+    """A topology template and how many VMs it accepts."""
+
+    name = serializers.CharField()
+    description = serializers.CharField()
+    min_count = serializers.IntegerField()
+    max_count = serializers.IntegerField()
+
+
+class FromTemplateSerializer(serializers.Serializer):
+    """A new slice of ``count`` VMs wired as ``topology``."""
+
+    name = NameField()
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
+    topology = serializers.CharField(max_length=32, help_text=f"One of: {', '.join(topologies.KINDS)}.")
+    count = serializers.IntegerField(help_text="How many VMs (see /api/templates/ for each topology's limits).")
+    flavor = serializers.PrimaryKeyRelatedField(queryset=Flavor.objects.all(), required=False, allow_null=True)
+    image = serializers.PrimaryKeyRelatedField(queryset=Image.objects.all(), required=False, allow_null=True)
+    internet_enabled = serializers.BooleanField(default=False)
+
+
+class DocumentVMSerializer(serializers.Serializer):
+    """A VM of a slice document (schema only; ``slices.io`` validates)."""
+
+    name = serializers.CharField()
+    flavor = serializers.CharField(required=False, help_text="Flavor name (default: the default flavor).")
+    image = serializers.CharField(required=False, help_text="Image name (default: the default image).")
+    data_interfaces_count = serializers.IntegerField(required=False, min_value=0, max_value=MAX_DATA_INTERFACES)
+    internet_enabled = serializers.BooleanField(required=False)
+    x = serializers.FloatField(required=False)
+    y = serializers.FloatField(required=False)
+
+
+class SliceDocumentSerializer(serializers.Serializer):
+    """A slice document, as exported and imported (schema only; ``slices.io`` validates)."""
+
+    version = serializers.IntegerField(required=False, default=1)
+    name = serializers.CharField()
+    description = serializers.CharField(required=False, allow_blank=True)
+    vms = DocumentVMSerializer(many=True)
+    links = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(), min_length=2, max_length=2),
+        required=False,
+        help_text='Pairs of endpoints, e.g. [["vm1:eth1", "vm2:eth1"]].',
+    )
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    """A slice document uploaded as a file (YAML or JSON)."""
+
+    file = serializers.FileField()
+    name = serializers.CharField(required=False, help_text="Import under this name instead of the document's.")

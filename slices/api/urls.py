@@ -16,5 +16,6 @@ router.register("flavors", views.FlavorViewSet, basename="flavor")
 
 urlpatterns = [
     path("me/", views.me, name="me"),
+    path("templates/", views.TemplateListView.as_view(), name="templates"),
     path("", include(router.urls)),
 ]

@@ -1,25 +1,54 @@
 """Viewsets of the design API. Each write calls a service; querysets are per user."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from dataclasses import asdict
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import api_view
+from rest_framework.decorators import action, api_view
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from provisioning.models import Flavor, Host, Image
-from slices import selectors, services
+from slices import io, selectors, services, topologies
+from slices.errors import InvalidRequest, PayloadTooLarge
+from slices.models import VM, Interface, Link, Slice
 
 from .permissions import ReadOnlyOrStaff
+from .renderers import DOCUMENT_PARSERS, JSONDocumentRenderer, RawDocument, YAMLDocumentRenderer
 from .serializers import (
     FlavorSerializer,
+    FromTemplateSerializer,
     HostSerializer,
     ImageSerializer,
+    ImportUploadSerializer,
     InterfaceSerializer,
     LinkSerializer,
     SliceDetailSerializer,
+    SliceDocumentSerializer,
     SliceSerializer,
+    TopologyKindSerializer,
     VMSerializer,
 )
+
+# Room for the multipart envelope around an uploaded document.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _schema_only(view) -> bool:
+    """True while drf-spectacular builds the schema (no real user to filter by)."""
+    return getattr(view, "swagger_fake_view", False)
+
+
+def _filter_by_id(qs, request: Request, param: str, field: str):
+    """Apply ``?param=ID`` when given; a non-numeric ID matches nothing."""
+    value = request.query_params.get(param)
+    if value:
+        return qs.filter(**{field: value}) if value.isdigit() else qs.none()
+    return qs
 
 
 class SliceViewSet(viewsets.ModelViewSet):
@@ -28,12 +57,20 @@ class SliceViewSet(viewsets.ModelViewSet):
     serializer_class = SliceSerializer
 
     def get_queryset(self):
-        if self.action == "list":
+        if _schema_only(self):
+            return Slice.objects.none()
+        if self.action in ("list", "export"):
             return selectors.slice_list(user=self.request.user)
         return selectors.slice_detail_queryset(user=self.request.user)
 
     def get_serializer_class(self):
-        return SliceSerializer if self.action in ("list", "create") else SliceDetailSerializer
+        if self.action in ("list", "create"):
+            return SliceSerializer
+        return SliceDetailSerializer
+
+    def _detail(self, slice_obj: Slice, status_code: int = status.HTTP_200_OK) -> Response:
+        instance = selectors.slice_detail_queryset(user=self.request.user).get(pk=slice_obj.pk)
+        return Response(SliceDetailSerializer(instance, context=self.get_serializer_context()).data, status=status_code)
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -41,12 +78,12 @@ class SliceViewSet(viewsets.ModelViewSet):
             owner=self.request.user, name=data["name"], description=data.get("description", "")
         )
 
+    @extend_schema(responses={201: SliceDetailSerializer})
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         self.perform_create(serializer)
-        instance = self.get_queryset().get(pk=serializer.instance.pk)
-        return Response(SliceDetailSerializer(instance, context=self.get_serializer_context()).data, status=201)
+        return self._detail(serializer.instance, status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
         data = serializer.validated_data
@@ -54,11 +91,102 @@ class SliceViewSet(viewsets.ModelViewSet):
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         super().update(request, *args, **kwargs)
-        instance = self.get_queryset().get(pk=kwargs["pk"])
-        return Response(SliceDetailSerializer(instance, context=self.get_serializer_context()).data)
+        return self._detail(self.get_object())
 
     def perform_destroy(self, instance):
         services.slice_delete(slice_obj=instance)
+
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404 as exc:  # DRF answers an unknown ?format= with a bare 404
+            if self.action != "export":
+                raise
+            fmt = request.query_params.get("format")
+            raise InvalidRequest(f"Unknown export format {fmt!r}: use yaml or json.", field="format") from exc
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=list(io.FORMATS), description="yaml or json (default json).")],
+        responses={200: SliceDocumentSerializer},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONDocumentRenderer, YAMLDocumentRenderer])
+    def export(self, request: Request, pk=None) -> Response:
+        """Download the slice's design as YAML or JSON (``?format=yaml|json``), to import elsewhere."""
+        slice_obj = self.get_object()
+        fmt = request.accepted_renderer.format
+        response = Response(io.export_document(slice_obj))
+        response["Content-Disposition"] = f'attachment; filename="{slice_obj.name}.{fmt}"'
+        return response
+
+    @extend_schema(
+        request={
+            "application/json": SliceDocumentSerializer,
+            "application/yaml": OpenApiTypes.STR,
+            "text/plain": OpenApiTypes.STR,
+            "multipart/form-data": ImportUploadSerializer,
+        },
+        parameters=[OpenApiParameter("name", str, description="Import under this name instead of the document's.")],
+        responses={
+            201: SliceDetailSerializer,
+            400: OpenApiResponse(description="The document is invalid; `errors` lists every problem by field path."),
+            413: OpenApiResponse(description="The document is larger than the limit."),
+        },
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[*DOCUMENT_PARSERS, MultiPartParser],
+    )
+    def import_document(self, request: Request) -> Response:
+        """Create a slice from a YAML or JSON document: the body itself, or a file field ``file``.
+
+        The whole slice is created or nothing is. Errors name the field path
+        (``vms[2].name``); ``?name=`` imports a copy under another name.
+        """
+        limit = io.max_bytes()
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+            raise PayloadTooLarge(f"The document is {length} bytes; the limit is {limit} bytes.", field="file")
+        name = request.query_params.get("name")
+        data = request.data
+        if isinstance(data, RawDocument):
+            loaded = io.load_text(data.data, fmt=data.fmt)
+        else:
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise InvalidRequest(
+                    "Send the document as the request body (JSON or YAML) or as a file field named 'file'.",
+                    field="file",
+                )
+            if upload.size > limit:
+                raise PayloadTooLarge(f"The document is {upload.size} bytes; the limit is {limit} bytes.", field="file")
+            suffix = (upload.name or "").rsplit(".", 1)[-1].lower()
+            fmt = {"json": "json", "yaml": "yaml", "yml": "yaml"}.get(suffix)
+            loaded = io.load_text(upload.read(limit + 1), fmt=fmt)
+            name = name or data.get("name") or None
+        document = io.parse_document(loaded, name=name or None)
+        slice_obj = services.slice_import(owner=request.user, document=document)
+        return self._detail(slice_obj, status.HTTP_201_CREATED)
+
+    @extend_schema(request=FromTemplateSerializer, responses={201: SliceDetailSerializer})
+    @action(detail=False, methods=["post"], url_path="from-template", serializer_class=FromTemplateSerializer)
+    def from_template(self, request: Request) -> Response:
+        """Create a slice of N VMs wired as a topology (see ``/api/templates/``)."""
+        serializer = FromTemplateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        slice_obj = services.slice_from_template(
+            owner=request.user,
+            name=data["name"],
+            description=data.get("description", ""),
+            topology=data["topology"],
+            count=data["count"],
+            flavor=data.get("flavor"),
+            image=data.get("image"),
+            internet_enabled=data["internet_enabled"],
+        )
+        return self._detail(slice_obj, status.HTTP_201_CREATED)
 
 
 class VMViewSet(viewsets.ModelViewSet):
@@ -67,10 +195,9 @@ class VMViewSet(viewsets.ModelViewSet):
     serializer_class = VMSerializer
 
     def get_queryset(self):
-        qs = selectors.vm_list(user=self.request.user)
-        if slice_id := self.request.query_params.get("slice"):
-            qs = qs.filter(slice_id=slice_id) if slice_id.isdigit() else qs.none()
-        return qs
+        if _schema_only(self):
+            return VM.objects.none()
+        return _filter_by_id(selectors.vm_list(user=self.request.user), self.request, "slice", "slice_id")
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -90,7 +217,7 @@ class VMViewSet(viewsets.ModelViewSet):
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         super().update(request, *args, **kwargs)
-        return Response(self.get_serializer(self.get_queryset().get(pk=kwargs["pk"])).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
     def perform_destroy(self, instance):
         services.vm_delete(vm=instance)
@@ -108,10 +235,9 @@ class LinkViewSet(
     serializer_class = LinkSerializer
 
     def get_queryset(self):
-        qs = selectors.link_list(user=self.request.user)
-        if slice_id := self.request.query_params.get("slice"):
-            qs = qs.filter(slice_id=slice_id) if slice_id.isdigit() else qs.none()
-        return qs
+        if _schema_only(self):
+            return Link.objects.none()
+        return _filter_by_id(selectors.link_list(user=self.request.user), self.request, "slice", "slice_id")
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -129,15 +255,14 @@ class LinkViewSet(
 
 
 class InterfaceViewSet(viewsets.ReadOnlyModelViewSet):
-    """Interfaces of the user's VMs (read-only: they follow the VM and its links)."""
+    """Interfaces of the user's VMs (read-only: they follow the VM and its links); ``?vm=ID`` filters."""
 
     serializer_class = InterfaceSerializer
 
     def get_queryset(self):
-        qs = selectors.interface_list(user=self.request.user)
-        if vm_id := self.request.query_params.get("vm"):
-            qs = qs.filter(vm_id=vm_id) if vm_id.isdigit() else qs.none()
-        return qs
+        if _schema_only(self):
+            return Interface.objects.none()
+        return _filter_by_id(selectors.interface_list(user=self.request.user), self.request, "vm", "vm_id")
 
 
 class HostViewSet(viewsets.ModelViewSet):
@@ -164,6 +289,24 @@ class FlavorViewSet(viewsets.ModelViewSet):
     permission_classes = [ReadOnlyOrStaff]
 
 
+class TemplateListView(APIView):
+    """The topology templates a slice can be created from, with their VM count limits."""
+
+    @extend_schema(responses=TopologyKindSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response([asdict(kind) for kind in topologies.KINDS.values()])
+
+
+_quota = inline_serializer(
+    "Quota",
+    {
+        "vms": serializers.IntegerField(),
+        "vcpus": serializers.IntegerField(),
+        "ram_mib": serializers.IntegerField(),
+    },
+)
+
+
 @extend_schema(
     responses=inline_serializer(
         "Me",
@@ -171,14 +314,14 @@ class FlavorViewSet(viewsets.ModelViewSet):
             "id": serializers.IntegerField(),
             "username": serializers.CharField(),
             "is_staff": serializers.BooleanField(),
-            "quota": serializers.DictField(child=serializers.IntegerField()),
-            "usage": serializers.DictField(child=serializers.IntegerField()),
+            "quota": _quota,
+            "usage": _quota,
         },
     )
 )
 @api_view(["GET"])
 def me(request: Request) -> Response:
-    """The current user, their quota and what they use of it."""
+    """The current user, their quota (limits) and what they use of it."""
     user = request.user
     return Response(
         {
