@@ -1,3 +1,20 @@
-"""Routes of the browser designer UI."""
+"""Routes of the browser designer UI (login, my slices, the designer)."""
 
-urlpatterns: list = []
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+from .forms import LoginForm
+
+urlpatterns = [
+    path("", views.SliceListView.as_view(), name="slice-list"),
+    path("slices/<int:pk>/", views.SliceDesignerView.as_view(), name="slice-designer"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="auth/login.html", authentication_form=LoginForm, redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+]

@@ -1,0 +1,837 @@
+// The slice designer: canvas, inspector, placement, plan and deploy with live progress.
+// Every change goes through the REST API; the page only mirrors what the API answers.
+
+import { ApiError, api, apiList, config } from "./api.js";
+import { FINISHED, ifaceTable, renderDeployment } from "./deploy.js";
+import { exportSlice } from "./exporting.js";
+import { NODE_H, NODE_W, enableLinkDrawing, linkElement, styles, vmElement, vmLabel, linkLabel } from "./graph.js";
+import { renderPlacement, renderPlan } from "./panels.js";
+import {
+  clearFormErrors,
+  confirmDialog,
+  download,
+  el,
+  formValues,
+  openDialog,
+  render,
+  showFormErrors,
+  statusBadge,
+  toast,
+  withBusy,
+  wireDialogs,
+} from "./ui.js";
+
+const features = config.features || {};
+const sliceId = config.sliceId;
+const BUSY = new Set(["queued", "deploying", "destroying"]);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  slice: null,
+  vms: new Map(), // id -> VM (API shape)
+  links: new Map(), // id -> Link (API shape)
+  deployment: null, // the latest job of the slice, when known
+  linkMode: false,
+  pollTimer: null,
+  pollErrors: 0,
+};
+
+const flavorNames = new Map([...$("id_flavor").options].map((o) => [Number(o.value), o.textContent]));
+const imageNames = new Map([...$("id_image").options].map((o) => [Number(o.value), o.textContent]));
+
+// --- the canvas ---------------------------------------------------------------------------
+
+const canvasWrap = document.querySelector(".canvas-wrap");
+const cy = window.cytoscape({
+  container: $("cy"),
+  style: styles(),
+  elements: [],
+  minZoom: 0.25,
+  maxZoom: 2.5,
+  selectionType: "single",
+  boxSelectionEnabled: false,
+  layout: { name: "preset" },
+});
+// A handle for tests and for curious users in the console.
+window.designer = { cy, state };
+
+const linkDrawing = enableLinkDrawing(cy, {
+  isActive: () => state.linkMode && !isBusy(),
+  onDrop: (from, to, originalEvent) => {
+    const a = state.vms.get(from.data("vmId"));
+    const b = state.vms.get(to.data("vmId"));
+    if (!a || !b) return;
+    if ($("opt-choose-ifaces").checked || originalEvent?.shiftKey) openLinkChooser(a, b);
+    else createLink(a, b);
+  },
+});
+
+function canvasError(message, elements) {
+  toast(message, { kind: "error", where: $("canvas-toasts"), testid: "canvas-error" });
+  if (elements) {
+    elements.addClass("flash-error");
+    setTimeout(() => elements.removeClass("flash-error"), 1600);
+  }
+}
+
+function isBusy() {
+  return BUSY.has(state.slice?.status) || (state.deployment && !FINISHED.has(state.deployment.status));
+}
+
+// --- states shown on the canvas -------------------------------------------------------------
+
+function mentions(step, needles) {
+  const text = `${step.description || ""} ${Array.isArray(step.argv) ? step.argv.join(" ") : step.command || ""}`;
+  return needles.some((n) => text.includes(n));
+}
+
+function failedSteps() {
+  return (state.deployment?.steps || []).filter((s) => s.status === "failed");
+}
+
+function vmState(vm) {
+  const dep = state.deployment;
+  const jobRunning = dep && !FINISHED.has(dep.status);
+  if (failedSteps().some((s) => mentions(s, [`tap_${vm.id}_`, `vm${vm.id}/`, `vm${vm.id} `, ` ${vm.name} `]))) return "failed";
+  if (jobRunning && vm.status === "designed" && dep.kind !== "destroy") return "deploying";
+  if (["designed", "deploying", "running", "failed", "stopped"].includes(vm.status)) return vm.status;
+  return "designed";
+}
+
+function linkState(link) {
+  const dep = state.deployment;
+  if (failedSteps().some((s) => mentions(s, [`_v${link.vlan} `, `_v${link.vlan}\n`, `tag=${link.vlan}`, `vlan${link.vlan}`, `VLAN ${link.vlan}`]))) return "failed";
+  if (dep && !FINISHED.has(dep.status)) return "deploying";
+  const ends = [state.vms.get(link.a.vm), state.vms.get(link.b.vm)];
+  if (ends.every((vm) => vm?.status === "running")) return "up";
+  if (ends.some((vm) => vm?.status === "failed")) return "failed";
+  return "designed";
+}
+
+// --- loading and drawing -------------------------------------------------------------------
+
+async function loadSlice() {
+  const slice = await api(`slices/${sliceId}/`);
+  applySlice(slice);
+  return slice;
+}
+
+/** Mirror a slice detail (from the API) on the canvas and in the panels. */
+function applySlice(slice) {
+  state.slice = slice;
+  state.vms = new Map((slice.vms || []).map((vm) => [vm.id, vm]));
+  state.links = new Map((slice.links || []).map((link) => [link.id, link]));
+  cy.batch(() => {
+    const seen = new Set();
+    for (const vm of state.vms.values()) {
+      const id = `vm-${vm.id}`;
+      seen.add(id);
+      const node = cy.getElementById(id);
+      if (node.empty()) cy.add(vmElement(vm, vmState(vm)));
+      else {
+        node.data({ label: vmLabel(vm), state: vmState(vm), internet: Boolean(vm.internet_enabled) });
+        if (!node.grabbed()) node.position({ x: Number(vm.x) || 0, y: Number(vm.y) || 0 });
+      }
+    }
+    for (const link of state.links.values()) {
+      const id = `link-${link.id}`;
+      seen.add(id);
+      const edge = cy.getElementById(id);
+      if (edge.empty()) cy.add(linkElement(link, linkState(link)));
+      else edge.data({ label: linkLabel(link), state: linkState(link) });
+    }
+    cy.elements(".vm, .link").forEach((ele) => {
+      if (!seen.has(ele.id())) cy.remove(ele);
+    });
+  });
+  renderHeader();
+  renderOutline();
+  renderInspector();
+  updateActions();
+}
+
+function refreshStates() {
+  cy.batch(() => {
+    for (const vm of state.vms.values()) cy.getElementById(`vm-${vm.id}`).data("state", vmState(vm));
+    for (const link of state.links.values()) cy.getElementById(`link-${link.id}`).data("state", linkState(link));
+  });
+}
+
+/** Lay out VMs that sit on top of each other (e.g. all at 0,0 after an API-built slice) and save. */
+async function untangle() {
+  const nodes = cy.nodes(".vm");
+  if (nodes.length < 2) return;
+  const keys = new Set(nodes.map((n) => `${Math.round(n.position("x") / 20)}:${Math.round(n.position("y") / 20)}`));
+  if (keys.size === nodes.length) return;
+  await arrange();
+}
+
+async function arrange() {
+  const nodes = cy.nodes(".vm");
+  if (!nodes.length) return;
+  const layout = nodes.layout({ name: "circle", radius: Math.max(150, nodes.length * 34), animate: false, fit: false, avoidOverlap: true });
+  layout.run();
+  cy.fit(undefined, 60);
+  await Promise.all(nodes.map((node) => savePosition(node)));
+}
+
+async function savePosition(node) {
+  const vm = state.vms.get(node.data("vmId"));
+  if (!vm) return;
+  const { x, y } = node.position();
+  const rx = Math.round(x * 10) / 10;
+  const ry = Math.round(y * 10) / 10;
+  if (rx === vm.x && ry === vm.y) return;
+  try {
+    const updated = await api(`vms/${vm.id}/`, { method: "PATCH", body: { x: rx, y: ry } });
+    vm.x = updated.x;
+    vm.y = updated.y;
+  } catch (err) {
+    canvasError(`Could not save the position of ${vm.name}: ${err.message}`, node);
+    node.position({ x: vm.x, y: vm.y });
+  }
+}
+
+cy.on("dragfree", "node.vm", (event) => savePosition(event.target));
+
+// --- header, actions ---------------------------------------------------------------------------
+
+function renderHeader() {
+  const badge = $("slice-status");
+  const status = state.slice.status;
+  badge.className = `badge status-${status}`;
+  badge.textContent = status[0].toUpperCase() + status.slice(1);
+  $("slice-name").textContent = state.slice.name;
+  document.title = `${state.slice.name} · Slice Portal`;
+  $("canvas-empty").hidden = state.vms.size > 0;
+}
+
+function setAvailable(button, on, reasonOff) {
+  button.disabled = !on;
+  button.title = on ? button.dataset.title || button.title : reasonOff;
+}
+
+function updateActions() {
+  for (const button of document.querySelectorAll(".toolbar button")) {
+    if (!button.dataset.title) button.dataset.title = button.title || "";
+  }
+  const status = state.slice?.status;
+  const busy = isBusy();
+  const editOff = busy ? "A job is running on this slice: wait for it to finish." : "";
+  const hasVMs = state.vms.size > 0;
+  setAvailable($("btn-add-vm"), !busy, editOff);
+  setAvailable($("btn-link-mode"), !busy && state.vms.size > 1, editOff || "Add at least two VMs first.");
+  setAvailable($("btn-delete"), !busy && cy.$(":selected").length > 0, editOff || "Select a VM or a link first.");
+  setAvailable($("btn-layout"), !busy && hasVMs, editOff);
+  const missing = (name) => `This server has no ${name} endpoint yet.`;
+  setAvailable($("btn-placement"), features.placement && hasVMs, features.placement ? "Add VMs first." : missing("placement"));
+  setAvailable($("btn-plan"), features.plan && hasVMs, features.plan ? "Add VMs first." : missing("plan"));
+  setAvailable($("btn-deploy"), features.deploy && !busy && status === "draft" && hasVMs, !features.deploy ? missing("deploy") : busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
+  setAvailable($("btn-redeploy"), features.redeploy && !busy && ["active", "failed"].includes(status), !features.redeploy ? missing("redeploy") : busy ? editOff : "Deploy the slice first.");
+  setAvailable($("btn-destroy"), features.destroy && !busy && ["active", "failed"].includes(status), !features.destroy ? missing("destroy") : busy ? editOff : "Nothing is deployed.");
+  for (const item of document.querySelectorAll("[data-export=yaml], [data-export=json]")) item.hidden = !features.export;
+  if (busy && state.linkMode) setLinkMode(false);
+  cy.autoungrabify(state.linkMode);
+}
+
+// --- outline and inspector ----------------------------------------------------------------------
+
+function selected() {
+  const ele = cy.$(":selected");
+  if (!ele.length) return null;
+  if (ele.isNode()) return { kind: "vm", item: state.vms.get(ele.data("vmId")), ele };
+  return { kind: "link", item: state.links.get(ele.data("linkId")), ele };
+}
+
+function selectElement(id, { center = true } = {}) {
+  const ele = cy.getElementById(id);
+  if (ele.empty()) return;
+  cy.$(":selected").unselect();
+  ele.select();
+  if (center) cy.animate({ center: { eles: ele }, duration: 200 });
+}
+
+function outlineItem(id, label, meta, selectedId) {
+  return el(
+    "li",
+    {},
+    el(
+      "button",
+      {
+        type: "button",
+        class: "outline-item",
+        "data-element": id,
+        "aria-selected": String(id === selectedId),
+        onclick: () => selectElement(id),
+      },
+      label,
+      meta,
+    ),
+  );
+}
+
+function renderOutline() {
+  const selectedId = cy.$(":selected").id();
+  const vms = [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+  const links = [...state.links.values()].sort((a, b) => a.vlan - b.vlan);
+  render(
+    $("outline"),
+    el("h3", { class: "section-title" }, `VMs (${vms.length})`, el("button", { type: "button", class: "link-btn", onclick: () => openVmDialog(), disabled: isBusy() }, "+ Add")),
+    vms.length
+      ? el(
+          "ul",
+          { class: "outline-list", "data-testid": "outline-vms" },
+          vms.map((vm) =>
+            outlineItem(
+              `vm-${vm.id}`,
+              [el("span", { class: `dot st-${vmState(vm)}`, "aria-hidden": "true" }), el("span", { class: "grow" }, vm.name)],
+              el("span", { class: "meta" }, vm.host_name || `${vm.data_interfaces_count} if`),
+              selectedId,
+            ),
+          ),
+        )
+      : el("p", { class: "muted small" }, "None yet."),
+    el("h3", { class: "section-title" }, `Links (${links.length})`),
+    links.length
+      ? el(
+          "ul",
+          { class: "outline-list", "data-testid": "outline-links" },
+          links.map((link) =>
+            outlineItem(
+              `link-${link.id}`,
+              el("span", { class: "grow" }, `${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface}`),
+              [el("span", { class: "vlan-chip", "data-testid": "link-vlan" }, `VLAN ${link.vlan}`), el("span", { class: "meta" }, link.subnet)],
+              selectedId,
+            ),
+          ),
+        )
+      : el("p", { class: "muted small" }, state.vms.size > 1 ? "Switch on Draw links and drag from one VM to another." : "Add two VMs to link them."),
+    el(
+      "p",
+      { class: "kbd-hint" },
+      el("kbd", {}, "A"),
+      " add VM · ",
+      el("kbd", {}, "L"),
+      " draw links · ",
+      el("kbd", {}, "Del"),
+      " delete · ",
+      el("kbd", {}, "F"),
+      " fit · ",
+      el("kbd", {}, "Esc"),
+      " cancel",
+    ),
+  );
+}
+
+function renderInspector() {
+  const box = $("inspector");
+  const sel = selected();
+  if (!sel || !sel.item) {
+    const s = state.slice;
+    render(
+      box,
+      el(
+        "div",
+        { class: "inspector-card" },
+        el("div", { class: "inspector-head" }, el("h2", {}, s.name), statusBadge(s.status)),
+        s.description ? el("p", { class: "muted" }, s.description) : null,
+        el(
+          "dl",
+          { class: "kv" },
+          el("dt", {}, "VMs"),
+          el("dd", {}, String(state.vms.size)),
+          el("dt", {}, "Links"),
+          el("dd", {}, String(state.links.size)),
+          el("dt", {}, "VLAN pool"),
+          el("dd", { class: "mono" }, (s.vlan_pool || []).join(", ") || "— (given with the first link)"),
+        ),
+        el("p", { class: "muted small", style: "margin:0" }, "Select a VM or a link to see its details."),
+      ),
+    );
+    return;
+  }
+  if (sel.kind === "vm") {
+    const vm = sel.item;
+    render(
+      box,
+      el(
+        "div",
+        { class: "inspector-card", "data-testid": "vm-inspector" },
+        el("div", { class: "inspector-head" }, el("h2", {}, vm.name), statusBadge(vmState(vm))),
+        el(
+          "dl",
+          { class: "kv" },
+          el("dt", {}, "Worker"),
+          el("dd", { "data-testid": "vm-worker" }, vm.host_name || "placed at deploy"),
+          el("dt", {}, "Flavor"),
+          el("dd", {}, flavorNames.get(vm.flavor) || String(vm.flavor ?? "default")),
+          el("dt", {}, "Image"),
+          el("dd", {}, imageNames.get(vm.image) || String(vm.image ?? "default")),
+          el("dt", {}, "Internet"),
+          el("dd", {}, vm.internet_enabled ? "yes (eth0 on VLAN 400)" : "no"),
+        ),
+        el("h3", { class: "section-title" }, "Interfaces"),
+        ifaceTable(vm),
+        el("h3", { class: "section-title" }, "Serial console"),
+        el("pre", { class: "console", "data-testid": "vm-console" }, vm.console_tail || ""),
+        el(
+          "div",
+          { class: "inspector-actions" },
+          el("button", { type: "button", class: "btn btn-sm", onclick: () => openVmDialog(vm), disabled: isBusy() }, "Edit"),
+          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: () => deleteSelection(), disabled: isBusy() }, "Delete VM"),
+        ),
+      ),
+    );
+  } else {
+    const link = sel.item;
+    render(
+      box,
+      el(
+        "div",
+        { class: "inspector-card", "data-testid": "link-inspector" },
+        el("div", { class: "inspector-head" }, el("h2", {}, `${link.a.vm_name} ⟷ ${link.b.vm_name}`), el("span", { class: "vlan-chip" }, `VLAN ${link.vlan}`)),
+        el(
+          "dl",
+          { class: "kv" },
+          el("dt", {}, "Subnet"),
+          el("dd", { class: "mono" }, link.subnet),
+          el("dt", {}, "Gateway"),
+          el("dd", { class: "mono" }, link.gateway || "—"),
+          el("dt", {}, link.a.vm_name),
+          el("dd", { class: "mono" }, `${link.a.interface} · ${link.a.ip_address || "—"}`),
+          el("dt", {}, link.b.vm_name),
+          el("dd", { class: "mono" }, `${link.b.interface} · ${link.b.ip_address || "—"}`),
+        ),
+        el(
+          "div",
+          { class: "inspector-actions" },
+          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: () => deleteSelection(), disabled: isBusy() }, "Delete link"),
+        ),
+      ),
+    );
+  }
+}
+
+cy.on("select unselect", () => {
+  renderInspector();
+  renderOutline();
+  updateActions();
+  if (cy.$(":selected").length && !(state.deployment && !FINISHED.has(state.deployment.status))) showTab("inspector");
+});
+
+// --- VMs ---------------------------------------------------------------------------------------
+
+const vmDialog = $("vm-dialog");
+const vmForm = $("vm-form");
+let vmDialogTarget = null; // the VM being edited, or null to add one
+let pendingPosition = null; // where a new VM goes (double-click position)
+
+function nextVmName() {
+  const names = new Set([...state.vms.values()].map((vm) => vm.name));
+  for (let i = 1; ; i++) if (!names.has(`vm${i}`)) return `vm${i}`;
+}
+
+/** The free grid spot nearest to the centre of the view, far enough from every VM for labels to breathe. */
+function freeSpot() {
+  const ext = cy.extent();
+  const centre = { x: (ext.x1 + ext.x2) / 2, y: (ext.y1 + ext.y2) / 2 };
+  const taken = cy.nodes(".vm").map((n) => n.position());
+  if (!taken.length) return centre;
+  const dx = NODE_W + 130;
+  const dy = NODE_H + 120;
+  const clear = (p) => taken.every((q) => Math.abs(q.x - p.x) >= dx * 0.9 || Math.abs(q.y - p.y) >= dy * 0.9);
+  // Anchor the grid on the first VM so that VMs line up.
+  const origin = taken[0];
+  const candidates = [];
+  for (let i = -6; i <= 6; i++) {
+    for (let j = -6; j <= 6; j++) candidates.push({ x: origin.x + i * dx, y: origin.y + j * dy });
+  }
+  candidates.sort((a, b) => Math.hypot(a.x - centre.x, (a.y - centre.y) * 1.4) - Math.hypot(b.x - centre.x, (b.y - centre.y) * 1.4));
+  return candidates.find(clear) || { x: centre.x + dx, y: centre.y };
+}
+
+function openVmDialog(vm = null, position = null) {
+  if (isBusy()) return;
+  vmDialogTarget = vm;
+  pendingPosition = position;
+  const f = vmForm.elements;
+  $("vm-dialog-title").textContent = vm ? `Edit ${vm.name}` : "Add a VM";
+  $("vm-submit").textContent = vm ? "Save" : "Add VM";
+  if (vm) {
+    f.name.value = vm.name;
+    f.flavor.value = vm.flavor ?? f.flavor.value;
+    f.image.value = vm.image ?? f.image.value;
+    f.data_interfaces_count.value = vm.data_interfaces_count;
+    f.internet_enabled.checked = Boolean(vm.internet_enabled);
+  } else {
+    f.name.value = nextVmName();
+    f.data_interfaces_count.value = f.data_interfaces_count.defaultValue || 2;
+    f.internet_enabled.checked = false;
+  }
+  openDialog(vmDialog);
+  f.name.select();
+}
+
+vmForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearFormErrors(vmForm);
+  const values = formValues(vmForm);
+  const submit = $("vm-submit");
+  try {
+    if (vmDialogTarget) {
+      const updated = await withBusy(submit, () => api(`vms/${vmDialogTarget.id}/`, { method: "PATCH", body: values }));
+      vmDialog.close();
+      toast(`${updated.name} saved.`, { kind: "ok" });
+    } else {
+      const pos = pendingPosition || freeSpot();
+      const created = await withBusy(submit, () =>
+        api("vms/", { method: "POST", body: { ...values, slice: sliceId, x: Math.round(pos.x), y: Math.round(pos.y) } }),
+      );
+      vmDialog.close();
+      state.vms.set(created.id, created);
+      cy.add(vmElement(created, vmState(created)));
+      const node = cy.getElementById(`vm-${created.id}`);
+      selectElement(node.id(), { center: !isVisible(node) });
+    }
+    await loadSlice();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    showFormErrors(vmForm, err);
+  }
+});
+
+function isVisible(node) {
+  const ext = cy.extent();
+  const p = node.position();
+  return p.x > ext.x1 && p.x < ext.x2 && p.y > ext.y1 && p.y < ext.y2;
+}
+
+cy.on("dbltap", (event) => {
+  if (state.linkMode) return;
+  if (event.target === cy) openVmDialog(null, event.position);
+  else if (event.target.isNode?.() && event.target.hasClass("vm")) openVmDialog(state.vms.get(event.target.data("vmId")));
+});
+
+// --- links ----------------------------------------------------------------------------------------
+
+function linkedIfaces(vm) {
+  return new Set((vm.interfaces || []).filter((i) => i.link).map((i) => i.name));
+}
+
+function freeIfaces(vm) {
+  const linked = linkedIfaces(vm);
+  return (vm.interfaces || []).filter((i) => i.index > 0 && !linked.has(i.name));
+}
+
+async function createLink(a, b, ifaceA = "", ifaceB = "") {
+  const body = { slice: sliceId, vm_a: a.id, vm_b: b.id };
+  if (ifaceA) body.iface_a = ifaceA;
+  if (ifaceB) body.iface_b = ifaceB;
+  try {
+    const link = await api("links/", { method: "POST", body });
+    state.links.set(link.id, link);
+    cy.add(linkElement(link, linkState(link)));
+    toast(`Linked ${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface} on VLAN ${link.vlan} (${link.subnet}).`, {
+      kind: "ok",
+      where: $("canvas-toasts"),
+      testid: "canvas-ok",
+    });
+    await loadSlice();
+    return link;
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    canvasError(err.message, cy.getElementById(`vm-${a.id}`).union(cy.getElementById(`vm-${b.id}`)));
+    throw err;
+  }
+}
+
+const linkDialog = $("link-dialog");
+const linkForm = $("link-form");
+let linkDialogEnds = null;
+
+function fillIfaceSelect(select, vm) {
+  const linked = linkedIfaces(vm);
+  const options = (vm.interfaces || [])
+    .filter((i) => i.index > 0)
+    .map((i) => el("option", { value: i.name, disabled: linked.has(i.name) }, linked.has(i.name) ? `${i.name} (linked, VLAN ${i.vlan})` : i.name));
+  render(select, options.length ? options : el("option", { value: "", disabled: true }, "no data interface"));
+  const first = freeIfaces(vm)[0];
+  if (first) select.value = first.name;
+}
+
+function openLinkChooser(a, b) {
+  linkDialogEnds = [a, b];
+  $("link-label-a").textContent = a.name;
+  $("link-label-b").textContent = b.name;
+  fillIfaceSelect($("link-iface-a"), a);
+  fillIfaceSelect($("link-iface-b"), b);
+  openDialog(linkDialog);
+}
+
+linkForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const [a, b] = linkDialogEnds;
+  const submit = linkForm.querySelector('[type="submit"]');
+  try {
+    await withBusy(submit, () =>
+      api("links/", { method: "POST", body: { slice: sliceId, vm_a: a.id, vm_b: b.id, iface_a: $("link-iface-a").value, iface_b: $("link-iface-b").value } }),
+    );
+    linkDialog.close();
+    await loadSlice();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    showFormErrors(linkForm, err, { vm_a: "iface_a", vm_b: "iface_b" });
+  }
+});
+
+function setLinkMode(on) {
+  state.linkMode = Boolean(on) && !isBusy();
+  if (!state.linkMode) linkDrawing.cancel();
+  $("btn-link-mode").setAttribute("aria-pressed", String(state.linkMode));
+  canvasWrap.classList.toggle("link-mode", state.linkMode);
+  $("canvas-hint").textContent = state.linkMode
+    ? "Link mode: drag from one VM to another (hold Shift when dropping to choose the interfaces) · Esc to leave"
+    : "Drag VMs to move them · double-click the background to add a VM";
+  cy.autoungrabify(state.linkMode);
+}
+
+// --- deleting ------------------------------------------------------------------------------------
+
+async function deleteSelection() {
+  const sel = selected();
+  if (!sel || !sel.item || isBusy()) return;
+  const { kind, item, ele } = sel;
+  try {
+    if (kind === "vm") {
+      await api(`vms/${item.id}/`, { method: "DELETE" });
+      toast(`${item.name} deleted${ele.connectedEdges().length ? " with its links" : ""}.`, { kind: "ok", where: $("canvas-toasts") });
+    } else {
+      await api(`links/${item.id}/`, { method: "DELETE" });
+      toast(`Link on VLAN ${item.vlan} deleted.`, { kind: "ok", where: $("canvas-toasts") });
+    }
+    cy.remove(kind === "vm" ? ele.union(ele.connectedEdges()) : ele);
+    await loadSlice();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    canvasError(err.message, ele);
+  }
+}
+
+// --- placement and plan ----------------------------------------------------------------------------
+
+async function openPlacement() {
+  const dialog = $("placement-dialog");
+  render($("placement-view"), el("p", { class: "muted" }, "Computing the placement…"));
+  openDialog(dialog);
+  try {
+    const data = await api(`slices/${sliceId}/placement/`);
+    renderPlacement($("placement-view"), data, [...state.vms.values()]);
+  } catch (err) {
+    render($("placement-view"), el("p", { class: "form-error", role: "alert" }, err.message));
+  }
+}
+
+async function openPlan() {
+  const dialog = $("plan-dialog");
+  render($("plan-view"), el("p", { class: "muted" }, "Building the plan…"));
+  openDialog(dialog);
+  try {
+    const kind = ["active", "failed"].includes(state.slice.status) ? "redeploy" : "deploy";
+    const data = await api(`slices/${sliceId}/plan/`, { query: kind === "redeploy" ? { kind } : undefined });
+    renderPlan($("plan-view"), data);
+  } catch (err) {
+    render($("plan-view"), el("p", { class: "form-error", role: "alert" }, err.message));
+  }
+}
+
+// --- jobs: deploy, redeploy, destroy -------------------------------------------------------------------
+
+function showTab(name) {
+  for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
+    const on = tab.id === `tab-${name}`;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(tab.getAttribute("aria-controls")).hidden = !on;
+  }
+}
+
+async function startJob(kind, button) {
+  if (kind === "destroy") {
+    const ok = await confirmDialog(`Destroy “${state.slice.name}” on the cluster? Its VMs are stopped and every host resource is removed. The design stays.`, {
+      title: "Destroy the deployment",
+      ok: "Destroy",
+    });
+    if (!ok) return;
+  }
+  try {
+    const dep = await withBusy(button, () => api(`slices/${sliceId}/${kind}/`, { method: "POST", body: {} }));
+    state.deployment = dep;
+    showTab("deploy");
+    renderJob();
+    await loadSlice();
+    poll();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    toast(`${kind[0].toUpperCase() + kind.slice(1)} refused: ${err.message}`, { kind: "error", where: $("canvas-toasts"), testid: "canvas-error" });
+  }
+}
+
+function renderJob() {
+  const dep = state.deployment;
+  if (!dep) return;
+  renderDeployment($("deploy-view"), dep, [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true })));
+  $("deploy-tab-dot").hidden = FINISHED.has(dep.status);
+  refreshStates();
+}
+
+async function poll() {
+  clearTimeout(state.pollTimer);
+  const dep = state.deployment;
+  if (!dep) return;
+  try {
+    const [fresh] = await Promise.all([api(`deployments/${dep.id}/`), loadSlice()]);
+    state.deployment = fresh;
+    state.pollErrors = 0;
+    renderJob();
+    if (FINISHED.has(fresh.status)) {
+      await loadSlice();
+      renderJob();
+      updateActions();
+      const what = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" }[fresh.kind] || "Job";
+      if (fresh.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
+      else toast(`${what} failed: ${fresh.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
+      return;
+    }
+  } catch (err) {
+    state.pollErrors += 1;
+    if (state.pollErrors === 3) toast(`Lost contact with the server (${err.message}); still trying…`, { kind: "error" });
+  }
+  state.pollTimer = setTimeout(poll, state.pollErrors ? Math.min(8000, config.pollMs * 2 ** state.pollErrors) : config.pollMs);
+}
+
+/** The slice's latest job, from the slice detail or the deployments list, when the server has one. */
+async function findLatestDeployment() {
+  const s = state.slice;
+  const ref = s.last_deployment ?? s.latest_deployment ?? s.deployment ?? (Array.isArray(s.deployments) ? s.deployments[0] : null);
+  const id = ref && typeof ref === "object" ? ref.id : ref;
+  if (id) return api(`deployments/${id}/`);
+  if (!features.deployments) return null;
+  try {
+    const rows = await apiList("deployments/", { slice: sliceId, limit: 1 });
+    const mine = rows.filter((d) => (d.slice?.id ?? d.slice) === sliceId);
+    return mine.length ? api(`deployments/${mine[0].id}/`) : null;
+  } catch {
+    return null;
+  }
+}
+
+// --- export ---------------------------------------------------------------------------------------------
+
+async function doExport(format) {
+  $("export-menu").open = false;
+  if (format === "png") {
+    if (!cy.elements().length) {
+      toast("Nothing to draw yet.", { kind: "info" });
+      return;
+    }
+    const blob = cy.png({ output: "blob", full: true, scale: 2, bg: "#ffffff" });
+    download(blob, `${state.slice.name}.png`);
+    return;
+  }
+  try {
+    await exportSlice(state.slice, format);
+  } catch (err) {
+    toast(`Export failed: ${err.message}`, { kind: "error" });
+  }
+}
+
+// --- keyboard and buttons --------------------------------------------------------------------------------
+
+function typingInField(event) {
+  const t = event.target;
+  return t instanceof HTMLElement && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
+}
+
+document.addEventListener("keydown", (event) => {
+  if (document.querySelector("dialog[open]") || typingInField(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+  const key = event.key;
+  if (key === "Delete" || key === "Backspace") {
+    if (cy.$(":selected").length) {
+      event.preventDefault();
+      deleteSelection();
+    }
+  } else if (key === "Escape") {
+    if ($("export-menu").open) $("export-menu").open = false;
+    else if (state.linkMode) setLinkMode(false);
+    else cy.$(":selected").unselect();
+  } else if (key === "a" || key === "A") {
+    event.preventDefault();
+    openVmDialog();
+  } else if (key === "l" || key === "L") {
+    if (!$("btn-link-mode").disabled) setLinkMode(!state.linkMode);
+  } else if (key === "f" || key === "F") {
+    cy.animate({ fit: { eles: cy.elements(), padding: 60 }, duration: 200 });
+  }
+});
+
+$("btn-add-vm").addEventListener("click", () => openVmDialog());
+document.querySelector('[data-action="add-vm"]').addEventListener("click", () => openVmDialog());
+$("btn-link-mode").addEventListener("click", () => setLinkMode(!state.linkMode));
+$("btn-delete").addEventListener("click", () => deleteSelection());
+$("btn-fit").addEventListener("click", () => cy.animate({ fit: { eles: cy.elements(), padding: 60 }, duration: 200 }));
+$("btn-layout").addEventListener("click", () => arrange());
+$("btn-placement").addEventListener("click", openPlacement);
+$("btn-plan").addEventListener("click", openPlan);
+$("btn-deploy").addEventListener("click", (e) => startJob("deploy", e.currentTarget));
+$("btn-redeploy").addEventListener("click", (e) => startJob("redeploy", e.currentTarget));
+$("btn-destroy").addEventListener("click", (e) => startJob("destroy", e.currentTarget));
+for (const item of document.querySelectorAll("[data-export]")) item.addEventListener("click", () => doExport(item.dataset.export));
+document.addEventListener("click", (event) => {
+  const menu = $("export-menu");
+  if (menu.open && !menu.contains(event.target)) menu.open = false;
+});
+for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
+  tab.addEventListener("click", () => showTab(tab.id.replace("tab-", "")));
+  tab.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+    const tabs = [...document.querySelectorAll('.tabs [role="tab"]')];
+    const next = tabs[(tabs.indexOf(tab) + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    showTab(next.id.replace("tab-", ""));
+    next.focus();
+  });
+}
+const chooseIfaces = $("opt-choose-ifaces");
+chooseIfaces.checked = localStorage.getItem("slice-portal:choose-ifaces") === "1";
+chooseIfaces.addEventListener("change", () => localStorage.setItem("slice-portal:choose-ifaces", chooseIfaces.checked ? "1" : "0"));
+new ResizeObserver(() => cy.resize()).observe($("cy"));
+
+// --- start ------------------------------------------------------------------------------------------------
+
+wireDialogs();
+(async () => {
+  try {
+    await loadSlice();
+  } catch (err) {
+    canvasError(`Could not load the slice: ${err.message}`);
+    return;
+  }
+  await untangle();
+  if (state.vms.size) cy.fit(undefined, 70);
+  if (cy.zoom() > 1.4) {
+    cy.zoom(1.4);
+    cy.center();
+  }
+  try {
+    state.deployment = await findLatestDeployment();
+  } catch {
+    state.deployment = null;
+  }
+  if (state.deployment) {
+    renderJob();
+    if (!FINISHED.has(state.deployment.status)) {
+      showTab("deploy");
+      poll();
+    }
+  }
+  updateActions();
+})();

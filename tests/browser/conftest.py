@@ -1,0 +1,161 @@
+"""Browser tests: Debian's headless Chromium driven by Playwright against pytest-django's live server.
+
+Chromium is never downloaded (no ``playwright install``): the tests use
+``/usr/bin/chromium`` (``apt-get install chromium``) and skip, saying so, when
+it is absent. Screenshots go to ``artifacts/browser/``.
+"""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provisioning.models import Flavor, Host, Image
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# The flags LAB-NOTES found to work headless as root (Playwright adds --headless and a fresh profile).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+PASSWORD = "correct-horse-battery"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium for the whole session (skips when the browser is not installed)."""
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which("chromium"):
+        pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium chromium-driver")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - requirements-dev.txt pins it
+        pytest.skip("playwright (Python) is not installed: pip install -r requirements-dev.txt")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # Playwright's sync API keeps an asyncio loop in this thread while the browser lives;
+    # Django refuses ORM calls from a thread with a running loop unless told that the
+    # calls are synchronous anyway (they are: the tests and fixtures call the ORM directly).
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    manager = sync_playwright().start()
+    try:
+        browser = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    finally:
+        manager.stop()
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def inventory(transactional_db):
+    """What a deploy needs in the database: a flavor, a default image, two workers and a network node.
+
+    Transactional tests flush the tables between tests, so the data migrations'
+    rows cannot be relied on: create them here.
+    """
+    flavor, _ = Flavor.objects.get_or_create(name="tiny", defaults={"vcpus": 1, "ram_mib": 96, "is_default": True})
+    Flavor.objects.get_or_create(name="small", defaults={"vcpus": 1, "ram_mib": 256})
+    image, _ = Image.objects.get_or_create(
+        name="busybox",
+        defaults={
+            "kind": Image.Kind.KERNEL,
+            "kernel_path": "/var/lib/slice-portal/images/vmlinuz",
+            "initrd_path": "/var/lib/slice-portal/images/initrd.img",
+            "is_default": True,
+        },
+    )
+    hosts = [
+        Host.objects.get_or_create(
+            name=f"worker{i}",
+            defaults={"role": Host.Role.WORKER, "management_address": f"192.0.2.{10 + i}", "vcpus": 4, "ram_mib": 4096},
+        )[0]
+        for i in (1, 2)
+    ]
+    hosts.append(
+        Host.objects.get_or_create(
+            name="netnode", defaults={"role": Host.Role.NETWORK, "management_address": "192.0.2.3"}
+        )[0]
+    )
+    return {"flavor": flavor, "image": image, "hosts": hosts}
+
+
+@pytest.fixture
+def ui_user(transactional_db, django_user_model):
+    return django_user_model.objects.create_user(username="ada", password=PASSWORD)
+
+
+class Console:
+    """Console errors and uncaught exceptions seen by a page."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self.allowed: list[re.Pattern] = []
+
+    def allow(self, pattern: str) -> None:
+        """Accept errors matching ``pattern`` (e.g. the network log line of a request the test makes fail)."""
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def page(chromium, live_server, request):
+    """A fresh browser page at 1280x800 on the live server; fails the test on console errors."""
+    context = chromium.new_context(
+        viewport={"width": 1280, "height": 800}, base_url=live_server.url, accept_downloads=True
+    )
+    context.set_default_timeout(10_000)
+    pg = context.new_page()
+    console = Console()
+    pg.on("console", lambda msg: msg.type == "error" and console.errors.append(f"console: {msg.text} @ {msg.location}"))
+    pg.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+    pg.console = console
+    yield pg
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        shot(pg, f"FAILED-{request.node.name}")
+        print("browser console errors:", *console.errors, sep="\n  ")
+    context.close()
+    if not failed:
+        assert console.unexpected() == [], "errors in the browser console"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def shot(pg, name: str, full_page: bool = False) -> Path:
+    """Save a screenshot as a test artifact (artifacts/browser/NAME.png)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    pg.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def login(pg, user, password: str = PASSWORD) -> None:
+    pg.goto("/login/")
+    pg.get_by_label("Username").fill(user.username)
+    pg.get_by_label("Password").fill(password)
+    pg.keyboard.press("Enter")
+    pg.wait_for_url(re.compile(r"/$"))
