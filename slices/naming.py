@@ -62,7 +62,8 @@ def tap_name(vm_id: int, index: int) -> str:
     is used whenever it fits in IFNAMSIZ (15). Otherwise the deterministic
     fallback ``tx{base36(vm_id)}_{index}`` is used (VM 123456, eth10 ->
     ``tx2n9c_10``): it never collides with the spec form (which starts with
-    ``tap_``), is unique per (vm, interface) and fits for any id below 36**9.
+    ``tap_``), is unique per (vm, interface) (base36 has no ``_``, so the split is
+    unambiguous) and fits for any id below 36**10 (3.6e15) with up to 99 interfaces.
     """
     name = f"tap_{vm_id}_{iface_name(index)}"
     if len(name) <= IFNAMSIZ:
