@@ -433,6 +433,9 @@ def _internet(uplink: str) -> None:
     run(["ip", "link", "set", uplink, "up"], netns=netnode)
     run(["ip", "addr", "add", f"{INTERNET_ADDRESS}/{prefix}", "dev", INTERNET_IF], netns=INTERNET_NAMESPACE)
     run(["ip", "link", "set", INTERNET_IF, "up"], netns=INTERNET_NAMESPACE)
+    # NAT'd replies cross the network node into OVS (gw_v400): full checksums from the start.
+    run(["ethtool", "-K", INTERNET_IF, "tx", "off"], netns=INTERNET_NAMESPACE)
+    run(["ethtool", "-K", uplink, "tx", "off"], netns=netnode)
     run(["ip", "route", "add", "default", "via", str(INTERNET_ADDRESS)], netns=netnode)
 
 
@@ -509,7 +512,8 @@ def ssh_connection(paths: LabPaths, host: LabHost, *, known_hosts: Path, timeout
     from fabric import Config, Connection
     from paramiko import RejectPolicy
 
-    config = Config(overrides={"load_ssh_configs": False})
+    # No ~/.ssh/config, and never read our stdin (tests and CI have none).
+    config = Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}})
     connection = Connection(
         str(host.management_address),
         user="root",

@@ -304,3 +304,58 @@ def ensure_guest(images_dir: Path, *, refresh: bool = False, rebuild: bool = Fal
         kernel_path=kernel_root / "boot" / f"vmlinuz-{version}",
         initrd_path=initrd,
     )
+
+
+# --- disk image -------------------------------------------------------------------------------
+
+DISK_TOOLS = {"syslinux": "syslinux", "mcopy": "mtools", "qemu-img": "qemu-utils"}
+SYSLINUX_CONFIG = """\
+DEFAULT linux
+PROMPT 0
+TIMEOUT 0
+SERIAL 0 115200
+LABEL linux
+  KERNEL vmlinuz
+  INITRD initrd.gz
+  APPEND {kernel_args}
+"""
+DISK_MIB = 40
+
+
+def build_disk(images_dir: Path, image: GuestImage, *, rebuild: bool = False) -> Path:
+    """A small bootable qcow2 holding the same guest, for Image kind ``disk``.
+
+    A FAT file system (busybox ``mkdosfs``) with the kernel, the initramfs and a
+    SYSLINUX boot sector (``syslinux --install``, which writes through mtools:
+    no mount needed), converted to a compressed qcow2. The engine boots it from
+    a per-VM qcow2 overlay like any real disk image: BIOS -> SYSLINUX -> the
+    same /init and ``SP:`` report as the kernel-kind guest.
+    """
+    missing = [f"{tool} (package {package})" for tool, package in DISK_TOOLS.items() if not shutil.which(tool)]
+    if missing:
+        raise LabCommandError(f"building the disk image needs {', '.join(missing)}")
+    target = images_dir / f"disk-{image.kernel_version}.qcow2"
+    stamp = target.with_name(target.name + ".inputs")
+    digest = hashlib.sha256(image.initrd_path.read_bytes() + image.kernel_args.encode()).hexdigest()[:16]
+    if not rebuild and target.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return target
+    with tempfile.TemporaryDirectory(dir=images_dir, prefix="disk-") as tmp:
+        raw = Path(tmp) / "disk.img"
+        with open(raw, "wb") as handle:
+            handle.truncate(DISK_MIB * 1024 * 1024)
+        run([str(BUSYBOX), "mkdosfs", "-n", "SPLAB", str(raw)])
+        config = Path(tmp) / "syslinux.cfg"
+        config.write_text(SYSLINUX_CONFIG.format(kernel_args=image.kernel_args))
+        env = {"MTOOLS_SKIP_CHECK": "1"}
+        for source, name in (
+            (image.kernel_path, "vmlinuz"),
+            (image.initrd_path, "initrd.gz"),
+            (config, "syslinux.cfg"),
+        ):
+            run(["mcopy", "-i", str(raw), str(source), f"::{name}"], env=env)
+        run(["syslinux", "--install", str(raw)], env=env)
+        converted = Path(tmp) / "disk.qcow2"
+        run(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(converted)], timeout=120)
+        converted.replace(target)
+    stamp.write_text(digest + "\n")
+    return target

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db import transaction
 
 from provisioning.lab.guest import GuestImage
@@ -9,6 +11,7 @@ from provisioning.lab.topology import DEFAULT_UPLINK, HOSTS, NETWORK_NODE, LabPa
 from provisioning.models import Host, Image
 
 LAB_IMAGE_NAME = "lab-busybox"
+LAB_DISK_IMAGE_NAME = "lab-busybox-disk"
 
 
 def network_node_uplink() -> str:
@@ -59,6 +62,22 @@ def register_image(guest: GuestImage, *, make_default: bool = True) -> Image:
             "kernel_args": guest.kernel_args,
             "disk_path": "",
             "is_default": make_default,
+        },
+    )
+    return image
+
+
+def register_disk_image(disk_path: Path) -> Image:
+    """Create or update the lab's disk-kind Image (a qcow2 base; not the default)."""
+    image, _ = Image.objects.update_or_create(
+        name=LAB_DISK_IMAGE_NAME,
+        defaults={
+            "kind": Image.Kind.DISK,
+            "disk_path": str(disk_path),
+            "kernel_path": "",
+            "initrd_path": "",
+            "kernel_args": "",
+            "is_default": False,
         },
     )
     return image

@@ -195,19 +195,19 @@ def test_tagged_frames_cross_the_underlay_between_workers(lab, endpoints):
     other = endpoints.add("worker2", 102, "10.99.0.3/24")  # same subnet, another VLAN
 
     capture = subprocess.Popen(
-        ["timeout", "8", "tcpdump", "-l", "-n", "-e", "-i", host("worker2").underlay_veth, "vlan 101 and icmp"],
+        ["timeout", "20", "tcpdump", "-l", "-n", "-e", "-i", host("worker2").underlay_veth, "vlan 101 and icmp"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     snoop = subprocess.Popen(
-        ["ip", "netns", "exec", other, "timeout", "8", "tcpdump", "-l", "-n", "-e", "-i", "eth0", "not arp or arp"],
+        ["ip", "netns", "exec", other, "timeout", "20", "tcpdump", "-l", "-n", "-e", "-i", "eth0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     time.sleep(1)
-    ping = system.run(["ping", "-c", "3", "-W", "2", "10.99.0.2"], netns=a, check=False)
+    ping = system.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.99.0.2"], netns=a, check=False)
     assert ping.returncode == 0, ping.stdout
     # TCP too (the checksum trap of the userspace datapath shows up with TCP only).
     server = subprocess.Popen(
@@ -220,10 +220,13 @@ def test_tagged_frames_cross_the_underlay_between_workers(lab, endpoints):
     assert server.communicate(timeout=12)[0].strip() == "over-tcp"
 
     # The VLAN 102 endpoint can reach no one on VLAN 101 and sees none of its frames.
-    isolated = system.run(["ping", "-c", "2", "-W", "1", "10.99.0.1"], netns=other, check=False)
+    isolated = system.run(["ping", "-c", "2", "-i", "0.3", "-W", "1", "10.99.0.1"], netns=other, check=False)
     assert isolated.returncode != 0
-    tagged = capture.communicate(timeout=15)[0]
-    seen_by_other = snoop.communicate(timeout=15)[0]
+    time.sleep(0.5)  # let the captures print the last frames, then stop them (our own children)
+    capture.terminate()
+    snoop.terminate()
+    tagged = capture.communicate(timeout=10)[0]
+    seen_by_other = snoop.communicate(timeout=10)[0]
     assert "vlan 101" in tagged, "no 802.1Q-tagged frame of VLAN 101 crossed the underlay"
     assert "10.99.0.1" not in seen_by_other.replace("10.99.0.1 tell 10.99.0.3", "")
     assert "10.99.0.2" not in seen_by_other

@@ -33,7 +33,10 @@ class Command(BaseCommand):
         sub.add_parser("status", help="Report each host's health; exit 1 when anything is unhealthy.")
         image = sub.add_parser("image", help="Build (if needed) and register the guest image.")
         image.add_argument("--refresh", action="store_true", help="Fetch the current kernel if not cached yet.")
-        image.add_argument("--rebuild", action="store_true", help="Rebuild the initramfs.")
+        image.add_argument("--rebuild", action="store_true", help="Rebuild the initramfs (and the disk).")
+        image.add_argument(
+            "--disk", action="store_true", help="Also build a bootable qcow2 of the guest and register it (kind disk)."
+        )
         console = sub.add_parser("console", help="Run a command on a lab guest's serial console.")
         console.add_argument("vm_id", type=int)
         console.add_argument("cmd", help="A shell command line, e.g. 'ip -4 addr'.")
@@ -81,14 +84,19 @@ class Command(BaseCommand):
         if not all(h.healthy for h in report):
             raise CommandError("the lab is not healthy (`manage.py lab up` rebuilds it)")
 
-    def do_image(self, *, refresh: bool = False, rebuild: bool = False, **_):
+    def do_image(self, *, refresh: bool = False, rebuild: bool = False, disk: bool = False, **_):
         start = time.monotonic()
-        image = guest.ensure_guest(lab_paths().images_dir, refresh=refresh, rebuild=rebuild)
+        images_dir = lab_paths().images_dir
+        image = guest.ensure_guest(images_dir, refresh=refresh, rebuild=rebuild)
         row = inventory.register_image(image)
         self.stdout.write(
             f"image {row.name} (default, kernel {image.kernel_version}) ready in {time.monotonic() - start:.2f}s: "
             f"{image.kernel_path} + {image.initrd_path}"
         )
+        if disk:
+            disk_path = guest.build_disk(images_dir, image, rebuild=rebuild)
+            row = inventory.register_disk_image(disk_path)
+            self.stdout.write(f"image {row.name} (kind disk): {disk_path}")
 
     def do_console(self, *, vm_id: int, cmd: str, timeout: float = 30, **_):
         from provisioning.lab import console
