@@ -29,6 +29,11 @@ class Host(models.Model):
         WORKER = "worker", "Compute worker"
         NETWORK = "network", "Network node"
 
+    class Accel(models.TextChoices):
+        AUTO = "auto", "Detect (probe KVM)"
+        KVM = "kvm", "KVM"
+        TCG = "tcg", "TCG (emulation)"
+
     name = models.CharField(max_length=32, unique=True, validators=[HOST_NAME_VALIDATOR])
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.WORKER)
     management_address = models.GenericIPAddressField(protocol="both")
@@ -50,12 +55,27 @@ class Host(models.Model):
     )
     state_dir = models.CharField(max_length=255, default="/var/lib/slice-portal", validators=[PATH_VALIDATOR])
     enabled = models.BooleanField(default=True)
+    accel = models.CharField(
+        max_length=8,
+        choices=Accel.choices,
+        default=Accel.AUTO,
+        help_text="Workers: QEMU accelerator. 'auto' probes the host once (a tiny KVM guest) and remembers.",
+    )
+    accel_detected = models.CharField(max_length=8, blank=True, help_text="What the last KVM probe found.")
+    accel_probed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["role", "name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def effective_accel(self) -> str | None:
+        """'kvm' or 'tcg' when known (forced or probed); None when a probe is still due."""
+        if self.accel != self.Accel.AUTO:
+            return self.accel
+        return self.accel_detected or None
 
 
 class Image(models.Model):
@@ -141,6 +161,12 @@ class Deployment(models.Model):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     dry_run = models.BooleanField(default=False)
     plan = models.JSONField(default=dict, blank=True)
+    spec = models.JSONField(
+        default=dict, blank=True, help_text="The slice as this job was asked to make it (empty for a destroy)."
+    )
+    stats = models.JSONField(default=dict, blank=True, help_text="Runner counters per host.")
+    worker = models.CharField(max_length=128, blank=True, help_text="host:pid of the process running the job.")
+    heartbeat = models.DateTimeField(null=True, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     job_id = models.CharField(max_length=64, blank=True)
@@ -166,28 +192,50 @@ class Deployment(models.Model):
     def is_active(self) -> bool:
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
-    def mark_running(self, *, job_id: str = "") -> None:
-        """Transition queued -> running."""
-        now = timezone.now()
-        Deployment.objects.filter(pk=self.pk).update(status=self.Status.RUNNING, started=now, job_id=job_id)
-        self.status, self.started, self.job_id = self.Status.RUNNING, now, job_id
+    def heartbeat_now(self) -> None:
+        """Tell the abandoned-job check that the process running this job is alive."""
+        Deployment.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(heartbeat=timezone.now())
 
-    def mark_succeeded(self) -> None:
-        """Transition running -> succeeded (progress 100 %)."""
+    def claim(self, *, worker: str) -> bool:
+        """Transition queued -> running, only if still queued (a job runs a deployment once)."""
         now = timezone.now()
-        Deployment.objects.filter(pk=self.pk).update(status=self.Status.SUCCEEDED, finished=now, progress=100)
-        self.status, self.finished, self.progress = self.Status.SUCCEEDED, now, 100
+        claimed = Deployment.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.RUNNING, started=now, heartbeat=now, worker=worker
+        )
+        if claimed:
+            self.status, self.started, self.heartbeat, self.worker = self.Status.RUNNING, now, now, worker
+        return bool(claimed)
 
-    def mark_failed(self, error: str) -> None:
-        """Transition to failed with a message naming host, step and stderr."""
+    def mark_succeeded(self) -> bool:
+        """Transition running -> succeeded (progress 100 %); False if it is no longer running."""
         now = timezone.now()
-        Deployment.objects.filter(pk=self.pk).update(status=self.Status.FAILED, finished=now, error=error)
-        self.status, self.finished, self.error = self.Status.FAILED, now, error
+        done = Deployment.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            status=self.Status.SUCCEEDED, finished=now, progress=100
+        )
+        if done:
+            self.status, self.finished, self.progress = self.Status.SUCCEEDED, now, 100
+        return bool(done)
+
+    def mark_failed(self, error: str) -> bool:
+        """Transition queued/running -> failed with a message naming host, step and stderr.
+
+        False when the deployment had already ended (e.g. declared abandoned meanwhile).
+        """
+        now = timezone.now()
+        done = Deployment.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
+            status=self.Status.FAILED, finished=now, error=error[:20000]
+        )
+        if done:
+            self.status, self.finished, self.error = self.Status.FAILED, now, error
+        return bool(done)
 
     def set_progress(self, percent: int) -> None:
         percent = max(0, min(100, int(percent)))
         Deployment.objects.filter(pk=self.pk).update(progress=percent)
         self.progress = percent
+
+
+ACTIVE_STATUSES = (Deployment.Status.QUEUED, Deployment.Status.RUNNING)
 
 
 class DeploymentStep(models.Model):

@@ -1,0 +1,366 @@
+"""Runners: send a stage's commands to its hosts and report every step as it happens.
+
+- :class:`FabricRunner` opens **one** SSH connection per host per job (Fabric
+  ``Connection`` over paramiko; host keys checked against a known-hosts file,
+  unknown keys rejected), sends each host's commands of a stage as **one**
+  script on stdin of ``bash -s`` (one round trip), hosts in parallel (threads),
+  and parses the marker lines of :mod:`provisioning.scripts` live from the
+  channel, so each step's start and end are known the moment they happen.
+- :class:`DryRunRunner` records the scripts instead of running them.
+
+Both yield events from :meth:`Runner.run_stage` in the caller's thread (the
+executor writes them to the database there) and count, per host, connections,
+round trips, commands and ``ovs-vsctl`` invocations.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from .plans import HostCommand
+from .scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, new_token, render_script, shell_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How to reach a host."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    key_path: str = ""
+
+
+@dataclass
+class HostStats:
+    """Counters per host (benchmarks read them)."""
+
+    connections: int = 0
+    round_trips: int = 0
+    commands: int = 0  # commands sent
+    executed: int = 0  # commands that ran (not skipped by their check)
+    ovs_vsctl: int = 0  # ovs-vsctl invocations (checks and commands that ran)
+    seconds: float = 0.0  # wall time of the round trips
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A step began (``kind`` "began") or ended ("ended"), or a host finished its script ("host")."""
+
+    kind: str
+    host: str
+    index: int = -1
+    status: str = ""
+    exit_code: int | None = None
+    output: str = ""
+    duration: float = 0.0
+    ok: bool = True
+    error: str = ""
+    at: float = field(default_factory=time.time)
+
+
+def _uses_ovs_vsctl(argv: Sequence[str] | None) -> bool:
+    return bool(argv) and any("ovs-vsctl" in str(a) for a in argv)
+
+
+class Runner:
+    """Base: per-host counters and the parallel fan-out of a stage."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, HostStats] = {}
+
+    def stat(self, host: str) -> HostStats:
+        return self.stats.setdefault(host, HostStats())
+
+    def run_stage(self, scripts: Mapping[str, Sequence[HostCommand]]) -> Iterator[Event]:
+        """Run each host's commands (in order, one round trip), hosts in parallel; yield events live."""
+        events: queue.Queue[Event | None] = queue.Queue()
+        hosts = [h for h, cmds in scripts.items() if cmds]
+        if not hosts:
+            return
+
+        def work(host: str) -> None:
+            try:
+                self._run_host(host, list(scripts[host]), events.put)
+            except Exception as exc:  # a broken host never takes the others down
+                log.exception("runner failed on %s", host)
+                events.put(Event("host", host, ok=False, error=f"{type(exc).__name__}: {exc}"))
+            finally:
+                events.put(None)
+
+        with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="sp-runner") as pool:
+            for host in hosts:
+                pool.submit(work, host)
+            remaining = len(hosts)
+            while remaining:
+                event = events.get()
+                if event is None:
+                    remaining -= 1
+                    continue
+                self._count(event, scripts)
+                yield event
+
+    def _count(self, event: Event, scripts: Mapping[str, Sequence[HostCommand]]) -> None:
+        if event.kind != "ended":
+            return
+        cmd = scripts[event.host][event.index]
+        stat = self.stat(event.host)
+        if _uses_ovs_vsctl(cmd.check):
+            stat.ovs_vsctl += 1
+        if event.status != "skipped":
+            stat.executed += 1
+            if _uses_ovs_vsctl(cmd.argv):
+                stat.ovs_vsctl += 1
+
+    def _run_host(self, host: str, commands: list[HostCommand], emit) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close connections (end of the job)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class DryRunRunner(Runner):
+    """Records each host's script instead of running it; every step reports "skipped" (not executed)."""
+
+    def __init__(self, *, step_timeout: int = 300) -> None:
+        super().__init__()
+        self.step_timeout = step_timeout
+        self.records: list[dict] = []
+        self._lock = threading.Lock()
+        self._stage = 0
+
+    def run_stage(self, scripts: Mapping[str, Sequence[HostCommand]]) -> Iterator[Event]:
+        self._stage += 1
+        yield from super().run_stage(scripts)
+
+    def _run_host(self, host: str, commands: list[HostCommand], emit) -> None:
+        token = "DRYRUN"
+        stat = self.stat(host)
+        with self._lock:
+            stat.connections = 1  # a real run opens one connection per host per job
+            stat.round_trips += 1
+            stat.commands += len(commands)
+            self.records.append(
+                {
+                    "stage": self._stage,
+                    "host": host,
+                    "script": render_script(commands, token=token, step_timeout=self.step_timeout),
+                    "steps": [
+                        {
+                            **cmd.to_dict(),
+                            "shell": shell_text(cmd.argv),
+                            "check_shell": shell_text(cmd.check) if cmd.check else None,
+                            "undo_shell": shell_text(cmd.undo) if cmd.undo else None,
+                        }
+                        for cmd in commands
+                    ],
+                }
+            )
+        for i, _cmd in enumerate(commands):
+            emit(Event("began", host, i))
+            emit(Event("ended", host, i, status="skipped", output="dry run: not executed"))
+        emit(Event("host", host, ok=True))
+
+    def _count(self, event: Event, scripts) -> None:
+        # Count as if the commands ran (no check can run in a dry run).
+        if event.kind == "ended":
+            cmd = scripts[event.host][event.index]
+            stat = self.stat(event.host)
+            stat.executed += 1
+            stat.ovs_vsctl += int(_uses_ovs_vsctl(cmd.check)) + int(_uses_ovs_vsctl(cmd.argv))
+
+
+class HostUnreachable(Exception):
+    """No SSH session to a host (refused, timed out, unknown or changed host key, auth failure)."""
+
+
+class FabricRunner(Runner):
+    """Runs stages over SSH with Fabric: one connection per host per job, one round trip per stage."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, SshTarget],
+        *,
+        known_hosts: str,
+        connect_timeout: float = 10,
+        command_timeout: int = 300,
+    ) -> None:
+        super().__init__()
+        self.targets = dict(targets)
+        self.known_hosts = known_hosts
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._connections: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {h: threading.Lock() for h in self.targets}
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connection(self, host: str):
+        """The host's connection, opened on first use and kept for the rest of the job."""
+        from fabric import Config, Connection
+        from paramiko import RejectPolicy
+
+        conn = self._connections.get(host)
+        if conn is not None and conn.is_connected:
+            return conn
+        target = self.targets.get(host)
+        if target is None:
+            raise HostUnreachable(f"{host}: no such host in the inventory")
+        key = target.key_path or None
+        conn = Connection(
+            target.address,
+            user=target.user,
+            port=target.port,
+            connect_timeout=self.connect_timeout,
+            # Never read ~/.ssh/config: what the inventory says is what we connect to.
+            config=Config(overrides={"load_ssh_configs": False}),
+            connect_kwargs={
+                "key_filename": key,
+                "look_for_keys": key is None,
+                "allow_agent": key is None,
+                "banner_timeout": self.connect_timeout,
+                "auth_timeout": self.connect_timeout,
+            },
+        )
+        # Fabric trusts any new key by default; we only trust the operator's known-hosts file.
+        conn.client.set_missing_host_key_policy(RejectPolicy())
+        try:
+            conn.client.load_host_keys(self.known_hosts)
+        except OSError as exc:
+            raise HostUnreachable(f"{host}: cannot read known hosts file {self.known_hosts}: {exc}") from exc
+        self.stat(host).connections += 1
+        try:
+            conn.open()
+        except Exception as exc:
+            raise HostUnreachable(
+                f"{host}: cannot connect to {target.address}:{target.port} as {target.user}: {_describe(exc)}"
+            ) from exc
+        self._connections[host] = conn
+        return conn
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            try:
+                conn.close()
+            except Exception:  # closing is best effort
+                log.debug("close failed", exc_info=True)
+        self._connections.clear()
+
+    # -- one round trip ---------------------------------------------------------------
+
+    def _run_host(self, host: str, commands: list[HostCommand], emit) -> None:
+        with self._locks.setdefault(host, threading.Lock()):
+            try:
+                conn = self._connection(host)
+            except HostUnreachable as exc:
+                emit(Event("host", host, ok=False, error=str(exc)))
+                return
+            token = new_token()
+            script = render_script(commands, token=token, step_timeout=self.command_timeout)
+            stat = self.stat(host)
+            stat.round_trips += 1
+            stat.commands += len(commands)
+            started = time.monotonic()
+            try:
+                ok, error = self._exchange(conn, script, token, host, emit)
+            finally:
+                stat.seconds += time.monotonic() - started
+            emit(Event("host", host, ok=ok, error=error))
+
+    def _exchange(self, conn, script: str, token: str, host: str, emit) -> tuple[bool, str]:
+        from paramiko import SSHException
+
+        transport = conn.transport
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+        except Exception as exc:
+            return False, f"{host}: cannot open an SSH channel: {_describe(exc)}"
+        parser = MarkerParser(token)
+        failed: StepEnded | None = None
+        # A step's remote `timeout` ends it after command_timeout; silence beyond that means a stuck link.
+        idle_limit = self.command_timeout + 30
+        try:
+            chan.set_combine_stderr(True)
+            chan.settimeout(1.0)
+            chan.exec_command("bash -s")
+            chan.sendall(script.encode())
+            chan.shutdown_write()
+            last = time.monotonic()
+            while True:
+                try:
+                    data = chan.recv(65536)
+                except TimeoutError:
+                    if time.monotonic() - last > idle_limit:
+                        step = parser.current
+                        return False, f"{host}: no answer for {idle_limit} s (step {step}); connection abandoned"
+                    continue
+                if not data:
+                    break
+                last = time.monotonic()
+                for ev in parser.feed(data):
+                    failed = self._emit(host, ev, emit) or failed
+            for ev in parser.finish():
+                failed = self._emit(host, ev, emit) or failed
+            rc = chan.recv_exit_status()
+        except (OSError, EOFError, SSHException) as exc:
+            return False, f"{host}: connection lost: {_describe(exc)}"
+        finally:
+            chan.close()
+        if failed is not None:
+            return False, ""
+        if not parser.done:
+            stray = "\n".join(parser.stray[-10:] or [parser.current_output()])
+            return False, f"{host}: the script stopped early (exit {rc}): {stray}".strip()
+        return True, ""
+
+    @staticmethod
+    def _emit(host: str, ev, emit) -> StepEnded | None:
+        if isinstance(ev, StepBegan):
+            emit(Event("began", host, ev.index))
+        elif isinstance(ev, StepEnded):
+            emit(
+                Event(
+                    "ended",
+                    host,
+                    ev.index,
+                    status=ev.status,
+                    exit_code=ev.exit_code,
+                    output=ev.output,
+                    duration=ev.duration,
+                )
+            )
+            return ev if ev.status == "failed" else None
+        elif isinstance(ev, ScriptDone):
+            pass
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    from paramiko import BadHostKeyException, SSHException
+
+    if isinstance(exc, BadHostKeyException):
+        return "host key mismatch (the known hosts file has another key for it)"
+    if isinstance(exc, SSHException) and "not found in known_hosts" in str(exc):
+        return "unknown host key (not in the known hosts file)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text
