@@ -7,12 +7,15 @@ Callers hold the slice's row lock (``select_for_update``), which serialises
 allocations inside one slice.
 
 Claiming a block additionally takes a transaction-scoped PostgreSQL advisory
-lock. Without it, two transactions that each claim several blocks (a template or
-an import creating many links at once) can each insert a block index the other
-then tries: both wait on the other's uncommitted row, a deadlock that PostgreSQL
-breaks by failing one of them. Block claims are rare (one per
-``SLICE_VLAN_BLOCK_SIZE`` links), so serialising them costs nothing noticeable.
-On SQLite, writes are serialised by the database lock anyway.
+lock, held until the claiming transaction ends. After it, the set of taken
+blocks read is exact (every earlier claimer has committed or rolled back), so
+claimers never wait on each other's uncommitted block rows: without it, two
+transactions that each claim several blocks (a template or an import creating
+many links at once) could each hold a block the other then tries, a deadlock
+PostgreSQL breaks by failing one of them. The lowest-first scan makes that
+rare, the lock makes it impossible. Block claims are rare (one per
+``SLICE_VLAN_BLOCK_SIZE`` links), so serialising them costs little. On SQLite,
+writes are serialised by the database lock anyway.
 """
 
 from django.conf import settings
