@@ -55,8 +55,8 @@ class SliceListView(LoginRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["create_form"] = SliceCreateForm()
-        context["import_form"] = SliceImportForm()
+        context["create_form"] = SliceCreateForm(auto_id="create_%s")
+        context["import_form"] = SliceImportForm(auto_id="import_%s")
         context["page_config"] = {
             "api": reverse("api-root"),
             "designerUrl": reverse("slice-designer", args=[0]),
@@ -75,7 +75,7 @@ class SliceDesignerView(LoginRequiredMixin, TemplateView):
         # Another user's slice is a 404, as in the API.
         slice_obj = get_object_or_404(selectors.slice_list(user=self.request.user), pk=kwargs["pk"])
         context["slice"] = slice_obj
-        context["vm_form"] = VMForm()
+        context["vm_form"] = VMForm(auto_id="vm_%s")
         context["page_config"] = {
             "api": reverse("api-root"),
             "sliceId": slice_obj.pk,

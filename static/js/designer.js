@@ -36,8 +36,8 @@ const state = {
   pollErrors: 0,
 };
 
-const flavorNames = new Map([...$("id_flavor").options].map((o) => [Number(o.value), o.textContent]));
-const imageNames = new Map([...$("id_image").options].map((o) => [Number(o.value), o.textContent]));
+const flavorNames = new Map([...$("vm_flavor").options].map((o) => [Number(o.value), o.textContent]));
+const imageNames = new Map([...$("vm_image").options].map((o) => [Number(o.value), o.textContent]));
 
 // --- the canvas ---------------------------------------------------------------------------
 
@@ -164,6 +164,36 @@ async function untangle() {
   const keys = new Set(nodes.map((n) => `${Math.round(n.position("x") / 20)}:${Math.round(n.position("y") / 20)}`));
   if (keys.size === nodes.length) return;
   await arrange();
+}
+
+// A link needs this much visible line between its two VMs for its labels (ends, VLAN, subnet).
+const MIN_FREE_LINK = 210;
+
+/** Spread a draft drawing whose links are too short to read (e.g. a dense template), and save it. */
+async function spreadIfCramped() {
+  if (state.slice.status !== "draft" || !cy.edges(".link").length) return;
+  let factor = 1;
+  cy.edges(".link").forEach((edge) => {
+    const a = edge.source().position();
+    const b = edge.target().position();
+    const d = Math.hypot(a.x - b.x, a.y - b.y);
+    if (d < 1) return;
+    // The part of the line hidden under the two nodes, by the link's direction.
+    const hidden = (Math.abs(a.x - b.x) / d) * NODE_W + (Math.abs(a.y - b.y) / d) * NODE_H;
+    if (d - hidden < MIN_FREE_LINK * 0.75) factor = Math.max(factor, (MIN_FREE_LINK + hidden) / d);
+  });
+  factor = Math.min(factor, 3);
+  if (factor === 1) return;
+  const nodes = cy.nodes(".vm");
+  const c = { x: 0, y: 0 };
+  nodes.forEach((n) => {
+    c.x += n.position("x") / nodes.length;
+    c.y += n.position("y") / nodes.length;
+  });
+  nodes.forEach((n) => {
+    n.position({ x: c.x + (n.position("x") - c.x) * factor, y: c.y + (n.position("y") - c.y) * factor });
+  });
+  await Promise.all(nodes.map((node) => savePosition(node)));
 }
 
 async function arrange() {
@@ -431,23 +461,27 @@ function nextVmName() {
   for (let i = 1; ; i++) if (!names.has(`vm${i}`)) return `vm${i}`;
 }
 
-/** The free grid spot nearest to the centre of the view, far enough from every VM for labels to breathe. */
+const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
+
+/**
+ * Where a new VM goes: the centre of the view for the first one, then the first free
+ * spot of a sunflower spiral around the first VM. The spiral keeps a handful of VMs
+ * in a compact cluster where no three sit in a line, so any link can be drawn cleanly.
+ */
 function freeSpot() {
   const ext = cy.extent();
   const centre = { x: (ext.x1 + ext.x2) / 2, y: (ext.y1 + ext.y2) / 2 };
   const taken = cy.nodes(".vm").map((n) => n.position());
   if (!taken.length) return centre;
-  const dx = NODE_W + 130;
-  const dy = NODE_H + 120;
-  const clear = (p) => taken.every((q) => Math.abs(q.x - p.x) >= dx * 0.9 || Math.abs(q.y - p.y) >= dy * 0.9);
-  // Anchor the grid on the first VM so that VMs line up.
+  const clear = (p) => taken.every((q) => Math.abs(q.x - p.x) >= NODE_W + 90 || Math.abs(q.y - p.y) >= NODE_H + 90);
   const origin = taken[0];
-  const candidates = [];
-  for (let i = -6; i <= 6; i++) {
-    for (let j = -6; j <= 6; j++) candidates.push({ x: origin.x + i * dx, y: origin.y + j * dy });
+  const step = 190;
+  for (let k = 1; k < 400; k++) {
+    const r = step * Math.sqrt(k);
+    const p = { x: origin.x + r * Math.cos(k * GOLDEN_ANGLE) * 1.3, y: origin.y + r * Math.sin(k * GOLDEN_ANGLE) * 0.8 };
+    if (clear(p)) return p;
   }
-  candidates.sort((a, b) => Math.hypot(a.x - centre.x, (a.y - centre.y) * 1.4) - Math.hypot(b.x - centre.x, (b.y - centre.y) * 1.4));
-  return candidates.find(clear) || { x: centre.x + dx, y: centre.y };
+  return { x: centre.x + NODE_W * 2, y: centre.y };
 }
 
 function openVmDialog(vm = null, position = null) {
@@ -535,6 +569,7 @@ async function createLink(a, b, ifaceA = "", ifaceB = "") {
       kind: "ok",
       where: $("canvas-toasts"),
       testid: "canvas-ok",
+      timeout: 2500,
     });
     await loadSlice();
     return link;
@@ -816,9 +851,10 @@ wireDialogs();
     return;
   }
   await untangle();
+  await spreadIfCramped();
   if (state.vms.size) cy.fit(undefined, 70);
-  if (cy.zoom() > 1.4) {
-    cy.zoom(1.4);
+  if (cy.zoom() > 1) {
+    cy.zoom(1);
     cy.center();
   }
   try {
@@ -834,4 +870,6 @@ wireDialogs();
     }
   }
   updateActions();
-})();
+})().finally(() => {
+  document.body.dataset.ready = "1";
+});

@@ -7,7 +7,7 @@ const TYPES = { yaml: "application/yaml", json: "application/json" };
 
 export async function exportSlice(slice, format) {
   const response = await api(`slices/${slice.id}/export/`, {
-    query: { fmt: format },
+    query: { format },
     raw: true,
     accept: `${TYPES[format]}, */*`,
   });

@@ -1,7 +1,6 @@
 // The drawing: Cytoscape.js style, elements built from API objects, and link drawing by drag.
 
 const SANS = 'system-ui, "Segoe UI", Roboto, "Helvetica Neue", "DejaVu Sans", sans-serif';
-const MONO = '"DejaVu Sans Mono", ui-monospace, Menlo, Consolas, monospace';
 
 // Node colours by state: border, fill.
 const VM_COLOURS = {
@@ -17,8 +16,8 @@ const GLOBE = `data:image/svg+xml;utf8,${encodeURIComponent(
   '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#eef0ff" stroke="#4f46e5" stroke-width="1.3"/><path d="M1 8h14M8 1c2.2 2 2.2 12 0 14M8 1c-2.2 2-2.2 12 0 14" fill="none" stroke="#4f46e5" stroke-width="1.1"/></svg>',
 )}`;
 
-export const NODE_W = 124;
-export const NODE_H = 50;
+export const NODE_W = 112;
+export const NODE_H = 46;
 
 export function styles() {
   const s = [
@@ -82,20 +81,18 @@ export function styles() {
         "line-cap": "round",
         label: "data(label)",
         "text-wrap": "wrap",
-        "font-family": MONO,
-        "font-size": 10.5,
+        "font-family": SANS,
+        "font-size": 11,
+        "font-weight": 600,
         color: "#334155",
-        "text-background-color": "#ffffff",
-        "text-background-opacity": 1,
-        "text-background-padding": 3,
+        "text-background-color": "#fbfcfe",
+        "text-background-opacity": 0.92,
+        "text-background-padding": 2,
         "text-background-shape": "roundrectangle",
-        "text-border-color": "#dfe3ec",
-        "text-border-width": 1,
-        "text-border-opacity": 1,
         "source-label": "data(ifaceA)",
         "target-label": "data(ifaceB)",
-        "source-text-offset": 22,
-        "target-text-offset": 22,
+        "source-text-offset": 26,
+        "target-text-offset": 26,
         "overlay-opacity": 0,
         "underlay-color": "#4f46e5",
         "underlay-opacity": 0,

@@ -137,7 +137,9 @@ async function doDelete(button, slice) {
   } catch (err) {
     toast(err.message, { kind: "error" });
   }
-  loadSlices();
+  loadSlices().finally(() => {
+  document.body.dataset.ready = "1";
+});
 }
 
 // --- create -------------------------------------------------------------------------
@@ -257,6 +259,14 @@ importForm.addEventListener("submit", async (event) => {
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     // Errors inside the document name their path (vms[1].name): show them with the file.
+    const byPath = err.body && typeof err.body.errors === "object" ? err.body.errors : null;
+    if (byPath && Object.keys(byPath).length) {
+      // Every problem of the document, by field path, under the file it came from.
+      const lines = Object.entries(byPath).map(([path, messages]) => `${path}: ${[].concat(messages).join(" ")}`);
+      err.fields = { file: lines.join("\n") };
+      showFormErrors(importForm, err);
+      return;
+    }
     const fields = {};
     const inFile = [];
     for (const [key, message] of Object.entries(err.fields)) {
@@ -286,4 +296,6 @@ if (features.templates) {
     })
     .catch(() => {});
 }
-loadSlices();
+loadSlices().finally(() => {
+  document.body.dataset.ready = "1";
+});

@@ -42,7 +42,7 @@ export function toast(message, { kind = "info", where = null, timeout = null, te
     el("button", { type: "button", class: "icon-btn", "aria-label": "Dismiss", onclick: close }, "×"),
   );
   box.append(item);
-  while (box.children.length > 4) box.firstElementChild.remove();
+  while (box.children.length > (where ? 2 : 4)) box.firstElementChild.remove();
   const ms = timeout ?? (kind === "error" ? 9000 : 3500);
   if (ms > 0) setTimeout(close, ms);
   return close;

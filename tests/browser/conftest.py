@@ -159,3 +159,9 @@ def login(pg, user, password: str = PASSWORD) -> None:
     pg.get_by_label("Password").fill(password)
     pg.keyboard.press("Enter")
     pg.wait_for_url(re.compile(r"/$"))
+    wait_ready(pg)
+
+
+def wait_ready(pg) -> None:
+    """Wait until the page's script has wired its buttons and loaded its data."""
+    pg.wait_for_selector("body[data-ready]", state="attached")

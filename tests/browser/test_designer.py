@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from slices.models import Link, Slice
 
-from .conftest import login, shot
+from .conftest import login, shot, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -65,6 +65,7 @@ def test_login_create_and_draw_a_ring(page, live_server, ui_user, inventory):
     pg.locator("#create-dialog").get_by_label("Name").fill("ring1")
     pg.keyboard.press("Enter")
     expect(pg).to_have_url(re.compile(r"/slices/\d+/$"))
+    wait_ready(pg)
     expect(pg.locator("#canvas-empty")).to_be_visible()
     shot(pg, "03-designer-empty")
 
