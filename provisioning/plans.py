@@ -242,7 +242,7 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
         _check_path(worker.state_dir, f"state_dir of {worker.name}")
         _require(worker.accel in ACCELS, f"accelerator of {worker.name} must be one of {ACCELS}")
         names.add(worker.name)
-    macs: set[str] = set()
+    macs: dict[str, int] = {}  # MAC -> VM id (a merged footprint may hold two versions of one VM)
     for vm in spec.vms:
         _require(isinstance(vm.id, int) and vm.id > 0, f"bad VM id {vm.id!r}")
         _require(bool(NAME_RE.fullmatch(vm.name or "")), f"unsafe VM name {vm.name!r}")
@@ -262,8 +262,7 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
         _require([nic.index for nic in vm.nics] == list(range(len(vm.nics))), f"VM {vm.name}: NICs must be eth0..ethN")
         for nic in vm.nics:
             _require(bool(_MAC_RE.fullmatch(nic.mac or "")), f"VM {vm.name}: bad MAC {nic.mac!r}")
-            _require(nic.mac not in macs, f"MAC {nic.mac} used twice")
-            macs.add(nic.mac)
+            _require(macs.setdefault(nic.mac, vm.id) == vm.id, f"MAC {nic.mac} used by two VMs")
             _require(
                 bool(_IFNAME_RE.fullmatch(nic.tap or "")) and len(nic.tap) <= IFNAMSIZ,
                 f"VM {vm.name}: bad TAP name {nic.tap!r}",
@@ -1102,7 +1101,10 @@ def destroy_plan(spec: SliceSpec) -> Plan:
 
 
 def _vm_key(spec: SliceSpec, vm: VmSpec) -> tuple:
-    return (vm, spec.worker(vm.host), spec.slice_name)
+    """What QEMU's command line depends on. A NIC's VLAN is not part of it: a new tag is
+    only a change of the TAP's port on br-int, and the guest keeps running."""
+    nics = tuple(replace(n, vlan=None) for n in vm.nics)
+    return (replace(vm, nics=nics), spec.worker(vm.host), spec.slice_name)
 
 
 def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:

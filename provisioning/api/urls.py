@@ -1,3 +1,18 @@
-"""Provisioning routes under /api/ (slice actions and deployments)."""
+"""Provisioning routes under /api/ (included before the slices router, so these win)."""
 
-urlpatterns: list = []
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()  # no API root view: the slices router owns /api/
+router.register("deployments", views.DeploymentViewSet, basename="deployment")
+
+urlpatterns = [
+    path("slices/<int:pk>/deploy/", views.SliceDeployView.as_view(), name="slice-deploy"),
+    path("slices/<int:pk>/redeploy/", views.SliceRedeployView.as_view(), name="slice-redeploy"),
+    path("slices/<int:pk>/destroy/", views.SliceDestroyView.as_view(), name="slice-destroy"),
+    path("slices/<int:pk>/plan/", views.SlicePlanView.as_view(), name="slice-plan"),
+    path("slices/<int:pk>/placement/", views.SlicePlacementView.as_view(), name="slice-placement"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,142 @@
+"""Admin for operators: inventory (hosts, images, flavors) and deployments with their steps.
+
+Deployments are read-only (their record is written by jobs); the one action
+retries failed ones through the same service the API uses. The RQ dashboard
+(/admin/rq/) is linked from the deployment list and from each deployment's job.
+"""
+
+from django.contrib import admin, messages
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from slices.errors import ServiceError
+
+from . import services
+from .models import Deployment, DeploymentStep, Flavor, Host, Image
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "role",
+        "management_address",
+        "ssh_port",
+        "vcpus",
+        "ram_mib",
+        "accel",
+        "accel_detected",
+        "enabled",
+    ]
+    list_filter = ["role", "enabled", "accel"]
+    search_fields = ["name", "management_address"]
+    readonly_fields = ["accel_detected", "accel_probed_at"]
+    actions = ["forget_kvm_probe"]
+    fieldsets = [
+        (None, {"fields": ["name", "role", "enabled"]}),
+        ("SSH", {"fields": ["management_address", "ssh_port", "ssh_user", "ssh_key_path"]}),
+        ("Capacity for guests", {"fields": ["vcpus", "ram_mib"]}),
+        ("Host side", {"fields": ["state_dir", "uplink", "accel", "accel_detected", "accel_probed_at"]}),
+    ]
+
+    @admin.action(description="Probe KVM again at the next deploy")
+    def forget_kvm_probe(self, request, queryset):
+        count = queryset.update(accel_detected="", accel_probed_at=None)
+        self.message_user(request, f"{count} host(s) will be probed at their next deploy.")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "disk_path", "kernel_path", "is_default"]
+    list_filter = ["kind", "is_default"]
+    search_fields = ["name", "disk_path", "kernel_path"]
+
+
+@admin.register(Flavor)
+class FlavorAdmin(admin.ModelAdmin):
+    list_display = ["name", "vcpus", "ram_mib", "disk_gib", "is_default"]
+    list_filter = ["is_default"]
+    search_fields = ["name"]
+
+
+class DeploymentStepInline(admin.TabularInline):
+    model = DeploymentStep
+    fields = ["seq", "host", "phase", "description", "status", "exit_code", "duration", "output_tail"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="ms")
+    def duration(self, step: DeploymentStep):
+        return step.duration_ms
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["id", "slice", "kind", "status", "dry_run", "progress", "requested_by", "created", "finished"]
+    list_filter = ["status", "kind", "dry_run"]
+    search_fields = ["slice__name", "slice__owner__username", "job_id", "error"]
+    date_hierarchy = "created"
+    list_select_related = ["slice", "requested_by"]
+    inlines = [DeploymentStepInline]
+    actions = ["retry_failed"]
+    readonly_fields = [
+        "slice",
+        "kind",
+        "status",
+        "dry_run",
+        "requested_by",
+        "progress",
+        "error",
+        "rq_job",
+        "worker",
+        "heartbeat",
+        "created",
+        "started",
+        "finished",
+        "stats",
+        "spec",
+        "plan",
+    ]
+    exclude = ["job_id"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="RQ job")
+    def rq_job(self, deployment: Deployment):
+        if not deployment.job_id:
+            return "-"
+        try:
+            url = reverse("django_rq:job_detail", kwargs={"queue_index": _queue_index(), "job_id": deployment.job_id})
+        except NoReverseMatch:
+            return deployment.job_id
+        return format_html('<a href="{}">{}</a>', url, deployment.job_id)
+
+    @admin.action(description="Retry the selected failed deployments")
+    def retry_failed(self, request, queryset):
+        for deployment in queryset.select_related("slice"):
+            try:
+                new = services.retry_deployment(deployment=deployment, user=request.user)
+            except ServiceError as exc:
+                self.message_user(request, f"Deployment {deployment.pk}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"Deployment {deployment.pk} retried as deployment {new.pk}.")
+
+
+def _queue_index() -> int:
+    """The django-rq dashboard's index of the "provisioning" queue."""
+    from django.conf import settings
+
+    names = list(settings.RQ_QUEUES)
+    return names.index("provisioning") if "provisioning" in names else 0

@@ -1,0 +1,134 @@
+"""Serializers of the provisioning API: deployments, their steps, plan and placement previews."""
+
+from rest_framework import serializers
+
+from provisioning.models import Deployment, DeploymentStep
+from slices.api.fields import NamedChoiceField
+
+
+class DeployRequestSerializer(serializers.Serializer):
+    """Body of POST deploy/redeploy/destroy (optional)."""
+
+    dry_run = serializers.BooleanField(
+        default=False, help_text="Record the commands instead of running them; the slice's state does not change."
+    )
+
+
+class DeploymentStepSerializer(serializers.ModelSerializer):
+    status = NamedChoiceField(choices=DeploymentStep.Status.choices, enum_name="DeploymentStepStatusEnum")
+    duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = DeploymentStep
+        fields = [
+            "seq",
+            "host",
+            "phase",
+            "description",
+            "command",
+            "status",
+            "exit_code",
+            "output_tail",
+            "started",
+            "finished",
+            "duration_ms",
+        ]
+        read_only_fields = fields
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    kind = NamedChoiceField(choices=Deployment.Kind.choices, enum_name="DeploymentKindEnum", read_only=True)
+    status = NamedChoiceField(choices=Deployment.Status.choices, enum_name="DeploymentStatusEnum", read_only=True)
+    slice_name = serializers.CharField(source="slice.name", read_only=True)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "slice",
+            "slice_name",
+            "kind",
+            "status",
+            "dry_run",
+            "progress",
+            "error",
+            "requested_by",
+            "job_id",
+            "created",
+            "started",
+            "finished",
+            "heartbeat",
+        ]
+        read_only_fields = fields
+
+
+class DeploymentDetailSerializer(DeploymentSerializer):
+    steps = DeploymentStepSerializer(many=True, read_only=True)
+    stats = serializers.DictField(
+        child=serializers.DictField(child=serializers.FloatField()),
+        read_only=True,
+        help_text="Per host: SSH connections, round trips, commands, executed, ovs_vsctl, seconds.",
+    )
+    plan = serializers.JSONField(read_only=True)
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = [*DeploymentSerializer.Meta.fields, "stats", "plan", "steps"]
+        read_only_fields = fields
+
+
+class PlanStepSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    argv = serializers.ListField(child=serializers.CharField())
+    shell = serializers.CharField()
+    check = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    check_shell = serializers.CharField(allow_null=True)
+    undo = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    undo_shell = serializers.CharField(allow_null=True)
+
+
+class PlanHostSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    phases = serializers.ListField(child=serializers.CharField())
+    script = serializers.CharField(help_text="The exact script sent to the host (one SSH round trip).")
+    steps = PlanStepSerializer(many=True)
+
+
+class PlanStageSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    hosts = PlanHostSerializer(many=True)
+
+
+class PlanSerializer(serializers.Serializer):
+    slice = serializers.IntegerField()
+    kind = serializers.CharField()
+    steps = serializers.IntegerField()
+    stages = PlanStageSerializer(many=True)
+    stats = serializers.DictField(child=serializers.DictField(child=serializers.FloatField()))
+    accel_probe_pending = serializers.ListField(child=serializers.CharField())
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+class PlacementVMSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    vcpus = serializers.IntegerField()
+    ram_mib = serializers.IntegerField()
+    host = serializers.CharField()
+    proposed = serializers.BooleanField(help_text="Chosen now (not stored yet); false: already placed or pinned.")
+
+
+class PlacementWorkerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    vcpus = serializers.IntegerField()
+    ram_mib = serializers.IntegerField()
+    used_vcpus = serializers.IntegerField()
+    used_ram_mib = serializers.IntegerField()
+
+
+class PlacementSerializer(serializers.Serializer):
+    slice = serializers.IntegerField()
+    fits = serializers.BooleanField()
+    error = serializers.CharField(allow_null=True)
+    vms = PlacementVMSerializer(many=True)
+    workers = PlacementWorkerSerializer(many=True, help_text="Capacity and use after this placement.")

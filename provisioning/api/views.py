@@ -1,0 +1,152 @@
+"""Provisioning API: deploy/redeploy/destroy a slice, preview its plan and placement, follow deployments."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from provisioning import selectors, services
+from provisioning.models import Deployment
+from slices import selectors as slice_selectors
+
+from .serializers import (
+    DeploymentDetailSerializer,
+    DeploymentSerializer,
+    DeployRequestSerializer,
+    PlacementSerializer,
+    PlanSerializer,
+)
+
+ERROR = OpenApiResponse(description="Refused: the body says why (`detail`, `code`).")
+
+
+def _own_slice(request: Request, pk: int):
+    """The slice if the user may see it (staff: any); another user's slice is a 404."""
+    return get_object_or_404(slice_selectors.slice_list(user=request.user), pk=pk)
+
+
+class _SliceActionView(APIView):
+    kind = ""
+    request_fn = None
+
+    def post(self, request: Request, pk: int) -> Response:
+        slice_obj = _own_slice(request, pk)
+        body = DeployRequestSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        deployment = type(self).request_fn(
+            slice_obj=slice_obj, user=request.user, dry_run=body.validated_data["dry_run"]
+        )
+        return Response(DeploymentDetailSerializer(deployment).data, status=202)
+
+
+def _action_schema(summary: str):
+    return extend_schema(
+        summary=summary,
+        request=DeployRequestSerializer,
+        responses={202: DeploymentDetailSerializer, 404: ERROR, 409: ERROR},
+        tags=["provisioning"],
+    )
+
+
+class SliceDeployView(_SliceActionView):
+    """Deploy the slice as designed (draft, active or failed): 202 with the queued deployment."""
+
+    request_fn = staticmethod(services.deploy_request)
+
+    @_action_schema("Deploy a slice")
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+
+class SliceRedeployView(_SliceActionView):
+    """Apply the slice's changed design (active or failed); untouched VMs keep running."""
+
+    request_fn = staticmethod(services.redeploy_request)
+
+    @_action_schema("Redeploy a slice")
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+
+class SliceDestroyView(_SliceActionView):
+    """Remove the slice from the hosts (active or failed); it returns to draft."""
+
+    request_fn = staticmethod(services.destroy_request)
+
+    @_action_schema("Destroy a slice")
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+
+class SlicePlanView(APIView):
+    """The exact commands a job would run now, per stage and host (nothing runs, nothing is saved)."""
+
+    @extend_schema(
+        summary="Preview a slice's plan",
+        parameters=[
+            OpenApiParameter(
+                "kind",
+                OpenApiTypes.STR,
+                enum=list(selectors.PLAN_KINDS),
+                description="deploy, redeploy or destroy (default: deploy for a draft, else redeploy).",
+            )
+        ],
+        responses={200: PlanSerializer, 404: ERROR, 409: ERROR},
+        tags=["provisioning"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        slice_obj = _own_slice(request, pk)
+        kind = request.query_params.get("kind") or None
+        if kind is not None and kind not in selectors.PLAN_KINDS:
+            raise serializers.ValidationError({"kind": [f"One of {', '.join(selectors.PLAN_KINDS)}."]})
+        return Response(selectors.plan_preview(slice_obj=slice_obj, kind=kind))
+
+
+class SlicePlacementView(APIView):
+    """Where each VM would run if the slice were deployed now (computed, not saved)."""
+
+    @extend_schema(
+        summary="Preview a slice's placement", responses={200: PlacementSerializer, 404: ERROR}, tags=["provisioning"]
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(selectors.placement_preview(slice_obj=_own_slice(request, pk)))
+
+
+@extend_schema(tags=["provisioning"])
+class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Deployments of your slices (staff: all), newest first; ``?slice=ID`` filters one slice.
+
+    Reading them also detects abandoned jobs (worker killed): those are marked failed.
+    """
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Deployment.objects.none()
+        if self.action == "retrieve":
+            qs = selectors.deployment_detail_queryset(user=self.request.user)
+        else:
+            qs = selectors.deployment_list(user=self.request.user)
+        slice_id = self.request.query_params.get("slice")
+        if slice_id:
+            qs = qs.filter(slice_id=slice_id) if slice_id.isdigit() else qs.none()
+        return qs
+
+    def get_serializer_class(self):
+        return DeploymentDetailSerializer if self.action == "retrieve" else DeploymentSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("slice", OpenApiTypes.INT, description="Only this slice's deployments.")]
+    )
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        if self.get_queryset().filter(status__in=["queued", "running"]).exists():
+            services.reap_abandoned(slice_id=None)
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        deployment = self.get_object()
+        if deployment.is_active:
+            services.reap_abandoned(slice_id=deployment.slice_id)
+        return super().retrieve(request, *args, **kwargs)

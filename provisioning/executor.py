@@ -1,0 +1,399 @@
+"""The executor: runs one deployment's plan stage by stage and records every step live.
+
+- Stages run in order; within a stage every host gets one script, hosts in
+  parallel (the runner). The first failing step stops that host; a stage with a
+  failed host is the last one: the deployment fails with a message naming the
+  host, the step and its output. Nothing is rolled back (docs/provisioning.md).
+- Every step row exists from the start (pending) and is updated the moment the
+  step begins and ends, with ``filter(pk=...).update(...)`` in autocommit: the
+  API and UI see progress live, and a crash leaves an honest record.
+- Phases on resources other slices share (the isolation chains, VLAN 400 + NAT)
+  run under a Redis lock per network node; their teardown is re-checked under
+  that lock and skipped while another slice still needs them.
+- After a deploy, "observe" reads the DHCP leases on the network node (waiting at
+  most ``PROVISIONING_LEASE_WAIT`` seconds) and every VM's console tail.
+- A heartbeat thread stamps the deployment every few seconds so that an
+  abandoned job (its worker process killed) is detected (services.reap_abandoned).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from . import plans, specs
+from .models import Deployment, DeploymentStep, Host
+from .plans import HostCommand, Phase, Plan, SliceSpec, Stage
+from .runners import DryRunRunner, Event, FabricRunner, Runner, SshTarget
+from .scripts import shell_text
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5
+OUTPUT_TAIL = 4000
+
+
+def lease_wait_seconds() -> int:
+    return int(getattr(settings, "PROVISIONING_LEASE_WAIT", 60))
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- runners and locks ------------------------------------------------------------------------
+
+
+def ssh_targets(names: Sequence[str]) -> dict[str, SshTarget]:
+    return {
+        h.name: SshTarget(h.name, h.management_address, h.ssh_port, h.ssh_user, h.ssh_key_path)
+        for h in Host.objects.filter(name__in=list(names))
+    }
+
+
+def make_runner(*, dry_run: bool, hosts: Sequence[str]) -> Runner:
+    """The runner for a job: dry-run when asked (or configured), Fabric over SSH otherwise."""
+    if dry_run or settings.PROVISIONING_RUNNER == "dry-run":
+        return DryRunRunner(step_timeout=settings.PROVISIONING_COMMAND_TIMEOUT)
+    return FabricRunner(
+        ssh_targets(hosts),
+        known_hosts=settings.PROVISIONING_KNOWN_HOSTS,
+        connect_timeout=settings.PROVISIONING_CONNECT_TIMEOUT,
+        command_timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+    )
+
+
+def shared_lock(netnode: str):
+    """A Redis lock serialising shared network-node phases across slices (and workers)."""
+    import django_rq
+
+    conn = django_rq.get_connection("provisioning")
+    return conn.lock(f"slice-portal:netnode:{netnode}", timeout=settings.PROVISIONING_JOB_TIMEOUT, blocking_timeout=600)
+
+
+# --- step rows ------------------------------------------------------------------------------------
+
+
+class StepBook:
+    """The deployment's step rows: created pending up front, updated as events arrive."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.next_seq = (
+            DeploymentStep.objects.filter(deployment=deployment).order_by("-seq").values_list("seq", flat=True).first()
+            or 0
+        ) + 1
+        self.total = DeploymentStep.objects.filter(deployment=deployment).count()
+        self.done = (
+            DeploymentStep.objects.filter(deployment=deployment)
+            .exclude(status__in=[DeploymentStep.Status.PENDING, DeploymentStep.Status.RUNNING])
+            .count()
+        )
+
+    def add(self, host: str, phase: str, commands: Sequence[HostCommand]) -> list[int]:
+        rows = []
+        for cmd in commands:
+            rows.append(
+                DeploymentStep(
+                    deployment=self.deployment,
+                    seq=self.next_seq,
+                    host=host,
+                    phase=phase,
+                    description=cmd.description[:255],
+                    command=shell_text(cmd.argv),
+                )
+            )
+            self.next_seq += 1
+        created = DeploymentStep.objects.bulk_create(rows)
+        self.total += len(created)
+        return [row.pk for row in created]
+
+    def began(self, step_id: int) -> None:
+        DeploymentStep.objects.filter(pk=step_id).update(status=DeploymentStep.Status.RUNNING, started=timezone.now())
+
+    def ended(self, step_id: int, event: Event) -> None:
+        now = timezone.now()
+        DeploymentStep.objects.filter(pk=step_id).update(
+            status=event.status,
+            exit_code=event.exit_code,
+            output_tail=event.output[-OUTPUT_TAIL:],
+            started=now - timedelta(seconds=event.duration),
+            finished=now,
+        )
+        self.done += 1
+        self.progress()
+
+    def skip(self, step_ids: Sequence[int], reason: str) -> None:
+        now = timezone.now()
+        DeploymentStep.objects.filter(pk__in=list(step_ids)).update(
+            status=DeploymentStep.Status.SKIPPED, output_tail=reason, started=now, finished=now
+        )
+        self.done += len(step_ids)
+        self.progress()
+
+    def fail_running(self, reason: str) -> None:
+        DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.RUNNING).update(
+            status=DeploymentStep.Status.FAILED, output_tail=reason[-OUTPUT_TAIL:], finished=timezone.now()
+        )
+
+    def progress(self) -> None:
+        if self.total:
+            self.deployment.set_progress(min(99, self.done * 100 // self.total))
+
+
+# --- running a stage ------------------------------------------------------------------------------
+
+
+class StageFailed(Exception):
+    """A stage ended with at least one failed host; the message names host, step and output."""
+
+
+def _failure_message(host: str, description: str, event: Event) -> str:
+    tail = "\n".join(event.output.strip().splitlines()[-15:])
+    return f"{host}: step '{description}' failed with exit code {event.exit_code}" + (f": {tail}" if tail else "")
+
+
+def run_commands(
+    runner: Runner,
+    book: StepBook,
+    scripts: dict[str, list[tuple[int, HostCommand]]],
+    on_ended: Callable[[str, HostCommand, Event], None] | None = None,
+) -> list[str]:
+    """Run one stage: ``scripts`` maps host -> [(step row id, command)]. Returns failure messages."""
+    failures: list[str] = []
+    for event in runner.run_stage({h: [c for _, c in items] for h, items in scripts.items()}):
+        if event.kind == "host":
+            if not event.ok and event.error:
+                failures.append(event.error)
+                book.fail_running(event.error)
+            continue
+        step_id, cmd = scripts[event.host][event.index]
+        if event.kind == "began":
+            book.began(step_id)
+        elif event.kind == "ended":
+            book.ended(step_id, event)
+            if event.status == DeploymentStep.Status.FAILED:
+                failures.append(_failure_message(event.host, cmd.description, event))
+            if on_ended is not None:
+                on_ended(event.host, cmd, event)
+    return failures
+
+
+class Executor:
+    """Runs one deployment (see the module docstring)."""
+
+    def __init__(self, deployment: Deployment, runner: Runner, *, lock_factory=shared_lock) -> None:
+        self.deployment = deployment
+        self.runner = runner
+        self.book = StepBook(deployment)
+        self.lock_factory = lock_factory
+        self.started_vms: set[int] = set()
+
+    # -- plan --
+
+    def add_plan_rows(self, plan: Plan) -> list[list[list[int]]]:
+        """Step rows for the whole plan (pending) before anything runs: ids per stage, phase."""
+        return [[self.book.add(p.host, p.name, p.commands) for p in stage.phases] for stage in plan.stages]
+
+    def run_plan(self, plan: Plan, spec_for_guards: SliceSpec | None) -> None:
+        ids = self.add_plan_rows(plan)
+        for stage, stage_ids in zip(plan.stages, ids, strict=True):
+            self.run_stage(stage, stage_ids, spec_for_guards)
+
+    def run_stage(self, stage: Stage, stage_ids: list[list[int]], spec: SliceSpec | None) -> None:
+        shared = [p for p in stage.phases if p.shared]
+        lock = self.lock_factory(spec.netnode.name) if shared and spec is not None else nullcontext()
+        with lock:
+            scripts: dict[str, list[tuple[int, HostCommand]]] = {}
+            for phase, ids in zip(stage.phases, stage_ids, strict=True):
+                reason = self._kept_reason(phase)
+                if reason:
+                    self.book.skip(ids, f"kept: {reason}")
+                    continue
+                scripts.setdefault(phase.host, []).extend(zip(ids, phase.commands, strict=True))
+            failures = run_commands(self.runner, self.book, scripts, self._on_ended)
+        if failures:
+            raise StageFailed("\n".join(failures))
+
+    def _kept_reason(self, phase: Phase) -> str | None:
+        """A shared teardown is re-checked now, under the lock: is another slice still using it?"""
+        if not phase.teardown or not phase.shared:
+            return None
+        slice_id = self.deployment.slice_id
+        if phase.shared == plans.SHARED_INTERNET:
+            user = specs.internet_users(slice_id=slice_id)
+            return f"{user} still uses VLAN 400 and NAT" if user else None
+        if phase.shared == plans.SHARED_ISOLATION:
+            user = specs.netnode_users(slice_id=slice_id)
+            return f"{user} is still on the network node" if user else None
+        return None
+
+    def _on_ended(self, host: str, cmd: HostCommand, event: Event) -> None:
+        if cmd.argv and cmd.argv[0] == plans.QEMU and event.status in ("ok", "skipped"):
+            self.started_vms.add(_vm_id_of(cmd))
+
+    # -- probe and observe --
+
+    def probe_accel(self, spec: SliceSpec) -> SliceSpec:
+        """Probe KVM on workers whose accelerator is 'auto' and not yet known; store it; return the spec."""
+        due = list(
+            Host.objects.filter(name__in=[w.name for w in spec.workers], accel=Host.Accel.AUTO, accel_detected="")
+        )
+        if not due:
+            return spec
+        cmd = plans.kvm_probe_command()
+        scripts = {h.name: list(zip(self.book.add(h.name, "probe", [cmd]), [cmd], strict=True)) for h in due}
+        found: dict[str, str] = {}
+
+        def on_ended(host: str, _cmd: HostCommand, event: Event) -> None:
+            if event.status == "ok":
+                found[host] = plans.parse_kvm_probe(event.output)
+
+        failures = run_commands(self.runner, self.book, scripts, on_ended)
+        if failures:
+            raise StageFailed("\n".join(failures))
+        if isinstance(self.runner, DryRunRunner):
+            return spec  # nothing was probed: the plan shows the placeholder
+        now = timezone.now()
+        for name, accel in found.items():
+            Host.objects.filter(name=name).update(accel_detected=accel, accel_probed_at=now)
+        workers = tuple(replace(w, accel=found.get(w.name, w.accel)) for w in spec.workers)
+        return replace(spec, workers=workers)
+
+    def observe(self, spec: SliceSpec) -> None:
+        """Leases from the network node (bounded wait), then console tails; never fails the deployment."""
+        from slices.models import VM, Interface
+
+        wait = plans.lease_wait_command(spec, lease_wait_seconds())
+        if wait is not None:
+            node = spec.netnode.name
+            scripts = {node: list(zip(self.book.add(node, "observe", [wait]), [wait], strict=True))}
+            leases: dict[str, str | None] = {}
+
+            def on_leases(_host: str, _cmd: HostCommand, event: Event) -> None:
+                leases.update(plans.parse_leases(event.output))
+
+            failures = run_commands(self.runner, self.book, scripts, on_leases)
+            for mac, ip in leases.items():
+                Interface.objects.filter(vm__slice_id=spec.slice_id, mac=mac).update(lease_address=ip)
+            missing = [mac for mac, ip in leases.items() if ip is None]
+            if failures or missing:
+                log.info("deployment %s: leases missing for %s %s", self.deployment.pk, missing, failures)
+        scripts = {}
+        vm_of: dict[HostCommand, int] = {}
+        for vm in spec.vms:
+            cmd = plans.console_tail_command(spec.worker(vm.host), vm)
+            vm_of[cmd] = vm.id
+            ids = self.book.add(vm.host, "observe", [cmd])
+            scripts.setdefault(vm.host, []).append((ids[0], cmd))
+
+        def on_console(_host: str, cmd: HostCommand, event: Event) -> None:
+            if event.status == "ok":
+                VM.objects.filter(pk=vm_of[cmd], slice_id=spec.slice_id).update(
+                    console_tail=event.output[-OUTPUT_TAIL:]
+                )
+
+        run_commands(self.runner, self.book, scripts, on_console)
+
+
+def _vm_id_of(cmd: HostCommand) -> int:
+    """The VM id of a QEMU command (from its pid file path .../vm{id}/qemu.pid)."""
+    pidfile = cmd.argv[cmd.argv.index("-pidfile") + 1]
+    return int(pidfile.split("/")[-2][2:])
+
+
+# --- the job ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def heartbeat(deployment: Deployment, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Stamp the deployment every few seconds from a thread (with its own DB connection)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                deployment.heartbeat_now()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"sp-heartbeat-{deployment.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every + 5)
+
+
+def build_plan(deployment: Deployment, target: SliceSpec | None) -> tuple[Plan, SliceSpec | None]:
+    """The plan for a deployment: (plan, the spec whose network node the shared lock guards)."""
+    footprint = specs.deployed_footprint(slice_id=deployment.slice_id, exclude_id=deployment.pk)
+    if deployment.kind == Deployment.Kind.DESTROY:
+        if footprint is None:
+            return Plan("destroy"), None
+        fresh = replace(
+            footprint,
+            keep_internet=specs.internet_users(slice_id=deployment.slice_id) is not None,
+            keep_isolation=specs.netnode_users(slice_id=deployment.slice_id) is not None,
+        )
+        return plans.destroy_plan(fresh), fresh
+    assert target is not None
+    return plans.apply_plan(footprint, target), target
+
+
+def execute(*, deployment_id: int, runner: Runner | None = None, lock_factory=shared_lock) -> Deployment:
+    """Run a queued deployment to the end (succeeded or failed). Returns it, reloaded."""
+    from . import services
+
+    close_old_connections()
+    deployment = Deployment.objects.select_related("slice").get(pk=deployment_id)
+    if not deployment.claim(worker=worker_identity()):
+        log.warning("deployment %s is %s, not queued: not running it", deployment.pk, deployment.status)
+        return deployment
+    services.on_started(deployment)
+    target = specs.spec_of(deployment)
+    footprint = specs.deployed_footprint(slice_id=deployment.slice_id, exclude_id=deployment.pk)
+    hosts = {s.netnode.name for s in (target, footprint) if s} | {
+        w.name for s in (target, footprint) if s for w in s.workers
+    }
+    runner = runner or make_runner(dry_run=deployment.dry_run, hosts=sorted(hosts))
+    executor = Executor(deployment, runner, lock_factory=lock_factory)
+    error = ""
+    try:
+        with heartbeat(deployment), runner:
+            if target is not None:
+                target = executor.probe_accel(target)
+                Deployment.objects.filter(pk=deployment.pk).update(spec=target.to_dict())
+            plan, guard_spec = build_plan(deployment, target)
+            Deployment.objects.filter(pk=deployment.pk).update(plan=plan.to_dict())
+            try:
+                executor.run_plan(plan, guard_spec)
+                if target is not None and not deployment.dry_run:
+                    executor.observe(target)
+            finally:
+                Deployment.objects.filter(pk=deployment.pk).update(
+                    stats={h: s.to_dict() for h, s in runner.stats.items()}
+                )
+    except StageFailed as exc:
+        error = str(exc)
+    except Exception as exc:
+        log.exception("deployment %s crashed", deployment.pk)
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    if error:
+        executor.book.fail_running(error)
+        services.on_failed(deployment, error, started_vms=executor.started_vms)
+    else:
+        services.on_succeeded(deployment, spec=target)
+    deployment.refresh_from_db()
+    return deployment

@@ -1,0 +1,176 @@
+"""From the database to plain specs (the only bridge between the ORM and the plan builders).
+
+- :func:`build_spec`: the slice as designed now, with its VMs' workers.
+- :func:`deployed_footprint`: what may be on the hosts for a slice, from the specs
+  its past jobs stored (a failed job leaves an unknown part of its target behind,
+  so its target is merged in: a teardown of the union removes whatever exists).
+- :func:`internet_users` / :func:`netnode_users`: other slices that still need
+  VLAN 400 + NAT / the network node's isolation chains, so a teardown keeps them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from django.db.models import Q
+
+from slices.errors import Conflict
+from slices.naming import tap_name
+
+from .models import Deployment, Host
+from .plans import (
+    ImageSpec,
+    NetnodeSpec,
+    NicSpec,
+    PlanError,
+    SliceSpec,
+    VlanSpec,
+    VmSpec,
+    WorkerSpec,
+    merge_specs,
+    validate_spec,
+)
+
+# The placeholder accelerator shown for a worker whose KVM probe is still due.
+UNPROBED_ACCEL = "tcg"
+
+
+def network_node() -> Host:
+    """The enabled network node (the first by name when, unusually, there are several)."""
+    node = Host.objects.filter(role=Host.Role.NETWORK, enabled=True).order_by("name").first()
+    if node is None:
+        raise Conflict("There is no enabled network node: an operator must add one (admin: Hosts).", code="no_netnode")
+    return node
+
+
+def worker_spec(host: Host) -> WorkerSpec:
+    return WorkerSpec(host.name, host.state_dir, host.effective_accel or UNPROBED_ACCEL)
+
+
+def image_spec(image) -> ImageSpec:
+    return ImageSpec(
+        kind=image.kind,
+        disk_path=image.disk_path if image.kind == "disk" else "",
+        kernel_path=image.kernel_path if image.kind == "kernel" else "",
+        initrd_path=image.initrd_path if image.kind == "kernel" else "",
+        kernel_args=image.kernel_args if image.kind == "kernel" else "",
+    )
+
+
+def build_spec(*, slice_obj, hosts: Mapping[int, Host] | None = None) -> SliceSpec:
+    """The slice as designed now. ``hosts`` maps VM id -> worker for VMs placed but not saved yet."""
+    from slices.models import VM, Link
+
+    hosts = hosts or {}
+    node = network_node()
+    vms = list(
+        VM.objects.filter(slice=slice_obj)
+        .select_related("flavor", "image", "host")
+        .prefetch_related("interfaces")
+        .order_by("id")
+    )
+    workers: dict[str, WorkerSpec] = {}
+    vm_specs = []
+    internet = False
+    for vm in vms:
+        host = hosts.get(vm.pk) or vm.host
+        if host is None:
+            raise Conflict(f"VM {vm.name!r} has no worker yet.", code="unplaced")
+        workers.setdefault(host.name, worker_spec(host))
+        nics = tuple(
+            NicSpec(index=i.index, mac=i.mac, vlan=i.vlan, tap=tap_name(vm.pk, i.index))
+            for i in sorted(vm.interfaces.all(), key=lambda i: i.index)
+        )
+        internet = internet or any(n.index == 0 and n.vlan == 400 for n in nics)
+        vm_specs.append(
+            VmSpec(
+                id=vm.pk,
+                name=vm.name,
+                host=host.name,
+                vcpus=vm.flavor.vcpus,
+                ram_mib=vm.flavor.ram_mib,
+                image=image_spec(vm.image),
+                nics=nics,
+            )
+        )
+    vlans = []
+    for link in Link.objects.filter(slice=slice_obj).select_related("a", "b").order_by("vlan"):
+        net = ipaddress.IPv4Network(link.subnet)
+        reservations = tuple((end.mac, end.ip_address) for end in (link.a, link.b) if end.ip_address)
+        vlans.append(VlanSpec(link.vlan, str(net), reservations))
+    spec = SliceSpec(
+        slice_id=slice_obj.pk,
+        slice_name=slice_obj.name,
+        netnode=NetnodeSpec(node.name, node.uplink, node.state_dir),
+        workers=tuple(sorted(workers.values(), key=lambda w: w.name)),
+        vms=tuple(vm_specs),
+        vlans=tuple(vlans),
+        internet=internet,
+        keep_internet=internet_users(slice_id=slice_obj.pk) is not None,
+        keep_isolation=netnode_users(slice_id=slice_obj.pk) is not None,
+    )
+    try:
+        return validate_spec(spec)
+    except PlanError as exc:
+        raise Conflict(f"The slice cannot be provisioned: {exc}", code="invalid_spec") from exc
+
+
+def spec_of(deployment: Deployment) -> SliceSpec | None:
+    return SliceSpec.from_dict(deployment.spec) if deployment.spec else None
+
+
+def deployed_footprint(*, slice_id: int, exclude_id: int | None = None) -> SliceSpec | None:
+    """What may be on the hosts for the slice, from its past (real) jobs, oldest first.
+
+    A succeeded deploy/redeploy leaves exactly its spec; a failed or abandoned one
+    leaves up to the union of the previous footprint and its target; a succeeded
+    destroy leaves nothing; a failed destroy leaves (at most) what was there.
+    """
+    rows = (
+        Deployment.objects.filter(slice_id=slice_id, dry_run=False)
+        .exclude(status=Deployment.Status.QUEUED)
+        .order_by("created", "id")
+    )
+    if exclude_id is not None:
+        rows = rows.exclude(pk=exclude_id)
+    footprint: SliceSpec | None = None
+    for dep in rows:
+        if dep.kind == Deployment.Kind.DESTROY:
+            if dep.status == Deployment.Status.SUCCEEDED:
+                footprint = None
+            continue
+        target = spec_of(dep)
+        if target is None:
+            continue
+        footprint = target if dep.status == Deployment.Status.SUCCEEDED else merge_specs(footprint, target)
+    return footprint
+
+
+def _other_live_slices(slice_id: int):
+    from slices.models import Slice
+
+    return Slice.objects.exclude(pk=slice_id).exclude(status=Slice.Status.DRAFT)
+
+
+def netnode_users(*, slice_id: int) -> str | None:
+    """Another slice that is deployed (or on its way): the network node's isolation chains stay."""
+    other = _other_live_slices(slice_id).order_by("pk").first()
+    return f"slice {other.pk} ({other.status})" if other else None
+
+
+def internet_users(*, slice_id: int) -> str | None:
+    """Another live slice that uses VLAN 400 (designed with it, or deployed with it): NAT stays."""
+    from slices.models import VM
+
+    live = _other_live_slices(slice_id)
+    vm = VM.objects.filter(slice__in=live, internet_enabled=True).order_by("slice_id").first()
+    if vm is not None:
+        return f"slice {vm.slice_id}"
+    dep = (
+        Deployment.objects.filter(slice__in=live, dry_run=False)
+        .filter(Q(spec__internet=True))
+        .order_by("slice_id")
+        .first()
+    )
+    return f"slice {dep.slice_id}" if dep else None

@@ -1,0 +1,245 @@
+"""The rendered host script and the small shell programs, run for real by a local bash (no SSH).
+
+Commands here only touch a temporary directory, or (root only) a throwaway
+network namespace the test creates and deletes: never the machine's own network.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from provisioning import plans
+from provisioning.plans import HostCommand, destroy_plan, sh
+from provisioning.scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, render_script, shell_text
+
+from .factories import spec, vm
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a throwaway network namespace)")
+
+
+def run(commands, token="t0k3n", prefix=()):
+    script = render_script(commands, token=token, step_timeout=20)
+    proc = subprocess.run([*prefix, "bash", "-s"], input=script.encode(), capture_output=True, timeout=60)
+    parser = MarkerParser(token)
+    events = [*parser.feed(proc.stdout), *parser.finish()]
+    return proc, [e for e in events if isinstance(e, StepEnded)], parser
+
+
+def test_quoting_is_shlex_at_the_one_place():
+    evil = "x'; touch /tmp/pwned-$(id -u); echo '"
+    assert shell_text(("echo", evil)) == "echo " + shlex.quote(evil)
+    _proc, ended, _ = run([HostCommand(("echo", evil), "echo")])
+    assert ended[0].output == evil
+    assert not os.path.exists(f"/tmp/pwned-{os.getuid()}")
+
+
+def test_steps_report_status_exit_code_output_and_duration_then_stop_at_first_failure(tmp_path):
+    marker = tmp_path / "ran"
+    commands = [
+        HostCommand(("sh", "-c", "echo out; echo err >&2"), "both streams"),
+        HostCommand(("true",), "in place", check=("true",)),
+        HostCommand(("sleep", "0.2"), "slow"),
+        HostCommand(("sh", "-c", "echo broken; exit 7"), "fails"),
+        HostCommand(("touch", str(marker)), "never runs"),
+    ]
+    proc, ended, parser = run(commands)
+    assert proc.returncode == 7
+    assert [(e.index, e.status, e.exit_code) for e in ended] == [
+        (0, "ok", 0),
+        (1, "skipped", None),
+        (2, "ok", 0),
+        (3, "failed", 7),
+    ]
+    assert ended[0].output == "out\nerr"
+    assert ended[3].output == "broken"
+    assert 0.15 < ended[2].duration < 5
+    assert not parser.done and not marker.exists()
+
+
+def test_a_command_never_reads_the_script_from_stdin(tmp_path):
+    marker = tmp_path / "second"
+    _proc, ended, parser = run([HostCommand(("cat",), "reads stdin"), HostCommand(("touch", str(marker)), "next")])
+    assert parser.done and marker.exists()
+    assert ended[0].output == ""
+
+
+def test_a_daemon_started_by_a_step_does_not_hold_the_stream(tmp_path):
+    pidfile = tmp_path / "d.pid"
+    daemon = f"sleep 30 & echo $! > {shlex.quote(str(pidfile))}"
+    started = time.monotonic()
+    _proc, _ended, parser = run([HostCommand(("sh", "-c", daemon), "background")])
+    try:
+        assert parser.done and time.monotonic() - started < 10
+    finally:
+        os.kill(int(pidfile.read_text()), 9)
+
+
+def test_markers_need_the_token():
+    fake = "@@SP other E 0 0 1.0"
+    _proc, ended, _parser = run([HostCommand(("echo", fake), "prints a fake marker")], token="real")
+    assert [e.output for e in ended] == [fake]
+
+
+def test_parser_handles_arbitrary_chunking():
+    script = render_script(
+        [HostCommand(("echo", "héllo"), "a"), HostCommand(("false",), "b")], token="k", step_timeout=5
+    )
+    out = subprocess.run(["bash", "-s"], input=script.encode(), capture_output=True).stdout
+    parser = MarkerParser("k")
+    events = []
+    for i in range(len(out)):
+        events += parser.feed(out[i : i + 1])
+    events += parser.finish()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["StepBegan", "StepEnded", "StepBegan", "StepEnded"]
+    assert events[1].output == "héllo" and events[3].status == "failed"
+    assert not any(isinstance(e, ScriptDone) for e in events)
+    assert isinstance(events[0], StepBegan)
+
+
+# --- the small shell programs ---------------------------------------------------------------------
+
+
+def sh_run(argv):
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+
+
+def test_write_lines_and_rmdir_if_empty(tmp_path):
+    f = tmp_path / "d" / "hosts"
+    f.parent.mkdir()
+    assert sh_run(sh(plans.SH_WRITE_LINES, "w", str(f), "52:54:00:00:00:01,10.0.0.10", "x y")).returncode == 0
+    assert f.read_text() == "52:54:00:00:00:01,10.0.0.10\nx y\n"
+    assert sh_run(sh(plans.SH_WRITE_LINES, "w", str(f))).returncode == 0
+    assert f.read_text() == ""
+    assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
+    assert f.parent.exists()  # not empty: kept
+    f.unlink()
+    assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
+    assert not f.parent.exists()
+    assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0  # already gone
+
+
+def test_pidfile_check_and_kill_only_touch_the_process_that_names_the_pidfile(tmp_path):
+    pidfile = tmp_path / "qemu.pid"
+    other = tmp_path / "other.pid"
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(pidfile)])
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pidfile.write_text(f"{ours.pid}\n")
+        other.write_text(f"{stranger.pid}\n")  # a pid file pointing at a process that is not its own
+        assert sh_run(sh(plans.SH_PIDFILE_ALIVE, "a", str(pidfile))).returncode == 0
+        assert sh_run(sh(plans.SH_PIDFILE_ALIVE, "a", str(other))).returncode != 0
+        assert sh_run(sh(plans.SH_KILL_PIDFILE, "k", str(other))).returncode == 0
+        assert stranger.poll() is None and not other.exists()
+        assert sh_run(sh(plans.SH_KILL_PIDFILE, "k", str(pidfile))).returncode == 0
+        assert ours.wait(timeout=15) is not None and not pidfile.exists()
+        assert sh_run(sh(plans.SH_PIDFILE_ALIVE, "a", str(pidfile))).returncode != 0
+        assert sh_run(sh(plans.SH_KILL_PIDFILE, "k", str(pidfile))).returncode == 0  # already gone
+    finally:
+        for p in (ours, stranger):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_not_inverts_a_check():
+    assert sh_run(plans.not_(("false",))).returncode == 0
+    assert sh_run(plans.not_(("true",))).returncode != 0
+
+
+def test_wait_leases_reports_found_and_missing(tmp_path):
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text("1999999999 52:54:00:00:01:01 10.64.100.10 vm1 01:52:54:00:00:01:01\n")
+    argv = sh(
+        plans.SH_WAIT_LEASES, "l", "1", str(leases), "52:54:00:00:01:01", str(tmp_path / "none"), "52:54:00:aa:bb:cc"
+    )
+    started = time.monotonic()
+    out = sh_run(argv)
+    assert out.returncode == 0 and 0.5 < time.monotonic() - started < 10
+    assert plans.parse_leases(out.stdout) == {"52:54:00:00:01:01": "10.64.100.10", "52:54:00:aa:bb:cc": None}
+
+
+def test_console_tail(tmp_path):
+    log = tmp_path / "console.log"
+    assert sh_run(sh(plans.SH_CONSOLE_TAIL, "c", str(log), "10")).stdout.strip() == "(no console log yet)"
+    log.write_text("boot...\nSP: READY\n")
+    assert sh_run(sh(plans.SH_CONSOLE_TAIL, "c", str(log), "10")).stdout == "SP: READY\n"
+
+
+def test_kvm_probe_detects_what_really_runs():
+    """On these machines /dev/kvm exists but KVM guests fail: the probe must say tcg (detect, don't assume)."""
+    out = sh_run(plans.kvm_probe_command(timeout=10).argv)
+    assert out.returncode == 0
+    assert out.stdout.startswith("accel=")
+    assert plans.parse_kvm_probe(out.stdout) in ("kvm", "tcg")
+    if os.environ.get("SP_EXPECT_ACCEL"):  # CI on these machines sets tcg
+        assert plans.parse_kvm_probe(out.stdout) == os.environ["SP_EXPECT_ACCEL"]
+
+
+# --- iptables, forwarding: real, in a throwaway namespace ---------------------------------------------
+
+
+@pytest.fixture
+def netns():
+    name = f"sp-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def in_ns(ns):
+    return ("ip", "netns", "exec", ns)
+
+
+def iptables_state(ns):
+    out = subprocess.run([*in_ns(ns), "sh", "-c", "iptables-save; cat /proc/sys/net/ipv4/ip_forward"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    # rules and chains (an empty table that iptables initialised is not a residue), then ip_forward
+    return [line for line in out.splitlines() if line.startswith("-")] + out.splitlines()[-1:]
+
+
+@root_only
+def test_isolation_and_nat_rules_apply_once_and_destroy_restores_exactly(netns, tmp_path):
+    node = plans.NetnodeSpec("netnode", "ens3", str(tmp_path))
+    # isolation chains, then forwarding on, NAT and the VLAN 400 forward rule (the internet phase's tail)
+    commands = [*plans.isolation_commands(), *plans.internet_commands(node)[-3:]]
+    before = iptables_state(netns)
+    proc, ended, parser = run(commands, prefix=in_ns(netns))
+    assert parser.done, proc.stdout.decode() + proc.stderr.decode()
+    assert all(e.status == "ok" for e in ended), [(e.index, e.output) for e in ended]
+    applied = iptables_state(netns)
+    assert "-A FORWARD -j SP-FORWARD" in applied
+    assert "-A SP-FORWARD -i gw_v400 -o ens3 -j ACCEPT" in applied
+    assert "-A POSTROUTING -s 10.60.7.0/24 -o ens3 -j MASQUERADE" in applied
+    assert applied[-1] == "1"  # forwarding on
+    # twice: every step is already in place, nothing is duplicated
+    proc, ended, parser = run(commands, prefix=in_ns(netns))
+    assert parser.done and {e.status for e in ended} == {"skipped"}
+    assert iptables_state(netns) == applied
+    # undo in reverse: exactly the state before, including ip_forward
+    undo = [c.undo_command() for c in reversed(commands) if c.undo]
+    proc, ended, parser = run(undo, prefix=in_ns(netns))
+    assert parser.done and all(e.status == "ok" for e in ended), [(e.index, e.output) for e in ended]
+    assert iptables_state(netns) == before
+    # and once more from the clean state: "already gone" is fine
+    proc, ended, parser = run(undo, prefix=in_ns(netns))
+    assert parser.done
+
+
+@root_only
+def test_destroy_of_network_node_is_tolerant_of_a_clean_host(netns, tmp_path):
+    """The whole network-node teardown runs on a host where none of it exists (OVS absent is the only error)."""
+    node = plans.NetnodeSpec("netnode", "ens3", str(tmp_path))
+    s = spec([vm(1, vlans=(400,))], internet=True)
+    s = plans.SliceSpec(s.slice_id, s.slice_name, node, s.workers, s.vms, (), internet=True)
+    teardown = [c for p in destroy_plan(s).by_host()["netnode"] for c in p.commands if c.argv[0] != "ovs-vsctl"]
+    _proc, ended, parser = run(teardown, prefix=in_ns(netns))
+    assert parser.done, [(e.index, e.output) for e in ended]
+    assert {e.status for e in ended} == {"ok"}
