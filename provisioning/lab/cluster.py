@@ -420,6 +420,25 @@ def _start_sshd(paths: LabPaths, host: LabHost) -> str:
     return f"{key_type} {key}"
 
 
+def stop_sshd(paths: LabPaths, host: LabHost) -> list[int]:
+    """Make a host unreachable: stop its sshd and the SSH sessions running inside it (by PID)."""
+    pids = []
+    listener = system.pid_from_file(paths.sshd_dir(host.name) / "sshd.pid", must_mention=str(paths.root))
+    if listener:
+        pids.append(listener)
+    for pid in system.namespace_pids(host.namespace):
+        if system.cmdline(pid).startswith("sshd:"):
+            pids.append(pid)
+    system.terminate(pids)
+    return pids
+
+
+def start_sshd(paths: LabPaths, host: LabHost) -> None:
+    """(Re)start a host's sshd with its existing host key; wait until it answers."""
+    _start_sshd(paths, host)
+    system.wait_for(lambda: _ssh_port_open(str(host.management_address)), timeout=10, what=f"sshd on {host.name}")
+
+
 def _internet(uplink: str) -> None:
     """The ``internet`` namespace behind the network node's uplink, default route via it."""
     netnode = NETWORK_NODE.namespace

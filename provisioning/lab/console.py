@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-SP_LINE_RE = re.compile(r"^SP: (.*)$", re.MULTILINE)
+# Not anchored: a report can start right after the shell prompt on the same line.
+SP_LINE_RE = re.compile(r"SP: (.*)$", re.MULTILINE)
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -137,9 +138,18 @@ def run_command(socket_path: str | Path, command: str, *, timeout: float = 30) -
     match = end_re.search(text)
     assert match is not None
     body = text[: match.start()]
-    # Drop the echoed command line (everything up to the first newline after it).
-    echoed = body.find(typed_marker)
+    # Drop everything up to the (last) echo of the command line: a line typed before
+    # the shell started is echoed twice, once by the tty and once by the shell.
+    echoed = body.rfind(typed_marker)
     if echoed >= 0:
         newline = body.find("\n", echoed)
         body = body[newline + 1 :] if newline >= 0 else ""
-    return ConsoleResult(output=body.strip("\n"), exit_code=int(match.group(1)))
+    # The guest's own reports (SP: lines) may land in the middle of a command's output.
+    lines = []
+    for line in body.split("\n"):
+        if (at := line.find("SP: ")) >= 0:
+            line = line[:at]
+            if not line.strip():
+                continue
+        lines.append(line)
+    return ConsoleResult(output="\n".join(lines).strip("\n"), exit_code=int(match.group(1)))

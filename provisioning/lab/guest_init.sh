@@ -9,7 +9,8 @@
 #   SP: ROUTE default via 10.64.100.1 dev eth1
 #   SP: PING 10.64.100.11 ok            (for each address in sp.ping=, if given)
 #   SP: READY uptime=33.52
-# then keeps a root shell on the console (the QEMU serial socket) for commands.
+# and keeps a root shell on the console (the QEMU serial socket) for commands from
+# the start: the SP: lines appear whenever a result is known.
 #
 # Kernel command line knobs (all optional):
 #   sp.name=NAME        hostname
@@ -58,21 +59,25 @@ dhcp() {
   fi
 }
 
-if [ "${SP_dhcp:-on}" != off ]; then
-  for nic in $NICS; do dhcp "$nic" & done
-  wait
-fi
-route=$(ip route show default | head -1)
-[ -n "$route" ] && say "ROUTE $route" || say "ROUTE none"
-
-for target in $(echo "${SP_ping:-}" | tr , ' '); do
-  if ping -c 1 -W 2 "$target" >/dev/null 2>&1 || ping -c 3 -W 2 "$target" >/dev/null 2>&1; then
-    say "PING $target ok"
-  else
-    say "PING $target fail"
+network() {
+  if [ "${SP_dhcp:-on}" != off ]; then
+    for nic in $NICS; do dhcp "$nic" & done
+    wait
   fi
-done
+  route=$(ip route show default | head -1)
+  [ -n "$route" ] && say "ROUTE $route" || say "ROUTE none"
+  for target in $(echo "${SP_ping:-}" | tr , ' '); do
+    if ping -c 1 -W 2 "$target" >/dev/null 2>&1 || ping -c 3 -W 2 "$target" >/dev/null 2>&1; then
+      say "PING $target ok"
+    else
+      say "PING $target fail"
+    fi
+  done
+  say "READY uptime=$(uptime_s)"
+}
 
-say "READY uptime=$(uptime_s)"
-# A root shell on the serial console, restarted when it exits.
+# The network comes up in the background (an interface without a VLAN takes
+# ~30 s to give up on DHCP) while the console shell is there at once; the SP:
+# lines appear on the console whenever a result is known.
+network &
 while true; do setsid cttyhack sh -l; sleep 0.2; done

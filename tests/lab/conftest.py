@@ -7,9 +7,14 @@ under the same ``LAB_DIR`` is rebuilt, and the session leaves the lab down.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -125,3 +130,121 @@ def lab_inventory(lab, db):
     hosts = inventory.register_hosts(lab.paths, uplink=lab.uplink)
     image = inventory.register_image(lab.guest)
     return hosts, image
+
+
+# --- end-to-end: the portal's API, a real RQ worker, PostgreSQL, Redis ----------------------------
+
+E2E_REDIS_DB = 15  # a Redis database of their own: no other worker steals the tests' jobs
+
+
+def _redis_url(db_number: int) -> str:
+    parts = urlsplit(settings.REDIS_URL)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db_number}", parts.query, parts.fragment))
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+class RqWorker:
+    """A real `manage.py rqworker provisioning` process, started and stopped by PID."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self._log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "provisioning"],
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: the job's work horse goes with it
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        pid = self.process.pid
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # a work horse left behind, if any
+        self._log.close()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def e2e_worker(django_db_setup, lab_session, tmp_path_factory):
+    """The lab, and an RQ worker process reading the test database and a test-only Redis database."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.skip("end-to-end tests need PostgreSQL (DATABASE_URL=postgres://...): another process reads the DB")
+    try:
+        import redis
+
+        connection = redis.Redis.from_url(_redis_url(E2E_REDIS_DB), socket_connect_timeout=2)
+        connection.ping()
+    except Exception as exc:
+        pytest.skip(f"end-to-end tests need Redis at {settings.REDIS_URL}: {exc}")
+    # Jobs of an earlier, interrupted run must not run against this database.
+    connection.flushdb()
+    lab_session.ensure_up()
+    artifacts = Path(settings.BASE_DIR) / "artifacts"
+    log_dir = artifacts if artifacts.is_dir() else tmp_path_factory.mktemp("rq")
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": _redis_url(E2E_REDIS_DB),
+        "LAB_DIR": str(lab_session.paths.root),
+        "PROVISIONING_KNOWN_HOSTS": str(lab_session.known_hosts),
+        "PROVISIONING_RUNNER": "fabric",
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = RqWorker(env, log_dir / "lab-e2e-rqworker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+    connection.flushdb()
+
+
+LEASE_TIMINGS: list[tuple[str, str, str, float, float]] = []  # (test, vm, nic, guest uptime, since deploy)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not LEASE_TIMINGS:
+        return
+    terminalreporter.section("lab guests: boot-to-lease")
+    terminalreporter.write_line(f"{'test':52} {'vm':10} {'nic':5} {'uptime at lease':>16} {'since deploy':>13}")
+    for test, vm, nic, uptime, since in LEASE_TIMINGS:
+        terminalreporter.write_line(f"{test[:52]:52} {vm:10} {nic:5} {uptime:15.2f}s {since:12.2f}s")
+    uptimes = [row[3] for row in LEASE_TIMINGS]
+    terminalreporter.write_line(
+        f"{len(uptimes)} leases: boot-to-lease min {min(uptimes):.2f}s, "
+        f"median {sorted(uptimes)[len(uptimes) // 2]:.2f}s, max {max(uptimes):.2f}s"
+    )

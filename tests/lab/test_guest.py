@@ -130,7 +130,7 @@ def test_guest_brings_up_every_nic_reports_dhcp_and_keeps_a_shell(built, boot):
         ["-kernel", str(built.kernel_path), "-initrd", str(built.initrd_path), "-append", args],
         ["user,restrict=on", "user,restrict=on", ""],
     )
-    text = _wait(boot.log, r"^SP: READY", timeout=90)
+    text = _wait(boot.log, r"SP: READY", timeout=90)
     lines = console.sp_lines(text)
     assert [line.split()[1] for line in lines if line.startswith("NIC ")] == ["eth0", "eth1", "eth2"]
     # restrict=on: QEMU's DHCP announces no router (the default route is covered end to end).
@@ -150,7 +150,7 @@ def test_disk_image_boots_from_a_qcow2_overlay(built, boot):
     overlay = boot.directory / "disk.qcow2"
     system.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)])
     boot.start(["-drive", f"file={overlay},if=virtio"], ["user,restrict=on"])
-    text = _wait(boot.log, r"^SP: READY", timeout=90)
+    text = _wait(boot.log, r"SP: READY", timeout=90)
     assert "SP: DHCP eth0 ok ip=10.0.2.15" in text
 
 
