@@ -166,8 +166,8 @@ class LinkSerializer(serializers.ModelSerializer):
     """A link. Create with ``slice``, ``vm_a``, ``vm_b`` and optionally ``iface_a``/``iface_b``."""
 
     slice = serializers.PrimaryKeyRelatedField(queryset=Slice.objects.all())
-    vm_a = serializers.PrimaryKeyRelatedField(queryset=VM.objects.all(), write_only=True)
-    vm_b = serializers.PrimaryKeyRelatedField(queryset=VM.objects.all(), write_only=True)
+    vm_a = serializers.PrimaryKeyRelatedField(queryset=VM.objects.select_related("slice"), write_only=True)
+    vm_b = serializers.PrimaryKeyRelatedField(queryset=VM.objects.select_related("slice"), write_only=True)
     iface_a = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=8, help_text="eth1.. (default: first free)"
     )
@@ -202,6 +202,10 @@ class LinkSerializer(serializers.ModelSerializer):
         slice_obj = attrs["slice"]
         if not user.is_staff and slice_obj.owner_id != user.pk:
             raise serializers.ValidationError({"slice": "No such slice."}, code="does_not_exist")
+        for key in ("vm_a", "vm_b"):
+            # Never name another user's VM in an error (the service's cross-slice message would).
+            if not user.is_staff and attrs[key].slice.owner_id != user.pk:
+                raise serializers.ValidationError({key: "No such VM."}, code="does_not_exist")
         return attrs
 
 

@@ -88,11 +88,16 @@ def test_cross_slice_link_refused(api, user, designed, make_slice):
         services.link_connect(slice_obj=designed["slice"], vm_a=designed["vms"]["vm3"], vm_b=vm_other)
 
 
-def test_another_users_slice_or_vm_is_refused(other_api, designed):
+def test_another_users_slice_or_vm_is_refused(other_api, other_user, designed, make_slice):
     vms = designed["vms"]
     r = _link(other_api, designed["slice"], vms["vm3"], vms["vm4"])
     assert r.status_code == 400
     assert "No such slice" in str(r.json()["slice"])
+    # linking into one's own slice with someone else's VM never reveals that VM's name
+    mine = make_slice(other_user, name="mine", vms=1)
+    r = _link(other_api, mine, vms_of(mine)["vm1"], vms["vm3"])
+    assert r.status_code == 400
+    assert r.json() == {"vm_b": ["No such VM."]}
 
 
 def test_lowering_data_interfaces_below_a_linked_interface_is_refused(api, designed):
