@@ -19,14 +19,32 @@ function deploymentDuration(dep) {
   return end - new Date(dep.started);
 }
 
-/** Percent done: the job's own figure, else finished steps over all steps. */
+const shown = new Map(); // deployment id -> highest percent shown, so the bar never goes back
+
+function planSteps(plan) {
+  let total = 0;
+  for (const stage of plan?.stages || []) for (const phase of stage.phases || []) total += (phase.commands || []).length;
+  return total;
+}
+
+/**
+ * Percent done. The job creates its step rows stage by stage, so "done / rows so far"
+ * overshoots early on; the whole plan, once the job has stored it, gives the real total.
+ */
 export function progressOf(dep) {
   if (dep.status === "succeeded") return 100;
-  if (typeof dep.progress === "number") return Math.max(0, Math.min(100, dep.progress));
   const steps = dep.steps || [];
-  if (!steps.length) return 0;
   const done = steps.filter((s) => ["ok", "skipped", "failed"].includes(s.status)).length;
-  return Math.round((100 * done) / steps.length);
+  const total = Math.max(steps.length, planSteps(dep.plan));
+  let pct;
+  if (dep.plan && dep.plan.stages && total) pct = Math.min(99, Math.floor((100 * done) / total));
+  else if (typeof dep.progress === "number") pct = Math.min(dep.plan ? 99 : 5, dep.progress);
+  else pct = 0;
+  if (!FINISHED.has(dep.status)) {
+    pct = Math.max(pct, shown.get(dep.id) || 0);
+    shown.set(dep.id, pct);
+  }
+  return Math.max(0, Math.min(100, pct));
 }
 
 export function stepsByHost(steps) {
@@ -53,25 +71,27 @@ function laneStatus(steps) {
 
 const LANE_LABEL = { failed: "Failed", "running-step": "Running", ok: "Done", pending: "Waiting" };
 
-function renderLane(host, steps, openState) {
+function renderLane(host, steps, openState, jobFinished) {
   const done = steps.filter((s) => ["ok", "skipped"].includes(s.status)).length;
   const total = steps.reduce((sum, s) => sum + (stepDuration(s) || 0), 0);
   const status = laneStatus(steps);
-  const key = `lane:${host}`;
+  // Open while the job runs and where something failed; a finished lane folds to its summary.
+  const key = `lane:${host}:${jobFinished ? "end" : "run"}`;
+  const open = openState.has(key) ? openState.get(key) : !jobFinished || status === "failed";
   const details = el(
     "details",
-    { class: "lane", "data-host": host, "data-testid": `lane-${host}`, open: openState.has(key) ? openState.get(key) : true, "data-key": key },
+    { class: "lane", "data-host": host, "data-testid": `lane-${host}`, open, "data-key": key },
     el(
       "summary",
       { class: "lane-head" },
       el("span", { class: "host" }, host),
       statusBadge(status, LANE_LABEL[status]),
       el("span", { class: "meta" }, `${done}/${steps.length} · ${formatDuration(total) || "0 ms"}`),
-    ),
-    el(
-      "div",
-      { class: "lane-strip", "aria-hidden": "true" },
-      steps.map((s) => el("span", { class: `s-${s.status}`, title: `${s.description} — ${s.status}` })),
+      el(
+        "span",
+        { class: "lane-strip", "aria-hidden": "true" },
+        steps.map((s) => el("span", { class: `s-${s.status}`, title: `${s.description} — ${s.status}` })),
+      ),
     ),
     el(
       "ol",
@@ -166,7 +186,7 @@ export function renderDeployment(container, dep, vms) {
       "div",
       { class: "deploy-head" },
       el("h2", {}, `${KIND_LABEL[dep.kind] || dep.kind || "Job"} #${dep.id}`, dep.dry_run ? el("span", { class: "muted small" }, " · dry run") : null),
-      statusBadge(dep.status),
+      dep.status === "running" ? statusBadge("deploying", "Running") : statusBadge(dep.status),
     ),
     el(
       "div",
@@ -184,13 +204,19 @@ export function renderDeployment(container, dep, vms) {
     el(
       "div",
       { class: "progress-meta" },
-      el("span", {}, el("span", { class: "progress-pct", "data-testid": "progress-pct" }, `${pct} %`), steps.length ? ` · ${done} of ${steps.length} steps` : ""),
+      el(
+        "span",
+        {},
+        el("span", { class: "progress-pct", "data-testid": "progress-pct" }, `${pct} %`),
+        steps.length ? ` · ${done} of ${Math.max(steps.length, planSteps(dep.plan))} steps` : "",
+      ),
       el("span", {}, formatDuration(deploymentDuration(dep)) || (dep.status === "queued" ? "waiting for a worker…" : "")),
     ),
     dep.error ? el("div", { class: "deploy-error", role: "alert", "data-testid": "deploy-error" }, dep.error) : null,
-    lanes.size
-      ? el("div", { class: "lanes" }, [...lanes].map(([host, hostSteps]) => renderLane(host, hostSteps, openState)))
-      : el("p", { class: "muted" }, running ? "Preparing the plan…" : "This job had no host steps."),
     !running && dep.kind !== "destroy" && vms.length ? renderResults(vms, openState) : null,
+    el("h3", { class: "section-title" }, "Hosts"),
+    lanes.size
+      ? el("div", { class: "lanes" }, [...lanes].map(([host, hostSteps]) => renderLane(host, hostSteps, openState, !running)))
+      : el("p", { class: "muted" }, running ? "Preparing the plan…" : "This job had no host steps."),
   );
 }

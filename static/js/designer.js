@@ -1,7 +1,7 @@
 // The slice designer: canvas, inspector, placement, plan and deploy with live progress.
 // Every change goes through the REST API; the page only mirrors what the API answers.
 
-import { ApiError, api, apiList, config } from "./api.js";
+import { ApiError, api, config } from "./api.js";
 import { FINISHED, ifaceTable, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
 import { NODE_H, NODE_W, enableLinkDrawing, linkElement, styles, vmElement, vmLabel, linkLabel } from "./graph.js";
@@ -576,7 +576,7 @@ async function createLink(a, b, ifaceA = "", ifaceB = "") {
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     canvasError(err.message, cy.getElementById(`vm-${a.id}`).union(cy.getElementById(`vm-${b.id}`)));
-    throw err;
+    return null;
   }
 }
 
@@ -660,7 +660,7 @@ async function openPlacement() {
   openDialog(dialog);
   try {
     const data = await api(`slices/${sliceId}/placement/`);
-    renderPlacement($("placement-view"), data, [...state.vms.values()]);
+    renderPlacement($("placement-view"), data);
   } catch (err) {
     render($("placement-view"), el("p", { class: "form-error", role: "alert" }, err.message));
   }
@@ -671,8 +671,8 @@ async function openPlan() {
   render($("plan-view"), el("p", { class: "muted" }, "Building the plan…"));
   openDialog(dialog);
   try {
-    const kind = ["active", "failed"].includes(state.slice.status) ? "redeploy" : "deploy";
-    const data = await api(`slices/${sliceId}/plan/`, { query: kind === "redeploy" ? { kind } : undefined });
+    // The engine picks the kind: deploy for a draft, else redeploy (what changed).
+    const data = await api(`slices/${sliceId}/plan/`);
     renderPlan($("plan-view"), data);
   } catch (err) {
     render($("plan-view"), el("p", { class: "form-error", role: "alert" }, err.message));
@@ -752,9 +752,9 @@ async function findLatestDeployment() {
   if (id) return api(`deployments/${id}/`);
   if (!features.deployments) return null;
   try {
-    const rows = await apiList("deployments/", { slice: sliceId, limit: 1 });
-    const mine = rows.filter((d) => (d.slice?.id ?? d.slice) === sliceId);
-    return mine.length ? api(`deployments/${mine[0].id}/`) : null;
+    const page = await api("deployments/", { query: { slice: sliceId, limit: 1 } });
+    const rows = Array.isArray(page) ? page : page.results || [];
+    return rows.length ? api(`deployments/${rows[0].id}/`) : null;
   } catch {
     return null;
   }

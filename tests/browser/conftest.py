@@ -8,9 +8,14 @@ it is absent. Screenshots go to ``artifacts/browser/``.
 import os
 import re
 import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from django.db import connection
 
 from provisioning.models import Flavor, Host, Image
 
@@ -25,7 +30,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "browser"
+# Seconds each dry-run step takes in the test worker, so that progress can be watched live.
+DRY_RUN_STEP_DELAY = float(os.environ.get("BROWSER_DRY_RUN_STEP_DELAY", "0.04"))
 PASSWORD = "correct-horse-battery"
 
 
@@ -96,6 +104,60 @@ def inventory(transactional_db):
     return {"flavor": flavor, "image": image, "hosts": hosts}
 
 
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "postgres", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def provisioning_worker(transactional_db, settings):
+    """Deploy jobs run by a real RQ worker process, with the dry-run runner, on a queue of this test's own.
+
+    The worker reads the live server's test database. On SQLite (an in-memory test
+    database no other process can open) the queue runs jobs synchronously instead.
+    """
+    queue = f"browser-tests-{uuid.uuid4().hex[:10]}"
+    settings.PROVISIONING_RUNNER = "dry-run"
+    settings.PROVISIONING_QUEUE = queue
+    if connection.vendor != "postgresql":
+        settings.RQ_QUEUES = {**settings.RQ_QUEUES, queue: {"URL": settings.REDIS_URL, "ASYNC": False}}
+        yield None
+        return
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DATABASE_URL": _database_url(),
+        "PROVISIONING_RUNNER": "dry-run",
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "rq-worker.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.browser.rq_worker", queue, str(DRY_RUN_STEP_DELAY)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        import django_rq
+        from rq import Queue
+
+        Queue(queue, connection=django_rq.get_connection("provisioning")).delete(delete_jobs=True)
+
+
 @pytest.fixture
 def ui_user(transactional_db, django_user_model):
     return django_user_model.objects.create_user(username="ada", password=PASSWORD)
@@ -117,8 +179,12 @@ class Console:
 
 
 @pytest.fixture
-def page(chromium, live_server, request):
-    """A fresh browser page at 1280x800 on the live server; fails the test on console errors."""
+def page(chromium, live_server, transactional_db, request):
+    """A fresh browser page at 1280x800 on the live server; fails the test on console errors.
+
+    Set up after the database fixture so that it is torn down before the tables are
+    flushed: a request still in flight would otherwise deadlock with the flush.
+    """
     context = chromium.new_context(
         viewport={"width": 1280, "height": 800}, base_url=live_server.url, accept_downloads=True
     )
@@ -133,6 +199,7 @@ def page(chromium, live_server, request):
     if failed:
         shot(pg, f"FAILED-{request.node.name}")
         print("browser console errors:", *console.errors, sep="\n  ")
+    pg.goto("about:blank")  # stop the page's timers and requests before the flush
     context.close()
     if not failed:
         assert console.unexpected() == [], "errors in the browser console"
