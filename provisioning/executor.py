@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from . import plans, specs
@@ -356,7 +356,6 @@ def execute(*, deployment_id: int, runner: Runner | None = None, lock_factory=sh
     """Run a queued deployment to the end (succeeded or failed). Returns it, reloaded."""
     from . import services
 
-    close_old_connections()
     deployment = Deployment.objects.select_related("slice").get(pk=deployment_id)
     if not deployment.claim(worker=worker_identity()):
         log.warning("deployment %s is %s, not queued: not running it", deployment.pk, deployment.status)
