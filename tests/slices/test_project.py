@@ -14,8 +14,7 @@ from drf_spectacular.settings import patched_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The lines the lead adds to portal/settings.py (see the core's report): docs assets from
-# drf-spectacular-sidecar (served by us) instead of a CDN.
+# What portal/settings.py sets: docs assets from drf-spectacular-sidecar (served by us), not a CDN.
 SIDECAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -59,7 +58,8 @@ def _external_assets(html: str) -> list[str]:
 
 @pytest.mark.usefixtures("db")
 def test_docs_page_with_sidecar_loads_nothing_from_a_cdn(client, settings):
-    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "drf_spectacular_sidecar"]
+    if "drf_spectacular_sidecar" not in settings.INSTALLED_APPS:
+        settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "drf_spectacular_sidecar"]
     with patched_settings(SIDECAR_SETTINGS):
         r = client.get("/api/docs/")
     assert r.status_code == 200
@@ -80,7 +80,10 @@ def test_docs_page_with_sidecar_loads_nothing_from_a_cdn(client, settings):
 def test_docs_page_loads_nothing_from_a_cdn(client):
     r = client.get("/api/docs/")
     assert r.status_code == 200
-    assert not _external_assets(r.content.decode())
+    html = r.content.decode()
+    assert not _external_assets(html)
+    for asset in re.findall(r"""["']/static/(drf_spectacular_sidecar/[^"']+)["']""", html):
+        assert finders.find(asset), f"{asset}: add 'drf_spectacular_sidecar' to INSTALLED_APPS"
 
 
 def test_check_deploy_reports_nothing_with_debug_off():
