@@ -11,6 +11,12 @@ from slices import services
 _counter = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """Users are made with passwords; the real PBKDF2 costs ~0.3 s each, a test needs no such strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def flavor(db):
     return Flavor.objects.get(name="tiny")  # created by the default-flavors migration

@@ -7,12 +7,6 @@ from slices import services
 from slices.models import VM
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    """Users are made with passwords; the real PBKDF2 costs ~0.3 s each, a test needs no such strength."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def client_for():
     """An API client authenticated as ``user`` (None: anonymous)."""
