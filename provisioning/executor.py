@@ -73,12 +73,46 @@ def make_runner(*, dry_run: bool, hosts: Sequence[str]) -> Runner:
     )
 
 
-def shared_lock(netnode: str):
-    """A Redis lock serialising shared network-node phases across slices (and workers)."""
-    import django_rq
+def lock_ttl() -> int:
+    return int(getattr(settings, "PROVISIONING_LOCK_TTL", 30))
 
+
+@contextmanager
+def shared_lock(netnode: str) -> Iterator[None]:
+    """A Redis lock serialising the shared network-node phases of all jobs (any worker process).
+
+    Held with a short TTL renewed by a thread: a killed worker's lock expires in
+    seconds instead of blocking every other slice for the job timeout.
+    """
+    import django_rq
+    from redis.exceptions import LockError
+
+    ttl = lock_ttl()
     conn = django_rq.get_connection("provisioning")
-    return conn.lock(f"slice-portal:netnode:{netnode}", timeout=settings.PROVISIONING_JOB_TIMEOUT, blocking_timeout=600)
+    prefix = getattr(settings, "PROVISIONING_LOCK_PREFIX", "slice-portal")
+    lock = conn.lock(f"{prefix}:netnode:{netnode}", timeout=ttl, blocking_timeout=600, thread_local=False)
+    if not lock.acquire():
+        raise StageFailed(f"{netnode}: another job kept the network node busy for 600 s; try again")
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                lock.reacquire()
+            except LockError:
+                return
+
+    thread = threading.Thread(target=renew, name=f"sp-lock-{netnode}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        try:
+            lock.release()
+        except LockError:
+            log.warning("lock on %s expired before release", netnode)
 
 
 # --- step rows ------------------------------------------------------------------------------------

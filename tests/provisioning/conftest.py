@@ -91,6 +91,31 @@ class LocalSshd:
                 self.proc.wait()
 
 
+def purge_queue(redis, name: str) -> None:
+    """Remove every Redis key of a test queue: its jobs (with results and executions), registries, workers."""
+    for key in redis.scan_iter(match="rq:job:*"):
+        origin = redis.hget(key, "origin")
+        if origin is not None and origin.decode() == name:
+            job_id = key.decode().split(":", 2)[2]
+            for related in redis.scan_iter(match=f"rq:*{job_id}*"):
+                redis.delete(related)
+    for key in redis.scan_iter(match=f"*{name}*"):
+        redis.delete(key)
+
+
+@pytest.fixture
+def rq_queue(settings):
+    """A queue of its own in the real Redis for this test; removed afterwards."""
+    import uuid
+
+    from provisioning import services
+
+    settings.PROVISIONING_QUEUE = f"sp-test-{uuid.uuid4().hex[:10]}"
+    queue = services.provisioning_queue()
+    yield queue
+    purge_queue(queue.connection, queue.name)
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     if os.geteuid() != 0 or not os.path.exists(SSHD):

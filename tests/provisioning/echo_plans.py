@@ -50,8 +50,12 @@ def real_shell_by_host(plan: Plan) -> dict[str, list[str]]:
     return out
 
 
-def install(monkeypatch_or_module, *, fail: str = "", sleep: float = 0, seen: list | None = None):
-    """Patch provisioning.executor.build_plan so that jobs run echo plans (``seen`` gets the real plans)."""
+def install(*, monkeypatch=None, fail: str = "", sleep: float = 0, seen: list | None = None):
+    """Patch provisioning.executor.build_plan so that jobs run echo plans (``seen`` gets the real plans).
+
+    With pytest's ``monkeypatch`` the patch is undone after the test; without it (the
+    worker process) it lasts for the process.
+    """
     from provisioning import executor
     from provisioning.models import Host
 
@@ -64,8 +68,8 @@ def install(monkeypatch_or_module, *, fail: str = "", sleep: float = 0, seen: li
         logs = {h.name: f"{h.state_dir}/commands.log" for h in Host.objects.all()}
         return echo_plan(plan, logs, fail=fail, sleep=sleep), guard
 
-    if hasattr(monkeypatch_or_module, "setattr") and not isinstance(monkeypatch_or_module, type(executor)):
-        monkeypatch_or_module.setattr(executor, "build_plan", build_plan)
+    if monkeypatch is not None:
+        monkeypatch.setattr(executor, "build_plan", build_plan)
     else:
         executor.build_plan = build_plan
     return build_plan

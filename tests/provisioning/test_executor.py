@@ -54,7 +54,7 @@ def echo(monkeypatch):
     seen: list = []
 
     def install(**kw):
-        echo_plans.install(monkeypatch, seen=seen, **kw)
+        echo_plans.install(monkeypatch=monkeypatch, seen=seen, **kw)
         return seen
 
     return install

@@ -2,7 +2,6 @@
 
 import os
 import socket
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -14,19 +13,6 @@ from provisioning.plans import SliceSpec
 from slices import services as slice_services
 from slices.errors import Conflict
 from slices.models import VM, Interface, Slice
-
-
-@pytest.fixture
-def rq_queue(settings):
-    """A queue of its own in the real Redis for this test; removed afterwards."""
-    settings.PROVISIONING_QUEUE = f"sp-test-{uuid.uuid4().hex[:10]}"
-    queue = services.provisioning_queue()
-    yield queue
-    for job_id in queue.get_job_ids():
-        job = queue.fetch_job(job_id)
-        if job is not None:
-            job.delete()
-    queue.delete(delete_jobs=True)
 
 
 def linked_slice(make_slice, user, *, internet=False, name=None):
