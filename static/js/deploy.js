@@ -62,19 +62,19 @@ function stepCommand(step) {
   return step.command || "";
 }
 
-function laneStatus(steps) {
+function laneStatus(steps, jobFinished) {
   if (steps.some((s) => s.status === "failed")) return "failed";
   if (steps.some((s) => s.status === "running")) return "running-step";
   if (steps.length && steps.every((s) => ["ok", "skipped"].includes(s.status))) return "ok";
-  return "pending";
+  return jobFinished ? "stopped" : "pending";
 }
 
-const LANE_LABEL = { failed: "Failed", "running-step": "Running", ok: "Done", pending: "Waiting" };
+const LANE_LABEL = { failed: "Failed", "running-step": "Running", ok: "Done", pending: "Waiting", stopped: "Stopped" };
 
 function renderLane(host, steps, openState, jobFinished) {
   const done = steps.filter((s) => ["ok", "skipped"].includes(s.status)).length;
   const total = steps.reduce((sum, s) => sum + (stepDuration(s) || 0), 0);
-  const status = laneStatus(steps);
+  const status = laneStatus(steps, jobFinished);
   // Open while the job runs and where something failed; a finished lane folds to its summary.
   const key = `lane:${host}:${jobFinished ? "end" : "run"}`;
   const open = openState.has(key) ? openState.get(key) : !jobFinished || status === "failed";
@@ -180,6 +180,7 @@ export function renderDeployment(container, dep, vms) {
   const done = steps.filter((s) => ["ok", "skipped", "failed"].includes(s.status)).length;
   const running = !FINISHED.has(dep.status);
   const lanes = stepsByHost(steps);
+  const results = !running && dep.kind !== "destroy" && vms.length ? renderResults(vms, openState) : null;
   render(
     container,
     el(
@@ -213,10 +214,12 @@ export function renderDeployment(container, dep, vms) {
       el("span", {}, formatDuration(deploymentDuration(dep)) || (dep.status === "queued" ? "waiting for a worker…" : "")),
     ),
     dep.error ? el("div", { class: "deploy-error", role: "alert", "data-testid": "deploy-error" }, dep.error) : null,
-    !running && dep.kind !== "destroy" && vms.length ? renderResults(vms, openState) : null,
+    // After a success the VMs come first; while running or after a failure, the hosts.
+    dep.status === "succeeded" ? results : null,
     el("h3", { class: "section-title" }, "Hosts"),
     lanes.size
       ? el("div", { class: "lanes" }, [...lanes].map(([host, hostSteps]) => renderLane(host, hostSteps, openState, !running)))
       : el("p", { class: "muted" }, running ? "Preparing the plan…" : "This job had no host steps."),
+    dep.status !== "succeeded" ? results : null,
   );
 }

@@ -625,7 +625,7 @@ function setLinkMode(on) {
   $("btn-link-mode").setAttribute("aria-pressed", String(state.linkMode));
   canvasWrap.classList.toggle("link-mode", state.linkMode);
   $("canvas-hint").textContent = state.linkMode
-    ? "Link mode: drag from one VM to another (hold Shift when dropping to choose the interfaces) · Esc to leave"
+    ? "Link mode: drag from one VM to another · Shift+drop picks the interfaces · Esc leaves"
     : "Drag VMs to move them · double-click the background to add a VM";
   cy.autoungrabify(state.linkMode);
 }
@@ -838,7 +838,20 @@ for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
 const chooseIfaces = $("opt-choose-ifaces");
 chooseIfaces.checked = localStorage.getItem("slice-portal:choose-ifaces") === "1";
 chooseIfaces.addEventListener("change", () => localStorage.setItem("slice-portal:choose-ifaces", chooseIfaces.checked ? "1" : "0"));
-new ResizeObserver(() => cy.resize()).observe($("cy"));
+// When the window (or the layout) changes size, keep the whole drawing in view.
+let resizeTimer = null;
+new ResizeObserver(() => {
+  cy.resize();
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    const box = cy.elements(".vm, .link").boundingBox();
+    const ext = cy.extent();
+    if (cy.nodes(".vm").length && (box.x1 < ext.x1 || box.x2 > ext.x2 || box.y1 < ext.y1 || box.y2 > ext.y2)) {
+      cy.fit(cy.elements(".vm, .link"), 40);
+      if (cy.zoom() > 1) cy.zoom({ level: 1, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
+    }
+  }, 150);
+}).observe($("cy"));
 
 // --- start ------------------------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ ARTIFACTS = REPO / "artifacts" / "browser"
 # Seconds each dry-run step takes in the test worker, so that progress can be watched live.
 DRY_RUN_STEP_DELAY = float(os.environ.get("BROWSER_DRY_RUN_STEP_DELAY", "0.04"))
 PASSWORD = "correct-horse-battery"
+TIMEOUT_MS = 20_000
 
 
 def pytest_collection_modifyitems(items):
@@ -49,9 +50,11 @@ def chromium():
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which("chromium"):
         pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium chromium-driver")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:  # pragma: no cover - requirements-dev.txt pins it
         pytest.skip("playwright (Python) is not installed: pip install -r requirements-dev.txt")
+    # Generous waits: the suite shares 2 cores with QEMU guests in CI.
+    expect.set_options(timeout=TIMEOUT_MS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # Playwright's sync API keeps an asyncio loop in this thread while the browser lives;
     # Django refuses ORM calls from a thread with a running loop unless told that the
@@ -113,12 +116,15 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def provisioning_worker(transactional_db, settings):
+def provisioning_worker(transactional_db, settings, request):
     """Deploy jobs run by a real RQ worker process, with the dry-run runner, on a queue of this test's own.
 
     The worker reads the live server's test database. On SQLite (an in-memory test
     database no other process can open) the queue runs jobs synchronously instead.
+    Parametrize indirectly with ``{"fail": "text"}`` to make the first step described
+    with that text fail once (see ``rq_worker.py``).
     """
+    options = getattr(request, "param", None) or {}
     queue = f"browser-tests-{uuid.uuid4().hex[:10]}"
     settings.PROVISIONING_RUNNER = "dry-run"
     settings.PROVISIONING_QUEUE = queue
@@ -137,7 +143,7 @@ def provisioning_worker(transactional_db, settings):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with open(ARTIFACTS / "rq-worker.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.browser.rq_worker", queue, str(DRY_RUN_STEP_DELAY)],
+            [sys.executable, "-m", "tests.browser.rq_worker", queue, str(DRY_RUN_STEP_DELAY), options.get("fail", "")],
             cwd=REPO,
             env=env,
             stdout=log,
@@ -188,7 +194,7 @@ def page(chromium, live_server, transactional_db, request):
     context = chromium.new_context(
         viewport={"width": 1280, "height": 800}, base_url=live_server.url, accept_downloads=True
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
     console = Console()
     pg.on("console", lambda msg: msg.type == "error" and console.errors.append(f"console: {msg.text} @ {msg.location}"))
@@ -220,13 +226,17 @@ def shot(pg, name: str, full_page: bool = False) -> Path:
     return path
 
 
-def login(pg, user, password: str = PASSWORD) -> None:
+def login(pg, user, password: str = PASSWORD, expect_success: bool = True) -> None:
+    """Log in through the form, typing like a user (Enter submits)."""
     pg.goto("/login/")
     pg.get_by_label("Username").fill(user.username)
     pg.get_by_label("Password").fill(password)
     pg.keyboard.press("Enter")
-    pg.wait_for_url(re.compile(r"/$"))
-    wait_ready(pg)
+    if expect_success:
+        pg.wait_for_url(re.compile(r"/$"))
+        wait_ready(pg)
+    else:
+        pg.wait_for_load_state()
 
 
 def wait_ready(pg) -> None:

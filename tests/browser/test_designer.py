@@ -258,3 +258,32 @@ def test_png_export_and_narrow_window(page, ui_user, inventory):
     wait_ready(pg)
     assert pg.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
     shot(pg, "33-my-slices-narrow")
+
+
+@pytest.mark.parametrize("provisioning_worker", [{"fail": "Create TAP tap_"}], indirect=True)
+def test_a_failing_step_shows_its_stderr_and_redeploy_repairs(page, ui_user, inventory, provisioning_worker):
+    pg = page
+    s = services.slice_from_template(owner=ui_user, name="line2", topology="linear", count=2)
+    open_designer(pg, ui_user, s)
+    pg.get_by_test_id("deploy").click()
+    error = pg.get_by_test_id("deploy-error")
+    expect(error).to_be_visible(timeout=30_000)
+    expect(pg.get_by_test_id("slice-status")).to_have_text("Failed")
+    failed = pg.locator('.step[data-status="failed"]')
+    expect(failed).to_have_count(1)
+    expect(failed.get_by_test_id("failed-step-output")).to_contain_text("Device or resource busy")
+    expect(failed.get_by_test_id("failed-step-output")).to_contain_text("exit 1")
+    host = failed.locator("xpath=ancestor::details[1]").get_attribute("data-host")
+    expect(error).to_contain_text(host)
+    expect(pg.get_by_test_id("job-failed")).to_be_visible()
+    states = pg.evaluate("() => window.designer.cy.nodes('.vm').map((n) => n.data('state'))")
+    assert "failed" in states
+    pg.get_by_test_id("job-failed").locator("button").click()
+    shot(pg, "40-failed-step")
+
+    # The failure happens once: a redeploy goes through and the slice becomes active.
+    pg.get_by_test_id("redeploy").click()
+    expect(pg.get_by_test_id("deploy-view").locator("h2")).to_contain_text("Redeploy")
+    expect(pg.get_by_test_id("progress")).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    expect(pg.get_by_test_id("slice-status")).to_have_text("Active")
+    shot(pg, "41-redeployed")

@@ -91,6 +91,8 @@ def test_import_a_file_and_see_errors_by_field(page, ui_user, inventory, tmp_pat
 def test_field_errors_show_under_the_field_and_logout(page, ui_user, inventory):
     pg = page
     services.slice_create(owner=ui_user, name="taken")
+    login(pg, ui_user, password="wrong-password", expect_success=False)
+    expect(pg.get_by_role("alert")).to_contain_text("correct username and password")
     login(pg, ui_user)
     pg.get_by_test_id("open-create").click()
     dialog = pg.locator("#create-dialog")
