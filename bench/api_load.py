@@ -1,0 +1,331 @@
+"""Benchmark 5 — the REST API under load: gunicorn on 127.0.0.1, a keep-alive client in another process.
+
+Data (scratch PostgreSQL database): one user owning 1000 slices — 999 of two
+linked VMs each and one ring of 50 VMs — and an API token. Served by
+``gunicorn portal.wsgi`` (``--workers 2 --worker-class gthread --threads 4``,
+one worker per core) on a free high port of 127.0.0.1, with the portal's own
+settings (DEBUG off; ``DB_CONN_MAX_AGE`` as given, default 0 = the shipped
+setting: a new database connection per request).
+
+Load: this process (not the server's) with a pool of ``--concurrency`` threads,
+each holding one keep-alive HTTP/1.1 connection and sending ``Authorization:
+Token ...``. Each scenario gets a warm-up, then runs until ``--requests``
+requests or ``--seconds`` seconds, whichever comes first. Scenarios:
+
+- ``list 1000``: ``GET /api/slices/?limit=1000`` (all 1000 slices in one page);
+- ``list page``: ``GET /api/slices/`` (the default page of 100);
+- ``slice of 50 VMs``: ``GET /api/slices/{id}/`` (VMs, interfaces, links, pool).
+
+Prints requests/s, p50/p95/p99 latency, response size and the SQL statements
+one request runs (counted in-process with the same view and data).
+
+Run:  .venv/bin/python bench/api_load.py   (PostgreSQL on localhost)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import REPO, database_url, log, machine, make_image, make_user, percentile, scratch_database, table
+
+SLICES = 1000
+BIG_SLICE_VMS = 50
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare(slices: int, big: int) -> tuple[str, int]:
+    """The user, its token, 999 small slices and the big one; returns (token, big slice id)."""
+    from rest_framework.authtoken.models import Token
+
+    from slices import services
+
+    user = make_user("bench-api", max_vms=2 * slices + big)
+    token = Token.objects.create(user=user).key
+    started = time.perf_counter()
+    big_slice = services.slice_from_template(owner=user, name="big", topology="ring", count=big)
+    for i in range(slices - 1):
+        s = services.slice_create(owner=user, name=f"s{i:04d}", description="two VMs and a link")
+        a = services.vm_create(slice_obj=s, name="a", data_interfaces_count=1)
+        b = services.vm_create(slice_obj=s, name="b", data_interfaces_count=1)
+        services.link_connect(slice_obj=s, vm_a=a, vm_b=b)
+        if (i + 1) % 250 == 0:
+            log(f"{i + 1} slices designed ({time.perf_counter() - started:.0f} s)")
+    return token, big_slice.pk
+
+
+def sql_per_request(path: str, token: str) -> tuple[int, int]:
+    """(SQL statements, response bytes) of one GET, run in-process through the same URL and view."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path, HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200, (path, response.status_code)
+    return len(queries), len(response.content)
+
+
+class Gunicorn:
+    """gunicorn serving the portal on 127.0.0.1:port; stopped by its PID."""
+
+    def __init__(self, url: str, port: int, workers: int, threads: int, conn_max_age: int, log_dir: Path) -> None:
+        self.port = port
+        self.log_path = log_dir / "gunicorn.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "DB_CONN_MAX_AGE": str(conn_max_age),
+            "DEBUG": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._log = open(self.log_path, "wb")  # closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "portal.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(threads),
+                "--keep-alive",
+                "75",
+                "--backlog",
+                "256",
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, token: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/api/me/", headers={"Authorization": f"Token {token}"})
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            time.sleep(0.3)
+        raise RuntimeError("gunicorn did not answer in time")
+
+    def stop(self) -> None:
+        pid = self.process.pid
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # the master stops its workers
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)  # its own session: the master and its workers only
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def load(port: int, path: str, token: str, *, concurrency: int, requests: int, seconds: float, warmup: int) -> dict:
+    """Run one scenario; returns rate, latencies, errors, bytes."""
+    headers = {"Authorization": f"Token {token}", "Accept": "application/json", "Connection": "keep-alive"}
+    lock = threading.Lock()
+    state = {"sent": 0}
+    latencies: list[float] = []
+    errors: list[str] = []
+    sizes: list[int] = []
+    reconnects = [0]
+
+    def take() -> bool:
+        with lock:
+            if state["sent"] >= requests or time.monotonic() >= state["deadline"]:
+                return False
+            state["sent"] += 1
+            return True
+
+    def worker(measured: bool, count: int | None) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        done = 0
+        while (count is not None and done < count) or (count is None and take()):
+            done += 1
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+                elapsed = time.perf_counter() - t0
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    reconnects[0] += 1
+            except Exception as exc:
+                conn.close()
+                reconnects[0] += 1
+                if measured:
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if measured:
+                with lock:
+                    latencies.append(elapsed)
+                    sizes.append(len(body))
+        conn.close()
+
+    warm = [threading.Thread(target=worker, args=(False, max(1, warmup // concurrency))) for _ in range(concurrency)]
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
+    reconnects[0] = 0
+    state["deadline"] = time.monotonic() + seconds
+    threads = [threading.Thread(target=worker, args=(True, None)) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "wall": wall,
+        "rps": len(latencies) / wall if wall else float("nan"),
+        "p50": percentile(latencies, 50) * 1000,
+        "p95": percentile(latencies, 95) * 1000,
+        "p99": percentile(latencies, 99) * 1000,
+        "bytes": int(sum(sizes) / len(sizes)) if sizes else 0,
+        "reconnects": reconnects[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slices", type=int, default=SLICES)
+    parser.add_argument("--big", type=int, default=BIG_SLICE_VMS, help="VMs of the big slice")
+    parser.add_argument("--concurrency", type=int, default=4, help="client threads (keep-alive connections)")
+    parser.add_argument("--requests", type=int, default=400, help="at most this many requests per scenario")
+    parser.add_argument("--seconds", type=float, default=30, help="at most this long per scenario")
+    parser.add_argument("--warmup", type=int, default=8, help="requests per scenario before the clock starts")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--conn-max-age", type=int, default=0, help="DB_CONN_MAX_AGE of the server (0: shipped)")
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
+    args = parser.parse_args()
+
+    print("# Benchmark 5: REST API under load (gunicorn, PostgreSQL, keep-alive client on loopback)")
+    print(f"# machine: {machine()}")
+    with scratch_database("api", keep=args.keep_db) as name, tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        make_image()
+        started = time.perf_counter()
+        token, big_id = prepare(args.slices, args.big)
+        log(f"{args.slices} slices designed in {time.perf_counter() - started:.0f} s")
+        scenarios = [
+            (f"list {args.slices}", f"/api/slices/?limit={args.slices}"),
+            ("list page (100)", "/api/slices/"),
+            (f"slice of {args.big} VMs", f"/api/slices/{big_id}/"),
+        ]
+        body = json.loads(
+            __import__("django.test", fromlist=["Client"])
+            .Client()
+            .get(scenarios[0][1], HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {token}")
+            .content
+        )
+        assert len(body["results"]) == args.slices, f"the list returned {len(body['results'])} slices"
+        sql = {label: sql_per_request(path, token) for label, path in scenarios}
+        from django.db import connections
+
+        connections.close_all()
+        port = free_port()
+        server = Gunicorn(database_url(name), port, args.workers, args.threads, args.conn_max_age, Path(tmp))
+        rows = []
+        try:
+            server.wait_ready(token)
+            log(f"gunicorn pid {server.process.pid} on 127.0.0.1:{port}")
+            for label, path in scenarios:
+                r = load(
+                    port,
+                    path,
+                    token,
+                    concurrency=args.concurrency,
+                    requests=args.requests,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                )
+                rows.append(
+                    [
+                        label,
+                        r["requests"],
+                        r["errors"],
+                        r["wall"],
+                        r["rps"],
+                        r["p50"],
+                        r["p95"],
+                        r["p99"],
+                        f"{r['bytes'] / 1024:.0f} KiB",
+                        sql[label][0],
+                        r["reconnects"],
+                    ]
+                )
+                log(f"{label}: {r['rps']:.1f} req/s, p50 {r['p50']:.0f} ms, p95 {r['p95']:.0f} ms")
+                if r["first_error"]:
+                    log(f"first error: {r['first_error']}")
+        finally:
+            server.stop()
+            log(f"gunicorn {server.process.pid} stopped")
+        print()
+        print(
+            f"# server: gunicorn {args.workers} workers x {args.threads} threads (gthread), "
+            f"DB_CONN_MAX_AGE={args.conn_max_age}; client: {args.concurrency} keep-alive connections, "
+            f"at most {args.requests} requests or {args.seconds:.0f} s per scenario"
+        )
+        print()
+        print(
+            table(
+                [
+                    "scenario",
+                    "requests",
+                    "errors",
+                    "wall s",
+                    "req/s",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "body",
+                    "SQL/request",
+                    "reconnects",
+                ],
+                rows,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
