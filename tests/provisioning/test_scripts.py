@@ -243,3 +243,49 @@ def test_destroy_of_network_node_is_tolerant_of_a_clean_host(netns, tmp_path):
     _proc, ended, parser = run(teardown, prefix=in_ns(netns))
     assert parser.done, [(e.index, e.output) for e in ended]
     assert {e.status for e in ended} == {"ok"}
+
+
+@pytest.fixture
+def three_namespaces():
+    """A stand-in network node with two gateway ports (veths) and one guest behind each; removed afterwards."""
+    tag = uuid.uuid4().hex[:6]
+    names = {"node": f"sp-n-{tag}", "a": f"sp-a-{tag}", "b": f"sp-b-{tag}"}
+    try:
+        for ns in names.values():
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        for vlan, guest in ((101, "a"), (102, "b")):
+            subprocess.run(
+                ["ip", "link", "add", f"gw_v{vlan}", "netns", names["node"], "type", "veth", "peer", "name", "g0",
+                 "netns", names[guest]],
+                check=True,
+            )  # fmt: skip
+            script = (
+                f"ip -n {names['node']} addr add 10.64.{vlan}.1/24 dev gw_v{vlan}; "
+                f"ip -n {names['node']} link set gw_v{vlan} up; "
+                f"ip -n {names[guest]} addr add 10.64.{vlan}.10/24 dev g0; ip -n {names[guest]} link set g0 up; "
+                f"ip -n {names[guest]} route add default via 10.64.{vlan}.1"
+            )
+            subprocess.run(["sh", "-c", script], check=True)
+        subprocess.run([*in_ns(names["node"]), "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        subprocess.run(["ip", "-n", names["node"], "link", "set", "lo", "up"], check=True)
+        yield names
+    finally:
+        for ns in names.values():
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def ping(ns, address) -> bool:
+    return subprocess.run([*in_ns(ns), "ping", "-c", "1", "-W", "1", address], capture_output=True).returncode == 0
+
+
+@root_only
+def test_isolation_rules_stop_routing_between_vlans_but_not_a_ping_to_the_own_gateway(three_namespaces):
+    ns = three_namespaces
+    assert ping(ns["a"], "10.64.102.10")  # the leak the rules close: routed through the gateways
+    assert ping(ns["a"], "10.64.102.1")
+    _proc, ended, parser = run(list(plans.isolation_commands()), prefix=in_ns(ns["node"]))
+    assert parser.done and {e.status for e in ended} == {"ok"}
+    assert ping(ns["a"], "10.64.101.1")  # its own gateway
+    assert not ping(ns["a"], "10.64.102.10")  # a guest of another VLAN
+    assert not ping(ns["a"], "10.64.102.1")  # another VLAN's gateway address
+    assert not ping(ns["b"], "10.64.101.10")
