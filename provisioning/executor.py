@@ -122,17 +122,11 @@ class StepBook:
     """The deployment's step rows: created pending up front, updated as events arrive."""
 
     def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-        self.next_seq = (
-            DeploymentStep.objects.filter(deployment=deployment).order_by("-seq").values_list("seq", flat=True).first()
-            or 0
-        ) + 1
-        self.total = DeploymentStep.objects.filter(deployment=deployment).count()
-        self.done = (
-            DeploymentStep.objects.filter(deployment=deployment)
-            .exclude(status__in=[DeploymentStep.Status.PENDING, DeploymentStep.Status.RUNNING])
-            .count()
-        )
+        self.deployment = deployment  # claimed just now: it has no rows yet (a deployment runs once)
+        self.next_seq = 1
+        self.total = 0
+        self.done = 0
+        self.shown = 0
 
     def add(self, host: str, phase: str, commands: Sequence[HostCommand]) -> list[int]:
         rows = []
@@ -181,8 +175,11 @@ class StepBook:
         )
 
     def progress(self) -> None:
-        if self.total:
-            self.deployment.set_progress(min(99, self.done * 100 // self.total))
+        """Percent of steps ended (never shown going back when observation rows are added; 100 at success)."""
+        percent = min(99, self.done * 100 // self.total) if self.total else 0
+        if percent > self.shown:
+            self.shown = percent
+            self.deployment.set_progress(percent)
 
 
 # --- running a stage ------------------------------------------------------------------------------
