@@ -289,3 +289,38 @@ def test_isolation_rules_stop_routing_between_vlans_but_not_a_ping_to_the_own_ga
     assert not ping(ns["a"], "10.64.102.10")  # a guest of another VLAN
     assert not ping(ns["a"], "10.64.102.1")  # another VLAN's gateway address
     assert not ping(ns["b"], "10.64.101.10")
+
+
+TAP_PROBE = r"""
+import fcntl, os, struct, sys
+TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", sys.argv[1].encode(), IFF_TAP | IFF_NO_PI))
+src = bytes.fromhex("525400000001")  # an ARP request for the host's own address, as a guest would send
+arp = b"\xff" * 6 + src + b"\x08\x06" + bytes.fromhex("0001080006040001") + src + bytes([10, 9, 9, 5])
+arp += b"\x00" * 6 + bytes([10, 9, 9, 1])
+try:
+    os.write(fd, arp)
+except OSError as exc:
+    print("refused", exc.errno)
+else:
+    print("accepted")
+"""
+
+
+@root_only
+@pytest.mark.parametrize("vlan,expected", [(None, "refused 5"), (100, "accepted")])
+def test_a_dead_interface_tap_refuses_the_guests_frames(netns, vlan, expected):
+    """Why a NIC without a VLAN gets a TAP that is down: the guest's frames go nowhere (EIO).
+
+    (Up but unattached, the same ARP reaches the worker's own IP stack; see docs/provisioning.md.)
+    """
+    from provisioning.plans import NicSpec
+
+    nic = NicSpec(1, "52:54:00:00:00:01", vlan, "tap_1_eth1")
+    _proc, ended, parser = run(list(plans.tap_commands(vm(1), nic)), prefix=in_ns(netns))
+    assert parser.done and {e.status for e in ended} == {"ok"}
+    subprocess.run([*in_ns(netns), "ip", "addr", "add", "10.9.9.1/24", "dev", "lo"], check=True)
+    subprocess.run([*in_ns(netns), "ip", "link", "set", "lo", "up"], check=True)
+    out = subprocess.run([*in_ns(netns), sys.executable, "-c", TAP_PROBE, nic.tap], capture_output=True, text=True)
+    assert out.stdout.strip() == expected, out.stderr
