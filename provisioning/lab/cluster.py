@@ -204,8 +204,8 @@ def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool 
     record = read_record(paths)
     for path in {p for p in (known_hosts, record.get("known_hosts")) if p}:
         remove_known_hosts(Path(path))
-    if record.get("created_run_sshd") and SSHD_RUN_DIR.is_dir() and not any(SSHD_RUN_DIR.iterdir()):
-        SSHD_RUN_DIR.rmdir()
+    # /run/sshd stays even if `lab up` created it: any other sshd on the machine (the
+    # system's, a test's) needs it for every new connection.
     if not keep_files:
         for path in (paths.hosts_dir, paths.ssh_dir):
             if path.exists():
@@ -501,12 +501,9 @@ def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK) -> d
         shutil.rmtree(paths.hosts_dir)
     timings["clean"] = time.monotonic() - start
 
-    created_run_sshd = not SSHD_RUN_DIR.exists()
     SSHD_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.record.write_text(
-        json.dumps({"uplink": uplink, "known_hosts": str(known_hosts), "created_run_sshd": created_run_sshd})
-    )
+    paths.record.write_text(json.dumps({"uplink": uplink, "known_hosts": str(known_hosts)}))
     _ensure_client_key(paths)
     _root_bridges()
     with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:

@@ -63,11 +63,15 @@ def kernel_package_name() -> str:
     override = os.environ.get("LAB_KERNEL_PACKAGE")
     if override:
         return override
-    result = run(["apt-cache", "depends", KERNEL_METAPACKAGE], check=False)
-    for line in result.stdout.splitlines():
-        name = line.strip().removeprefix("Depends:").strip()
-        if KERNEL_PACKAGE_RE.match(name):
-            return name
+    for attempt in range(2):
+        result = run(["apt-cache", "depends", KERNEL_METAPACKAGE], check=False)
+        for line in result.stdout.splitlines():
+            name = line.strip().removeprefix("Depends:").strip()
+            if KERNEL_PACKAGE_RE.match(name):
+                return name
+        if attempt == 0:
+            # A fresh machine may have no package lists yet.
+            run(["apt-get", "update", "-qq"], check=False, timeout=600)
     raise LabCommandError(
         f"apt-cache found no kernel behind {KERNEL_METAPACKAGE} (run `apt-get update` first?): {result.stderr.strip()}"
     )

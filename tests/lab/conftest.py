@@ -114,7 +114,22 @@ def lab_session():
     paths = LabPaths(Path(settings.LAB_DIR).resolve())
     lab = Lab(paths, Path(settings.PROVISIONING_KNOWN_HOSTS))
     yield lab
+    keep_logs(paths)
     lab.down()
+
+
+def keep_logs(paths: LabPaths) -> None:
+    """Copy the hosts' daemon logs, dnsmasq logs and guest consoles to artifacts/ (if it exists) for CI."""
+    artifacts = Path(settings.BASE_DIR) / "artifacts"
+    if not artifacts.is_dir() or not paths.hosts_dir.is_dir():
+        return
+    target = artifacts / "lab-logs"
+    shutil.rmtree(target, ignore_errors=True)
+    for log in paths.hosts_dir.rglob("*.log"):
+        destination = target / log.relative_to(paths.hosts_dir)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            shutil.copyfile(log, destination)
 
 
 @pytest.fixture

@@ -1,0 +1,269 @@
+"""End to end: slices deployed by the portal's API and its RQ worker, over SSH, onto the lab; real guests.
+
+Each test takes a snapshot of every lab host (OVS ports, links, addresses,
+routes, iptables rules, files under the state dirs, namespaces, processes)
+before its first deploy and checks that the destroy at its end gives exactly
+that snapshot back.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from rest_framework.test import APIClient
+
+from provisioning.lab import cluster, inventory
+from provisioning.lab.topology import INTERNET_ADDRESS, INTERNET_IF, INTERNET_NAMESPACE, NETNODE_UPLINK_ADDRESS, host
+from provisioning.models import DeploymentStep, Flavor, Host
+from tests.lab import hoststate
+from tests.lab.conftest import E2E_REDIS_DB, LEASE_TIMINGS, _redis_url
+from tests.lab.driver import Portal, in_range, interface
+
+# transaction=True: the RQ worker is another process and must see the data; serialized_rollback
+# puts the migrations' rows (flavors) back for the tests that run after these.
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+ACCEL_SEEN: dict[str, str] = {}  # worker -> what the engine's KVM probe found (kept across the DB flushes)
+
+
+@pytest.fixture
+def portal(e2e_worker, lab_session, settings, django_user_model, request):
+    """A logged-in API user, the lab registered in the (flushed) test database, jobs on the test queue."""
+    settings.REDIS_URL = _redis_url(E2E_REDIS_DB)
+    settings.RQ_QUEUES = {name: {**conf, "URL": settings.REDIS_URL} for name, conf in settings.RQ_QUEUES.items()}
+    lab_session.ensure_up()
+    inventory.register_hosts(lab_session.paths, uplink=lab_session.uplink)
+    inventory.register_image(lab_session.guest)
+    for name, accel in ACCEL_SEEN.items():
+        Host.objects.filter(name=name).update(accel_detected=accel)
+    Flavor.objects.get_or_create(name="tiny", defaults={"vcpus": 1, "ram_mib": 128, "disk_gib": 1, "is_default": True})
+    user = django_user_model.objects.create_user(username="e2e", password="e2e-password-1")
+    api = APIClient()
+    api.force_authenticate(user)
+    driver = Portal(api, lab_session, e2e_worker, request.node.name, LEASE_TIMINGS)
+    driver.slices = []
+    yield driver
+    for host_row in Host.objects.filter(role="worker").exclude(accel_detected=""):
+        ACCEL_SEEN[host_row.name] = host_row.accel_detected
+    # A failed test must not leave guests running into the next one.
+    for slice_id in driver.slices:
+        data = api.get(f"/api/slices/{slice_id}/").data
+        if data and data.get("status") not in ("draft", None):
+            try:
+                driver.wait(driver.request(slice_id, "destroy"))
+            except AssertionError:
+                pass
+
+
+def new_slice(portal: Portal, name: str) -> dict:
+    data = portal.slice(name)
+    portal.slices.append(data["id"])
+    return data
+
+
+def assert_restored(lab, before: dict) -> None:
+    after = hoststate.snapshot(lab)
+    problems = hoststate.diff(before, after)
+    assert not problems, "destroy left the hosts different:\n" + "\n".join(problems)
+
+
+def test_line_of_three_vms_across_workers(portal, lab):
+    before = hoststate.snapshot(lab)
+    s = new_slice(portal, "line")
+    vm1 = portal.vm(s["id"], "vm1", host="worker1", data=1)
+    vm2 = portal.vm(s["id"], "vm2", host="worker2", data=2)
+    vm3 = portal.vm(s["id"], "vm3", host="worker1", data=1)
+    l12 = portal.link(s["id"], vm1, vm2)
+    l23 = portal.link(s["id"], vm2, vm3)
+    assert l12["vlan"] != l23["vlan"]
+
+    portal.run(s["id"], "deploy")
+    ends = [(vm1, "eth1", l12), (vm2, "eth1", l12), (vm2, "eth2", l23), (vm3, "eth1", l23)]
+    leases = {}
+    for vm, nic, link in ends:
+        lease = portal.lease(vm, nic)
+        assert in_range(lease.ip, link["subnet"]), (vm["name"], nic, lease, link["subnet"])
+        assert lease.router == link["gateway"] and lease.mask == 24
+        leases[vm["name"], nic] = lease.ip
+
+    # A default route via the link's gateway (vm2 has two: the lower interface wins).
+    for vm, link in ((vm1, l12), (vm2, l12), (vm3, l23)):
+        route = portal.sh(vm, "ip route show default").output
+        assert route.startswith(f"default via {link['gateway']} dev eth1"), (vm["name"], route)
+
+    # Neighbours ping each other across workers (worker1 <-> worker2 over the underlay).
+    assert portal.pings(vm1, leases["vm2", "eth1"])
+    assert portal.pings(vm3, leases["vm2", "eth2"])
+    assert portal.pings(vm2, leases["vm1", "eth1"])
+
+    # The API shows what dnsmasq leased, on each interface.
+    deadline = time.monotonic() + 60
+    while True:
+        seen = {(vm["name"], nic): interface(portal.get_vm(vm), nic)["lease_address"] for vm, nic, _ in ends}
+        if seen == leases or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert seen == leases
+    for vm, nic, _ in ends:
+        assert interface(portal.get_vm(vm), nic)["ip_address"] == leases[vm["name"], nic]  # the reservation held
+    assert portal.get_slice(s["id"])["status"] == "active"
+
+    portal.run(s["id"], "destroy")
+    assert portal.get_slice(s["id"])["status"] == "draft"
+    assert_restored(lab, before)
+
+
+def test_internet_vm_is_masqueraded_out_of_the_uplink(portal, lab):
+    before = hoststate.snapshot(lab)
+    s = new_slice(portal, "web")
+    web = portal.vm(s["id"], "web", host="worker2", data=0, internet=True)
+    assert interface(web, "eth0")["vlan"] == 400
+    portal.run(s["id"], "deploy")
+    lease = portal.lease(web, "eth0")
+    assert in_range(lease.ip, "10.60.7.0/24") and lease.router == "10.60.7.1"
+
+    capture = subprocess.Popen(
+        ["ip", "netns", "exec", INTERNET_NAMESPACE, "tcpdump", "-n", "-l", "-i", INTERNET_IF, "icmp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        assert portal.pings(web, str(INTERNET_ADDRESS))
+        time.sleep(0.5)
+    finally:
+        capture.terminate()
+    seen = capture.communicate(timeout=10)[0]
+    # At the internet the packets come from the network node's uplink address, never the guest's.
+    assert f"{NETNODE_UPLINK_ADDRESS} > {INTERNET_ADDRESS}: ICMP echo request" in seen, seen
+    assert "10.60.7." not in seen, seen
+    with lab.connect("netnode") as connection:
+        tracked = connection.run("conntrack -L -p icmp 2>/dev/null", hide=True, warn=True).stdout
+    assert any(
+        f"src={lease.ip} dst={INTERNET_ADDRESS}" in line and f"dst={NETNODE_UPLINK_ADDRESS}" in line
+        for line in tracked.splitlines()
+    ), tracked
+
+    portal.run(s["id"], "destroy")
+    assert_restored(lab, before)
+
+
+def test_two_slices_are_isolated_and_an_unlinked_interface_is_dead(portal, lab):
+    before = hoststate.snapshot(lab)
+    a, b = new_slice(portal, "alpha"), new_slice(portal, "beta")
+    a1 = portal.vm(a["id"], "a1", host="worker1", data=2)  # eth2 stays unlinked
+    a2 = portal.vm(a["id"], "a2", host="worker2", data=1)
+    b1 = portal.vm(b["id"], "b1", host="worker1", data=1)
+    b2 = portal.vm(b["id"], "b2", host="worker2", data=1)
+    la = portal.link(a["id"], a1, a2)
+    lb = portal.link(b["id"], b1, b2)
+    jobs = [portal.request(a["id"], "deploy"), portal.request(b["id"], "deploy")]
+    for job in jobs:
+        done = portal.wait(job)
+        assert done["status"] == "succeeded", done.get("error")
+    ip = {(vm["name"]): portal.lease(vm, "eth1").ip for vm in (a1, a2, b1, b2)}
+
+    # Each slice works inside...
+    assert portal.pings(a1, ip["a2"])
+    assert portal.pings(b1, ip["b2"])
+    # ...and reaches nothing of the other: not through the gateways (routed)...
+    assert portal.never_pings(a1, ip["b2"])
+    assert portal.never_pings(b2, ip["a1"])
+    assert portal.never_pings(a1, lb["gateway"])
+    assert portal.never_pings(b1, la["gateway"])
+    # ...and not by L2: an address in beta's subnet on alpha's link finds no beta guest.
+    spoof = lb["subnet"].replace("0/24", "99/24")
+    assert portal.sh(a1, f"ip addr add {spoof} dev eth1").ok
+    try:
+        assert portal.never_pings(a1, ip["b2"], extra="-I eth1")
+        assert not portal.sh(a1, f"arping -c 2 -w 3 -I eth1 {ip['b2']}", timeout=20).ok
+    finally:
+        portal.sh(a1, f"ip addr del {spoof} dev eth1")
+
+    # The unlinked interface: its TAP is not on br-int (no trunk), and the guest receives nothing on it
+    # while beta floods broadcasts on its VLAN.
+    tap = interface(a1, "eth2")["tap"]
+    with lab.connect("worker1") as connection:
+        assert not connection.run(f"ovs-vsctl port-to-br {tap}", hide=True, warn=True).ok
+        ports = connection.run("ovs-vsctl --format=csv --data=bare --columns=name,tag list port", hide=True).stdout
+    assert all(line.split(",")[1] for line in ports.splitlines()[1:] if line.startswith(("tap_", "tx"))), ports
+    rx_before = portal.sh(a1, "cat /sys/class/net/eth2/statistics/rx_packets").output.strip()
+    portal.sh(b1, f"arping -b -c 3 -I eth1 {ip['b2']}; arping -U -c 2 -I eth1 {ip['b1']}", timeout=20)
+    portal.sh(b2, "udhcpc -i eth1 -n -q -t 1 -T 1 -s /bin/true >/dev/null 2>&1", timeout=20)
+    rx_after = portal.sh(a1, "cat /sys/class/net/eth2/statistics/rx_packets").output.strip()
+    assert rx_before == rx_after == "0", (rx_before, rx_after)
+
+    portal.run(a["id"], "destroy")
+    portal.run(b["id"], "destroy")
+    assert_restored(lab, before)
+
+
+def test_deploy_twice_changes_nothing_and_a_modified_slice_keeps_untouched_vms(portal, lab):
+    before = hoststate.snapshot(lab)
+    s = new_slice(portal, "grow")
+    va = portal.vm(s["id"], "va", host="worker1", data=1)
+    vb = portal.vm(s["id"], "vb", host="worker2", data=1)
+    vc = portal.vm(s["id"], "vc", host="worker1", data=1)
+    vd = portal.vm(s["id"], "vd", host="worker2", data=1)
+    portal.link(s["id"], va, vb)
+    portal.link(s["id"], vc, vd)
+    portal.run(s["id"], "deploy")
+    for vm in (va, vb, vc, vd):
+        portal.lease(vm, "eth1")
+    pids = {vm["name"]: portal.qemu_pid(vm) for vm in (va, vb, vc, vd)}
+    assert all(pids.values()), pids
+
+    # Deploying the unchanged slice again changes nothing on any host.
+    deployed = hoststate.snapshot(lab)
+    again = portal.run(s["id"], "deploy")
+    assert not hoststate.diff(deployed, hoststate.snapshot(lab))
+    assert {vm["name"]: portal.qemu_pid(vm) for vm in (va, vb, vc, vd)} == pids
+    assert not [st for st in again["steps"] if st["status"] == "failed"]
+
+    # Modify: vd goes (with its link), ve comes with a new link to vc.
+    vd_dir = portal.state_dir(vd)
+    portal.delete_vm(vd)
+    ve = portal.vm(s["id"], "ve", host="worker2", data=1)
+    lce = portal.link(s["id"], vc, ve)
+    portal.run(s["id"], "redeploy")
+    assert portal.qemu_pid(va) == pids["va"] and portal.qemu_pid(vb) == pids["vb"]  # untouched: same QEMU
+    assert portal.qemu_pid(vd, vd_dir) is None
+    lease_c = portal.lease(vc, "eth1", subnet=lce["subnet"])
+    lease_e = portal.lease(ve, "eth1", subnet=lce["subnet"])
+    assert lease_c.router == lease_e.router == lce["gateway"]
+    assert portal.pings(vc, lease_e.ip)
+    assert portal.pings(va, portal.lease(vb, "eth1").ip)  # the untouched pair still talks
+
+    portal.run(s["id"], "destroy")
+    assert_restored(lab, before)
+
+
+def test_unreachable_host_fails_the_deployment_and_destroy_still_cleans(portal, lab):
+    before = hoststate.snapshot(lab)
+    s = new_slice(portal, "fragile")
+    x1 = portal.vm(s["id"], "x1", host="worker1", data=1)
+    x2 = portal.vm(s["id"], "x2", host="worker2", data=1)
+    portal.link(s["id"], x1, x2)
+    job = portal.request(s["id"], "deploy")
+
+    # Mid-deploy: as soon as the first host step has been recorded, worker2 goes dark.
+    deadline = time.monotonic() + 60
+    while not DeploymentStep.objects.filter(deployment_id=job["id"]).exclude(status="pending").exists():
+        assert time.monotonic() < deadline, "the deployment never started a step"
+        time.sleep(0.02)
+    stopped = cluster.stop_sshd(lab.paths, host("worker2"))
+    assert stopped
+    try:
+        done = portal.wait(job)
+    finally:
+        cluster.start_sshd(lab.paths, host("worker2"))
+    assert done["status"] == "failed"
+    assert "worker2" in done["error"], done["error"]
+    print(f"\nunreachable host: {done['error'][:300]}")
+    assert portal.get_slice(s["id"])["status"] == "failed"
+
+    portal.run(s["id"], "destroy")
+    assert_restored(lab, before)
