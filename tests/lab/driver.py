@@ -51,7 +51,9 @@ class Portal:
     def slice(self, name: str) -> dict:
         return self._ok(self.api.post("/api/slices/", {"name": name}, format="json"), 201)
 
-    def vm(self, slice_id: int, name: str, *, host: str, data: int = 1, internet: bool = False) -> dict:
+    def vm(
+        self, slice_id: int, name: str, *, host: str, data: int = 1, internet: bool = False, image: int | None = None
+    ) -> dict:
         payload = {
             "slice": slice_id,
             "name": name,
@@ -59,6 +61,8 @@ class Portal:
             "internet_enabled": internet,
             "host": Host.objects.get(name=host).pk,
         }
+        if image is not None:
+            payload["image"] = image
         return self._ok(self.api.post("/api/vms/", payload, format="json"), 201)
 
     def link(self, slice_id: int, vm_a: dict, vm_b: dict, iface_a: str | None = None, iface_b: str | None = None):

@@ -8,13 +8,15 @@ that snapshot back.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
 
-from provisioning.lab import cluster, inventory
+from provisioning.lab import cluster, guest, inventory
 from provisioning.lab.topology import INTERNET_ADDRESS, INTERNET_IF, INTERNET_NAMESPACE, NETNODE_UPLINK_ADDRESS, host
 from provisioning.models import DeploymentStep, Flavor, Host
 from tests.lab import hoststate
@@ -69,12 +71,21 @@ def assert_restored(lab, before: dict) -> None:
     assert not problems, "destroy left the hosts different:\n" + "\n".join(problems)
 
 
+def disk_image_id(lab) -> int | None:
+    """The lab's qcow2 disk image (Image kind disk), when this machine can build it."""
+    if not all(shutil.which(tool) for tool in guest.DISK_TOOLS):
+        return None
+    return inventory.register_disk_image(guest.build_disk(lab.paths.images_dir, lab.guest)).pk
+
+
 def test_line_of_three_vms_across_workers(portal, lab):
     before = hoststate.snapshot(lab)
     s = new_slice(portal, "line")
     vm1 = portal.vm(s["id"], "vm1", host="worker1", data=1)
     vm2 = portal.vm(s["id"], "vm2", host="worker2", data=2)
-    vm3 = portal.vm(s["id"], "vm3", host="worker1", data=1)
+    # vm3 boots from a qcow2 disk (its own overlay on the image) when the machine can build one.
+    disk = disk_image_id(lab)
+    vm3 = portal.vm(s["id"], "vm3", host="worker1", data=1, image=disk)
     l12 = portal.link(s["id"], vm1, vm2)
     l23 = portal.link(s["id"], vm2, vm3)
     assert l12["vlan"] != l23["vlan"]
@@ -92,6 +103,13 @@ def test_line_of_three_vms_across_workers(portal, lab):
     for vm, link in ((vm1, l12), (vm2, l12), (vm3, l23)):
         route = portal.sh(vm, "ip route show default").output
         assert route.startswith(f"default via {link['gateway']} dev eth1"), (vm["name"], route)
+
+    if disk is not None:
+        overlay = Path(portal.state_dir(vm3)) / "vms" / f"vm{vm3['id']}" / "disk.qcow2"
+        info = subprocess.run(
+            ["qemu-img", "info", "-U", str(overlay)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "backing file: " in info and "disk-" in info, info
 
     # Neighbours ping each other across workers (worker1 <-> worker2 over the underlay).
     assert portal.pings(vm1, leases["vm2", "eth1"])
