@@ -1,0 +1,21 @@
+#!/bin/sh
+# Run every benchmark in turn and print their figures (see bench/README.md).
+# Benchmarks 2 and 3 need root and the lab; without root they are skipped.
+# Extra environment: LAB_DIR, BENCH_PG_HOST/PORT/USER, BENCH_REDIS_URL, BENCH_REDIS_DB.
+set -eu
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+$PY bench/control_plane.py
+echo
+$PY bench/vlan_alloc.py
+echo
+$PY bench/api_load.py
+echo
+if [ "$(id -u)" = 0 ]; then
+    $PY bench/connections.py
+    echo
+    $PY bench/deploy_latency.py
+else
+    echo "# benchmarks 2 (connections) and 3 (deploy latency) skipped: they need root (the lab)"
+fi
