@@ -189,6 +189,12 @@ PROVISIONING_COMMAND_TIMEOUT = int(os.environ.get("PROVISIONING_COMMAND_TIMEOUT"
 PROVISIONING_JOB_TIMEOUT = int(os.environ.get("PROVISIONING_JOB_TIMEOUT", "1800"))
 # "fabric" runs plans over SSH; "dry-run" records the commands without running them.
 PROVISIONING_RUNNER = os.environ.get("PROVISIONING_RUNNER", "fabric")
+# How long the deploy's last phase waits for every VLAN interface's DHCP lease.
+PROVISIONING_LEASE_WAIT = int(os.environ.get("PROVISIONING_LEASE_WAIT", "60"))
+# A running job that has not stamped its heartbeat for this long is abandoned.
+PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
+# TTL of the per-network-node lock, renewed while the job lives.
+PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
 # Local lab state (see `manage.py lab up`).
 LAB_DIR = Path(os.environ.get("LAB_DIR", VAR_DIR / "lab"))
 

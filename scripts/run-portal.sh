@@ -24,7 +24,10 @@ fi
 mkdir -p var
 $PY manage.py rqworker provisioning default > var/rqworker.log 2>&1 &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null || true' EXIT
+# Catch deployments whose worker died (no heartbeat) even when nobody is looking.
+( while sleep 60; do $PY manage.py reap_deployments >> var/reaper.log 2>&1; done ) &
+REAPER=$!
+trap 'kill $WORKER $REAPER 2>/dev/null || true' EXIT
 echo "==> RQ worker pid $WORKER (log: var/rqworker.log)"
 echo "==> http://127.0.0.1:${PORT:-8000}/  (admin: /admin/, API: /api/, API docs: /api/docs/)"
 # --insecure: serve static files with DEBUG off (a local portal; use gunicorn behind a web server in production)

@@ -51,7 +51,11 @@ class HostSerializer(serializers.ModelSerializer):
             "uplink",
             "state_dir",
             "enabled",
+            "accel",
+            "accel_detected",
+            "accel_probed_at",
         ]
+        read_only_fields = ["accel_detected", "accel_probed_at"]
 
     def to_representation(self, instance: Host) -> dict:
         data = super().to_representation(instance)
