@@ -19,7 +19,11 @@ def _fast_password_hasher(settings):
 
 @pytest.fixture
 def flavor(db):
-    return Flavor.objects.get(name="tiny")  # created by the default-flavors migration
+    # Created by the default-flavors migration; a transactional test's flush may have removed it.
+    flavor, _ = Flavor.objects.get_or_create(
+        name="tiny", defaults={"vcpus": 1, "ram_mib": 128, "disk_gib": 1, "is_default": True}
+    )
+    return flavor
 
 
 @pytest.fixture
