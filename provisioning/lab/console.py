@@ -95,7 +95,8 @@ def run_command(socket_path: str | Path, command: str, *, timeout: float = 30) -
     token = uuid.uuid4().hex[:10]
     marker = f"SPEND{token}"
     typed_marker = f"SP''END{token}"
-    line = f"{command}; echo {typed_marker} rc=$?\n"
+    # Ctrl-C first: a clean prompt even if an earlier command (or half a line) is still pending.
+    line = f"\x03{command}; echo {typed_marker} rc=$?\n"
     end_re = re.compile(re.escape(marker) + r" rc=(\d+)")
     lock_path = socket_path.with_name(socket_path.name + ".lock")
     try:

@@ -153,8 +153,11 @@ class Portal:
     def pings(self, vm: dict, address: str, *, tries: int = 3) -> bool:
         """True when the guest gets an echo reply from ``address`` (a few attempts: ARP, TCG)."""
         for _ in range(tries):
-            if self.sh(vm, f"ping -c 2 -W 2 {address}", timeout=20).ok:
-                return True
+            try:
+                if self.sh(vm, f"ping -c 2 -W 2 {address}", timeout=20).ok:
+                    return True
+            except console.ConsoleError:
+                continue  # a console that did not answer in time: ask again
         return False
 
     def never_pings(self, vm: dict, address: str, *, extra: str = "") -> bool:
