@@ -1,7 +1,7 @@
 // The deployment view: overall progress, a lane per host with its steps, the failing step's stderr,
 // and, at the end, each VM's worker, addresses and serial console.
 
-import { el, formatDuration, render, statusBadge } from "./ui.js";
+import { consoleBlock, el, formatDuration, render, statusBadge } from "./ui.js";
 
 export const FINISHED = new Set(["succeeded", "failed", "cancelled", "canceled"]);
 const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
@@ -137,7 +137,7 @@ export function renderResults(vms, openState) {
           "details",
           { "data-key": `console:${vm.id}`, open: openState.get(`console:${vm.id}`) || false },
           el("summary", {}, "Serial console"),
-          el("pre", { class: "console", "data-testid": `console-${vm.name}` }, vm.console_tail || ""),
+          consoleBlock(vm.console_tail, { "data-testid": `console-${vm.name}` }),
         ),
       ),
     ),

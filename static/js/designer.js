@@ -9,6 +9,7 @@ import { renderPlacement, renderPlan } from "./panels.js";
 import {
   clearFormErrors,
   confirmDialog,
+  consoleBlock,
   download,
   el,
   formValues,
@@ -403,7 +404,7 @@ function renderInspector() {
         el("h3", { class: "section-title" }, "Interfaces"),
         ifaceTable(vm),
         el("h3", { class: "section-title" }, "Serial console"),
-        el("pre", { class: "console", "data-testid": "vm-console" }, vm.console_tail || ""),
+        consoleBlock(vm.console_tail, { "data-testid": "vm-console" }),
         el(
           "div",
           { class: "inspector-actions" },

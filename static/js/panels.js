@@ -114,6 +114,24 @@ export function renderPlan(container, data) {
       el("span", { class: "muted small", "data-testid": "plan-summary" }, `${hosts.length} host${hosts.length === 1 ? "" : "s"} · ${data.steps ?? 0} steps`),
     ),
     (data.notes || []).map((note) => el("p", { class: "help" }, note)),
+    hosts.length > 1
+      ? el(
+          "nav",
+          { class: "plan-jump", "aria-label": "Hosts of the plan" },
+          "Jump to ",
+          hosts.map((host) =>
+            el(
+              "button",
+              {
+                type: "button",
+                class: "link-btn",
+                onclick: () => container.querySelector(`[data-host="${CSS.escape(host.host)}"]`)?.scrollIntoView({ behavior: "smooth", block: "start" }),
+              },
+              host.host,
+            ),
+          ),
+        )
+      : null,
     hosts.length
       ? el(
           "div",

@@ -192,3 +192,21 @@ export function formValues(form) {
   }
   return values;
 }
+
+// Terminal control sequences (colours, cursor queries like ESC[6n) and other control characters.
+const ANSI = /\u001b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\u0007]*\u0007|[@-Z\\-_])/g;
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g;
+
+/** Serial console text made readable: no terminal escapes, no stray control characters, CRLF as LF. */
+export function cleanConsole(text) {
+  return (text || "").replace(ANSI, "").replace(/\r\n?/g, "\n").replace(CONTROL, "");
+}
+
+/** A <pre> showing the end of a serial console, scrolled to its last line. */
+export function consoleBlock(text, attrs = {}) {
+  const pre = el("pre", { class: "console", ...attrs }, cleanConsole(text));
+  requestAnimationFrame(() => {
+    pre.scrollTop = pre.scrollHeight;
+  });
+  return pre;
+}

@@ -115,53 +115,122 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def provisioning_worker(transactional_db, settings, request):
-    """Deploy jobs run by a real RQ worker process, with the dry-run runner, on a queue of this test's own.
+class Worker:
+    """A real RQ worker process (``rq_worker.py``) on a queue of its own, started and stopped by PID."""
 
-    The worker reads the live server's test database. On SQLite (an in-memory test
-    database no other process can open) the queue runs jobs synchronously instead.
-    Parametrize indirectly with ``{"fail": "text"}`` to make the first step described
-    with that text fail once (see ``rq_worker.py``).
-    """
-    options = getattr(request, "param", None) or {}
-    queue = f"browser-tests-{uuid.uuid4().hex[:10]}"
-    settings.PROVISIONING_RUNNER = "dry-run"
-    settings.PROVISIONING_QUEUE = queue
-    if connection.vendor != "postgresql":
-        settings.RQ_QUEUES = {**settings.RQ_QUEUES, queue: {"URL": settings.REDIS_URL, "ASYNC": False}}
-        yield None
-        return
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DATABASE_URL": _database_url(),
-        "PROVISIONING_RUNNER": "dry-run",
-        "REDIS_URL": settings.REDIS_URL,
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACTS / "rq-worker.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.browser.rq_worker", queue, str(DRY_RUN_STEP_DELAY), options.get("fail", "")],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    def __init__(self, settings, *, runner: str, delay: float = 0.0, fail: str = "", env: dict | None = None):
+        self.queue = f"browser-tests-{uuid.uuid4().hex[:10]}"
+        settings.PROVISIONING_RUNNER = runner
+        settings.PROVISIONING_QUEUE = self.queue
+        self.process = None
+        if connection.vendor != "postgresql":
+            # An in-memory SQLite test database cannot be opened by another process: run jobs inline.
+            settings.RQ_QUEUES = {**settings.RQ_QUEUES, self.queue: {"URL": settings.REDIS_URL, "ASYNC": False}}
+            return
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DATABASE_URL": _database_url(),
+            "PROVISIONING_RUNNER": runner,
+            "REDIS_URL": settings.REDIS_URL,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        full_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with open(ARTIFACTS / "rq-worker.log", "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.browser.rq_worker", self.queue, str(delay), fail],
+                cwd=REPO,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
         import django_rq
         from rq import Queue
 
-        Queue(queue, connection=django_rq.get_connection("provisioning")).delete(delete_jobs=True)
+        Queue(self.queue, connection=django_rq.get_connection("provisioning")).delete(delete_jobs=True)
+
+
+@pytest.fixture
+def provisioning_worker(transactional_db, settings, request):
+    """Deploy jobs run by a real RQ worker process with the dry-run runner, on a queue of this test's own.
+
+    The worker reads the live server's test database. Parametrize indirectly with
+    ``{"fail": "text"}`` to make the first step described with that text fail once
+    (see ``rq_worker.py``).
+    """
+    options = getattr(request, "param", None) or {}
+    worker = Worker(settings, runner="dry-run", delay=DRY_RUN_STEP_DELAY, fail=options.get("fail", ""))
+    yield worker
+    worker.stop()
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why the local lab cannot be used here (the lab tests' own check), or None."""
+    if connection.vendor != "postgresql":
+        return "the lab journey needs PostgreSQL (the worker process reads the test database)"
+    try:
+        from tests.lab.conftest import lab_unavailable_reason as reason
+    except Exception as exc:  # the lab's helpers moved: say so rather than guess
+        return f"the lab's test helpers cannot be imported: {exc}"
+    return reason()
+
+
+@pytest.fixture(params=["dry-run", pytest.param("lab", marks=pytest.mark.lab)])
+def deploy_env(request, transactional_db, settings):
+    """Where deploys go: fake hosts and the dry-run runner, or the local lab over SSH (root only).
+
+    The lab variant brings the lab up when it is not (and takes it down again
+    afterwards), registers its hosts and guest image in the test database, and runs
+    the jobs with the Fabric runner: real OVS, TAPs, QEMU guests and DHCP leases.
+    """
+    if request.param == "dry-run":
+        inventory = request.getfixturevalue("inventory")
+        worker = Worker(settings, runner="dry-run", delay=DRY_RUN_STEP_DELAY)
+        yield {"kind": "dry-run", "inventory": inventory, "worker": worker}
+        worker.stop()
+        return
+    if os.environ.get("BROWSER_LAB", "1") == "0":
+        pytest.skip("BROWSER_LAB=0: the lab journey is switched off")
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from provisioning.lab import cluster, guest, inventory, system
+    from provisioning.lab.topology import DEFAULT_UPLINK, LabPaths, lab_namespaces
+
+    paths = LabPaths(Path(settings.LAB_DIR).resolve())
+    known_hosts = Path(settings.PROVISIONING_KNOWN_HOSTS)
+    was_up = all(h.healthy for h in cluster.status(paths, known_hosts=known_hosts))
+    if not was_up and any(system.namespace_exists(ns) for ns in lab_namespaces()):
+        # Namespaces are global: never tear down a lab that another run (another LAB_DIR) is using.
+        pytest.skip(f"the lab's namespaces exist but are not a healthy lab of {paths.root}: another run uses them")
+    if not was_up:
+        cluster.up(paths, known_hosts=known_hosts, uplink=DEFAULT_UPLINK)
+    try:
+        image = guest.ensure_guest(paths.images_dir)
+        Flavor.objects.get_or_create(name="tiny", defaults={"vcpus": 1, "ram_mib": 96, "is_default": True})
+        hosts = inventory.register_hosts(paths, uplink=DEFAULT_UPLINK)
+        inventory.register_image(image)
+        env = {"LAB_DIR": str(paths.root), "PROVISIONING_KNOWN_HOSTS": str(known_hosts)}
+        worker = Worker(settings, runner="fabric", env=env)
+        try:
+            yield {"kind": "lab", "hosts": hosts, "worker": worker}
+        finally:
+            worker.stop()
+    finally:
+        if not was_up:
+            cluster.down(paths, known_hosts=known_hosts)
 
 
 @pytest.fixture

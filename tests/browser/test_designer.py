@@ -52,16 +52,20 @@ def wait_links(pg, count: int) -> None:
     expect(pg.get_by_test_id("outline-links").locator("li")).to_have_count(count)
 
 
-def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inventory, provisioning_worker):
-    """The whole first-time journey, as the issue describes it."""
+def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, deploy_env):
+    """The whole first-time journey, as the issue describes it: on fake hosts with the
+    dry-run runner, and on the local lab (real guests, real leases) when run as root."""
+    lab = deploy_env["kind"] == "lab"
+    job_timeout = 240_000 if lab else 60_000
+    tag = "lab-" if lab else ""
     pg = page
     pg.goto("/")
     expect(pg).to_have_url(re.compile(r"/login/"))
-    shot(pg, "01-login")
+    shot(pg, f"{tag}01-login")
     login(pg, ui_user)
     expect(pg.get_by_role("heading", name="My slices")).to_be_visible()
     expect(pg.get_by_text("No slices yet")).to_be_visible()
-    shot(pg, "02-my-slices-empty")
+    shot(pg, f"{tag}02-my-slices-empty")
 
     pg.get_by_test_id("open-create").click()
     pg.locator("#create-dialog").get_by_label("Name").fill("ring1")
@@ -69,11 +73,11 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inven
     expect(pg).to_have_url(re.compile(r"/slices/\d+/$"))
     wait_ready(pg)
     expect(pg.locator("#canvas-empty")).to_be_visible()
-    shot(pg, "03-designer-empty")
+    shot(pg, f"{tag}03-designer-empty")
 
     for name in ("vm1", "vm2", "vm3"):
         add_vm(pg, name)
-    shot(pg, "04-three-vms")
+    shot(pg, f"{tag}04-three-vms")
 
     pg.get_by_test_id("link-mode").click()
     expect(pg.get_by_test_id("link-mode")).to_have_attribute("aria-pressed", "true")
@@ -93,7 +97,7 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inven
     for vlan in vlans:
         expect(pg.get_by_test_id("outline-links").get_by_text(f"VLAN {vlan}", exact=True)).to_be_visible()
     pg.locator("#canvas-toasts .toast").first.wait_for(state="detached", timeout=10_000)
-    shot(pg, "05-ring")
+    shot(pg, f"{tag}05-ring")
 
     # Before deploy: where each VM lands, and the exact commands per host.
     pg.get_by_test_id("open-placement").click()
@@ -101,7 +105,7 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inven
     for name in ("vm1", "vm2", "vm3"):
         expect(placement.locator(f'[data-vm="{name}"]')).to_be_visible()
     expect(placement.locator('[data-host="worker1"]')).to_be_visible()
-    shot(pg, "06-placement")
+    shot(pg, f"{tag}06-placement")
     pg.keyboard.press("Escape")
     expect(pg.locator("#placement-dialog")).to_be_hidden()
 
@@ -113,7 +117,7 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inven
     expect(plan).to_contain_text(f"tap_{vm_ids[0]}_eth1")
     expect(plan).to_contain_text(f"tag={vlans[0]}")
     expect(plan).to_contain_text("dnsmasq")
-    shot(pg, "07-host-plan")
+    shot(pg, f"{tag}07-host-plan")
     pg.keyboard.press("Escape")
     expect(pg.locator("#plan-dialog")).to_be_hidden()
 
@@ -124,15 +128,18 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inven
     progress = pg.get_by_test_id("progress")
     pg.wait_for_function(
         """() => {
+            if (document.querySelector('[data-testid="deploy-error"]')) return true;
             const bar = document.querySelector('[data-testid="progress"]');
             const value = bar && Number(bar.getAttribute('aria-valuenow'));
             return value > 0 && value < 100;
         }""",
-        timeout=20_000,
+        timeout=job_timeout,
     )
+    error = pg.get_by_test_id("deploy-error")
+    assert not error.count(), f"the deploy failed: {error.inner_text()}"
     expect(deploy_view.locator(".lane")).to_have_count(3)
-    shot(pg, "08-deploying")
-    expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    shot(pg, f"{tag}08-deploying")
+    expect(progress).to_have_attribute("aria-valuenow", "100", timeout=job_timeout)
     expect(pg.get_by_test_id("progress-pct")).to_have_text("100 %")
     expect(pg.get_by_test_id("slice-status")).to_have_text("Active")
     for lane in deploy_view.locator(".lane").all():
@@ -152,22 +159,32 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, inven
     assert all(state == "running" and "\n⌂ worker" in label for label, state in states), states
     edge_states = pg.evaluate("() => window.designer.cy.edges('.link').map((e) => e.data('state'))")
     assert edge_states == ["up", "up", "up"]
-    shot(pg, "09-deployed")
+    if lab:
+        # Real guests: every linked interface got its DHCP lease, and the console shows the guest's report.
+        for vm in slice_obj.vms.prefetch_related("interfaces"):
+            card = pg.get_by_test_id(f"result-{vm.name}")
+            for iface in vm.interfaces.all():
+                if iface.vlan and iface.index > 0:
+                    assert iface.lease_address, f"{vm.name}.{iface.name} got no lease"
+                    expect(card.locator(f'tr[data-iface="{iface.name}"] .lease')).to_have_text(iface.lease_address)
+            assert "SP:" in vm.console_tail
+            expect(pg.get_by_test_id(f"console-{vm.name}")).to_contain_text("SP:")
+    shot(pg, f"{tag}09-deployed")
     pg.get_by_test_id("deploy-results").locator("summary").first.click()
     expect(pg.get_by_test_id("console-vm1")).to_be_visible()
     pg.get_by_test_id("deploy-results").scroll_into_view_if_needed()
-    shot(pg, "10-deployed-results")
+    shot(pg, f"{tag}10-deployed-results")
 
     # Destroy: confirm, watch it to the end, back to a draft.
     pg.get_by_test_id("destroy").click()
     expect(pg.locator("#confirm-dialog")).to_be_visible()
-    shot(pg, "11-destroy-confirm")
+    shot(pg, f"{tag}11-destroy-confirm")
     pg.get_by_test_id("confirm-ok").click()
     expect(deploy_view.locator("h2")).to_contain_text("Destroy")
-    expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    expect(progress).to_have_attribute("aria-valuenow", "100", timeout=job_timeout)
     expect(pg.get_by_test_id("slice-status")).to_have_text("Draft")
     expect(pg.get_by_test_id("deploy")).to_be_enabled()
-    shot(pg, "12-destroyed")
+    shot(pg, f"{tag}12-destroyed")
     slice_obj.refresh_from_db()
     assert slice_obj.status == "draft"
 

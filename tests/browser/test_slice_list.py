@@ -24,13 +24,13 @@ def test_create_from_template_export_and_delete(page, ui_user, inventory):
     dialog.get_by_label("Topology").select_option("star")
     dialog.get_by_label("VMs").fill("5")
     expect(dialog.locator("#topology-preview svg circle")).to_have_count(5)
-    shot(pg, "10-create-from-template")
+    shot(pg, "50-create-from-template")
     dialog.get_by_test_id("create-submit").click()
     expect(pg).to_have_url(re.compile(r"/slices/\d+/$"))
     wait_ready(pg)
     expect(pg.get_by_test_id("outline-vms").locator("li")).to_have_count(5)
     expect(pg.get_by_test_id("outline-links").locator("li")).to_have_count(4)
-    shot(pg, "11-star-from-template")
+    shot(pg, "51-star-from-template")
 
     pg.get_by_role("link", name="My slices").click()
     wait_ready(pg)
@@ -38,7 +38,7 @@ def test_create_from_template_export_and_delete(page, ui_user, inventory):
     expect(row).to_contain_text("Draft")
     expect(row.locator("td").nth(2)).to_have_text("5")
     expect(row.locator("td").nth(3)).to_have_text("4")
-    shot(pg, "12-my-slices")
+    shot(pg, "52-my-slices")
 
     with pg.expect_download() as download_info:
         row.get_by_role("button", name="Export star1 as YAML").click()
@@ -78,7 +78,7 @@ def test_import_a_file_and_see_errors_by_field(page, ui_user, inventory, tmp_pat
     error = dialog.locator('[data-error-for="file"]')
     expect(error).to_be_visible()
     expect(error).to_contain_text("vms[0].name")
-    shot(pg, "13-import-error")
+    shot(pg, "53-import-error")
 
     dialog.get_by_label("File").set_input_files(str(good))
     dialog.get_by_label("Name").fill("pair2")
