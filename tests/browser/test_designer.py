@@ -251,6 +251,21 @@ def test_move_link_errors_chooser_and_keyboard_delete(page, ui_user, inventory):
     expect(pg.get_by_test_id("outline-vms").locator("li")).to_have_count(2)
     assert sorted(s.vms.values_list("name", flat=True)) == ["vm2", "vm3"]
 
+    # Double-click a VM to edit it; the API's refusal shows under the field that caused it.
+    point = node_point(pg, "vm2")
+    pg.mouse.dblclick(point["x"], point["y"])
+    dialog = pg.locator("#vm-dialog")
+    expect(dialog.get_by_role("heading")).to_have_text("Edit vm2")
+    dialog.get_by_label("Data interfaces").fill("1")
+    pg.keyboard.press("Enter")
+    expect(dialog.locator('[data-error-for="data_interfaces_count"]')).to_contain_text("carries a link")
+    shot(pg, "22-edit-field-error")
+    dialog.get_by_label("Data interfaces").fill("4")
+    pg.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    vm2.refresh_from_db()
+    assert vm2.data_interfaces_count == 4
+
 
 def test_png_export_and_narrow_window(page, ui_user, inventory):
     pg = page
