@@ -120,15 +120,18 @@ def test_lab_up_replaces_a_crashed_lab(lab_session):
 def test_fabric_reaches_every_host_and_its_own_ovs(lab):
     for lab_host in HOSTS:
         with lab.connect(lab_host.name) as connection:
-            result = connection.run(
-                "ovs-vsctl br-exists br-int && ovs-vsctl list-ports br-int && ip -o link", hide=True
-            )
-            assert HOST_TRUNK_IF in result.stdout.split()
+
+            def sh(command: str, connection=connection, lab_host=lab_host) -> str:
+                result = connection.run(command, hide=True, warn=True)
+                assert result.ok, f"{lab_host.name}: `{command}` exited {result.exited}: {result.stderr}"
+                return result.stdout
+
+            listing = sh("ovs-vsctl br-exists br-int && ovs-vsctl list-ports br-int && ip -o link")
+            assert HOST_TRUNK_IF in listing.split()
             # The session runs inside that host's namespace: only its own links.
-            assert f"{HOST_TRUNK_IF}@" in result.stdout and "sp-lab-mgmt" not in result.stdout
-            system_id = connection.run("ovs-vsctl get Open_vSwitch . external-ids:system-id", hide=True)
-            assert system_id.stdout.strip().strip('"') == lab_host.name
-            assert connection.run(f"ovs-vsctl get port {HOST_TRUNK_IF} tag", hide=True).stdout.strip() == "[]"
+            assert f"{HOST_TRUNK_IF}@" in listing and "sp-lab-mgmt" not in listing
+            assert sh("ovs-vsctl get Open_vSwitch . external-ids:system-id").strip().strip('"') == lab_host.name
+            assert sh(f"ovs-vsctl get port {HOST_TRUNK_IF} tag").strip() == "[]"
 
 
 def test_host_keys_are_checked(lab, tmp_path):
