@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import socket
 import time
@@ -154,6 +155,31 @@ def _stale_namespaces() -> list[str]:
     return [ns for ns in system.namespaces() if ns in mine or is_deploy_namespace(ns)]
 
 
+_LAB_PATH_RE = re.compile(r"(/[^\s=]+?)/hosts/(?:" + "|".join(h.name for h in HOSTS) + r")/(?:ovs|sshd|state)/")
+
+
+def running_lab_roots() -> set[Path]:
+    """The LAB_DIRs of the labs whose processes run in the lab namespaces right now."""
+    roots: set[Path] = set()
+    for ns in lab_namespaces():
+        if not system.namespace_exists(ns):
+            continue
+        for pid in system.namespace_pids(ns):
+            if match := _LAB_PATH_RE.search(system.cmdline(pid)):
+                roots.add(Path(match.group(1)))
+    return roots
+
+
+def check_not_foreign(paths: LabPaths) -> None:
+    """Refuse to touch a lab that another LAB_DIR runs: the namespace names are global to the machine."""
+    others = sorted(str(root) for root in running_lab_roots() if root != paths.root)
+    if others:
+        raise LabCommandError(
+            f"a lab under LAB_DIR={others[0]} is running on this machine (namespaces are global); "
+            f"take it down with `LAB_DIR={others[0]} manage.py lab down`, or pass --force to take it over"
+        )
+
+
 def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool = False) -> list[str]:
     """Remove everything a lab (this one, or a crashed earlier one) left behind.
 
@@ -215,8 +241,10 @@ def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool 
     return removed
 
 
-def down(paths: LabPaths, *, known_hosts: Path | None = None) -> list[str]:
+def down(paths: LabPaths, *, known_hosts: Path | None = None, force: bool = False) -> list[str]:
     """Tear the lab down completely (the image cache in ``images/`` stays)."""
+    if not force:
+        check_not_foreign(paths)
     return clean(paths, known_hosts=known_hosts)
 
 
@@ -488,10 +516,15 @@ def check_lab_dir(paths: LabPaths) -> None:
         )
 
 
-def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK) -> dict[str, float]:
-    """Clean up leftovers, then build the lab. Returns timings (seconds) by phase."""
+def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK, force: bool = False) -> dict[str, float]:
+    """Clean up leftovers, then build the lab. Returns timings (seconds) by phase.
+
+    Refuses (unless ``force``) when a lab under another LAB_DIR is running.
+    """
     check_uplink(uplink)
     check_lab_dir(paths)
+    if not force:
+        check_not_foreign(paths)
     timings: dict[str, float] = {}
     start = time.monotonic()
     clean(paths, known_hosts=known_hosts, keep_files=True)

@@ -18,6 +18,7 @@ from provisioning.lab.topology import (
     INTERNET_NAMESPACE,
     KNOWN_HOSTS_MARKER,
     NETWORK_NODE,
+    LabPaths,
     host,
 )
 from provisioning.models import Host, Image
@@ -233,3 +234,15 @@ def test_tagged_frames_cross_the_underlay_between_workers(lab, endpoints):
     assert "vlan 101" in tagged, "no 802.1Q-tagged frame of VLAN 101 crossed the underlay"
     assert "10.99.0.1" not in seen_by_other.replace("10.99.0.1 tell 10.99.0.3", "")
     assert "10.99.0.2" not in seen_by_other
+
+
+def test_a_lab_under_another_lab_dir_is_not_taken_over(lab, tmp_path):
+    """Namespace names are global: a second LAB_DIR must not tear down a running lab."""
+    other = LabPaths(Path("/tmp/sp-other-lab"))  # never created: both calls refuse first
+    with pytest.raises(system.LabCommandError, match=f"LAB_DIR={lab.paths.root}"):
+        cluster.up(other, known_hosts=tmp_path / "known_hosts")
+    assert not other.root.exists()
+    with pytest.raises(system.LabCommandError, match="is running on this machine"):
+        cluster.down(other)
+    assert lab.is_up()
+    assert cluster.running_lab_roots() == {lab.paths.root}

@@ -29,7 +29,10 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         up = sub.add_parser("up", help="(Re)build the lab and register its hosts and guest image.")
         up.add_argument("--no-image", action="store_true", help="Do not build or register the guest image.")
-        sub.add_parser("down", help="Remove everything the lab made; disable its Host rows.")
+        force_help = "Take over a lab that another LAB_DIR runs on this machine."
+        up.add_argument("--force", action="store_true", help=force_help)
+        down = sub.add_parser("down", help="Remove everything the lab made; disable its Host rows.")
+        down.add_argument("--force", action="store_true", help=force_help)
         sub.add_parser("status", help="Report each host's health; exit 1 when anything is unhealthy.")
         image = sub.add_parser("image", help="Build (if needed) and register the guest image.")
         image.add_argument("--refresh", action="store_true", help="Fetch the current kernel if not cached yet.")
@@ -50,10 +53,10 @@ class Command(BaseCommand):
         except LabCommandError as exc:
             raise CommandError(str(exc)) from exc
 
-    def do_up(self, *, no_image: bool = False, **_):
+    def do_up(self, *, no_image: bool = False, force: bool = False, **_):
         paths = lab_paths()
         uplink = inventory.network_node_uplink()
-        timings = cluster.up(paths, known_hosts=known_hosts(), uplink=uplink)
+        timings = cluster.up(paths, known_hosts=known_hosts(), uplink=uplink, force=force)
         inventory.register_hosts(paths, uplink=uplink)
         for host in HOSTS:
             self.stdout.write(
@@ -66,9 +69,9 @@ class Command(BaseCommand):
         if not no_image:
             self.do_image()
 
-    def do_down(self, **_):
+    def do_down(self, *, force: bool = False, **_):
         start = time.monotonic()
-        removed = cluster.down(lab_paths(), known_hosts=known_hosts())
+        removed = cluster.down(lab_paths(), known_hosts=known_hosts(), force=force)
         disabled = inventory.disable_hosts()
         for item in removed:
             self.stdout.write(f"removed {item}")
