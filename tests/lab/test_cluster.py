@@ -54,8 +54,10 @@ def machine_snapshot(lab) -> dict:
 
 
 @pytest.mark.django_db
-def test_lab_up_status_down_leaves_nothing_behind(lab_session, capsys):
+def test_lab_up_status_down_leaves_nothing_behind(lab_session, capsys, settings):
     lab = lab_session
+    settings.LAB_DIR = lab.paths.root  # what the command uses (the session may have chosen a shorter one)
+    settings.PROVISIONING_KNOWN_HOSTS = str(lab.known_hosts)
     lab.down()  # start from a clean machine, whatever earlier tests left up
     before = machine_snapshot(lab)
     assert not before["processes"] and not before["known_hosts"]

@@ -9,19 +9,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from provisioning.lab import console, guest, system
-from provisioning.lab.topology import LabPaths
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def built():
+def built(lab_session):
     """The guest image (kernel cached under LAB_DIR/images after the first run)."""
-    images = LabPaths(Path(settings.LAB_DIR).resolve()).images_dir
-    return guest.ensure_guest(images)
+    return guest.ensure_guest(lab_session.paths.images_dir)
 
 
 def test_initramfs_holds_busybox_modules_in_dependency_order_and_init(built):
