@@ -107,7 +107,7 @@ def scratch_database(suffix: str, *, keep: bool = False) -> Iterator[str]:
 def setup_django(url: str, **env: str) -> None:
     """Configure Django for a benchmark process: the scratch database, the benchmark Redis db."""
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("REDIS_URL", redis_url())
+    os.environ["REDIS_URL"] = redis_url()  # never the portal's own queues
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ.update(env)
     import django

@@ -1,0 +1,419 @@
+"""What the lab benchmarks (connections, deploy latency) share: the lab, an RQ worker, guests' consoles.
+
+- :class:`LabSession` makes sure the local lab is up under ``LAB_DIR`` (brings it
+  up with ``manage.py lab up`` when it is not, and then takes it down at the
+  end), registers its hosts and guest image in the scratch database, and
+  refuses to touch a lab that another ``LAB_DIR`` runs (the lab's namespaces
+  are global to the machine).
+- :class:`RqWorker`: a real ``manage.py rqworker provisioning`` process on the
+  benchmarks' own Redis database, stopped by its process group id.
+- :func:`wait_ready`: "every VM has its lease on every linked NIC and its ping
+  to its ring neighbour succeeds", read from the guests' own ``SP:`` lines
+  (``console.log``) and a ``ping`` typed on their serial consoles.
+- :func:`bare_run`: run host commands directly in a lab host's namespace
+  (``ip netns exec HOST sh -c SCRIPT``), no SSH, no portal, no queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import REPO, log
+
+RQ_QUEUE = "provisioning"
+LEASE_TIMEOUT = 300.0
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("this benchmark needs root (the lab: namespaces, OVS, sshd, QEMU)")
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 600) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of the benchmark's child processes (scratch DB, bench Redis, lab paths)."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "LAB_DIR": str(Path(settings.LAB_DIR).resolve()),
+        "PROVISIONING_KNOWN_HOSTS": str(settings.PROVISIONING_KNOWN_HOSTS),
+        "PROVISIONING_RUNNER": "fabric",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+class LabSession:
+    """The lab for one benchmark run (see the module docstring)."""
+
+    def __init__(self, *, keep_lab: bool = False, take_over: bool = False) -> None:
+        from django.conf import settings
+
+        from provisioning.lab.topology import LabPaths
+
+        self.paths = LabPaths(Path(settings.LAB_DIR).resolve())
+        self.known_hosts = Path(settings.PROVISIONING_KNOWN_HOSTS)
+        self.keep_lab = keep_lab
+        self.take_over = take_over
+        self.brought_up = False
+        self.guest = None
+
+    def is_up(self) -> bool:
+        from provisioning.lab import system
+        from provisioning.lab.topology import HOSTS, lab_namespaces
+
+        if not all(system.namespace_exists(ns) for ns in lab_namespaces()):
+            return False
+        root = str(self.paths.root)
+        for host in HOSTS:
+            for pid_file in (
+                self.paths.ovs_dir(host.name) / "ovsdb-server.pid",
+                self.paths.ovs_dir(host.name) / "ovs-vswitchd.pid",
+                self.paths.sshd_dir(host.name) / "sshd.pid",
+            ):
+                if not system.pid_from_file(pid_file, must_mention=root):
+                    return False
+        return True
+
+    def foreign_lab(self) -> bool:
+        """A lab of another LAB_DIR (e.g. a tests/lab run) has processes in the lab namespaces."""
+        from provisioning.lab import cluster
+
+        return any(root != self.paths.root for root in cluster.running_lab_roots())
+
+    def __enter__(self) -> LabSession:
+        from provisioning.lab import guest, inventory
+
+        require_root()
+        if self.is_up():
+            log(f"lab already up under {self.paths.root}: using it (and leaving it up)")
+        else:
+            if self.foreign_lab() and not self.take_over:
+                raise SystemExit(
+                    f"another lab (not under LAB_DIR={self.paths.root}) is using the lab namespaces, e.g. a "
+                    "tests/lab run; wait for it to finish, or pass --take-over-lab"
+                )
+            started = time.monotonic()
+            force = ["--force"] if self.take_over else []
+            out = manage("lab", "up", "--no-image", *force, env=child_env())
+            self.brought_up = True
+            log(f"`manage.py lab up` in {time.monotonic() - started:.1f} s: {out.strip().splitlines()[-1]}")
+        inventory.register_hosts(self.paths, uplink=inventory.network_node_uplink())
+        started = time.monotonic()
+        self.guest = guest.ensure_guest(self.paths.images_dir)
+        inventory.register_image(self.guest)
+        log(f"guest image ready in {time.monotonic() - started:.1f} s (kernel {self.guest.kernel_version})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.brought_up and not self.keep_lab:
+            started = time.monotonic()
+            try:
+                manage("lab", "down", env=child_env())
+                log(f"`manage.py lab down` in {time.monotonic() - started:.1f} s")
+            except Exception as err:  # report, never mask the benchmark's own error
+                log(f"lab down failed: {err}")
+
+    def ovs_env(self, host: str) -> dict[str, str]:
+        from provisioning.lab.cluster import ovs_env
+
+        return ovs_env(self.paths, host)
+
+    def accepted_ssh_logins(self, host: str) -> int:
+        """SSH logins the host's sshd accepted so far (its own log): an independent connection count."""
+        try:
+            text = (self.paths.sshd_dir(host) / "sshd.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        return text.count("Accepted publickey")
+
+    def probe_accel(self) -> dict[str, tuple[str, float]]:
+        """Run the engine's own KVM probe command on every worker (bare) and store the result.
+
+        A worker is probed once in its life (the executor stores ``accel_detected``);
+        doing it here keeps that one-time cost out of every measured deploy.
+        """
+        from django.utils import timezone
+
+        from provisioning import plans
+        from provisioning.models import Host
+
+        found = {}
+        for host in Host.objects.filter(role=Host.Role.WORKER, enabled=True, name__in=["worker1", "worker2"]):
+            started = time.monotonic()
+            result = bare_run(self, host.name, [plans.kvm_probe_command().argv], check=False)
+            accel = plans.parse_kvm_probe(result.stdout)
+            Host.objects.filter(pk=host.pk).update(accel_detected=accel, accel_probed_at=timezone.now())
+            found[host.name] = (accel, time.monotonic() - started)
+        return found
+
+
+class RqWorker:
+    """A real ``manage.py rqworker provisioning`` process, in its own session, stopped by PID."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> RqWorker:
+        import django_rq
+
+        queue = django_rq.get_queue(RQ_QUEUE)
+        stale = queue.count
+        queue.empty()
+        if stale:
+            log(f"emptied {stale} stale job(s) from the benchmark queue")
+        self._log = open(self.log_path, "ab")  # closed in __exit__
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", RQ_QUEUE],
+            cwd=REPO,
+            env=child_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log(f"rqworker pid {self.process.pid} (log {self.log_path})")
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None:
+            return
+        pid = self.process.pid
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # a work horse left in its group, if any
+        self._log.close()
+        log(f"rqworker {pid} stopped")
+
+
+# --- running plans without the portal -----------------------------------------------------------
+
+
+def bare_script(argvs: Sequence[Sequence[str]], *, stop_on_error: bool = True) -> str:
+    lines = ["set -e"] if stop_on_error else []
+    lines += [shlex.join(argv) for argv in argvs]
+    return "\n".join(lines) + "\n"
+
+
+def bare_run(lab: LabSession, host: str, argvs: Sequence[Sequence[str]], *, check: bool = True):
+    """Run commands as one local script inside lab host ``host``'s namespace (its OVS via OVS_RUNDIR)."""
+    result = subprocess.run(
+        ["ip", "netns", "exec", host, "sh", "-c", bare_script(argvs, stop_on_error=check)],
+        env={**os.environ, **lab.ovs_env(host)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"bare script on {host} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+    return result
+
+
+def bare_plan(lab: LabSession, plan) -> float:
+    """Every command of ``plan`` (checks skipped), one script per host, all hosts at once; returns seconds."""
+    by_host: dict[str, list] = {}
+    for stage in plan.stages:
+        for phase in stage.phases:
+            by_host.setdefault(phase.host, []).extend(cmd.argv for cmd in phase.commands)
+    started = time.monotonic()
+    errors: list[str] = []
+
+    def one(host: str) -> None:
+        try:
+            bare_run(lab, host, by_host[host], check=not plan.kind == "destroy")
+        except Exception as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=one, args=(h,)) for h in by_host]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return time.monotonic() - started
+
+
+def bare_teardown(lab: LabSession, plan) -> None:
+    """Run a destroy plan bare, stage by stage (VMs stopped before their ports go)."""
+    from provisioning.plans import Plan
+
+    for stage in plan.stages:
+        bare_plan(lab, Plan("destroy", (stage,)))
+
+
+# --- readiness: leases and pings ------------------------------------------------------------------
+
+
+@dataclass
+class GuestEnd:
+    """One VM: where its console is, the NICs that must lease, the neighbour it must ping."""
+
+    vm_id: int
+    name: str
+    state_dir: str
+    nics: list[str]
+    ping_nic: str  # my NIC on the link to the neighbour
+    peer: int  # the neighbour's vm id
+    peer_nic: str
+    leases: dict[str, str] = field(default_factory=dict)
+    leased_at: float | None = None
+    pinged_at: float | None = None
+    ping_tries: int = 0
+
+
+def ring_ends(slice_obj) -> dict[int, GuestEnd]:
+    """Each VM of a ring slice pings its successor (vm1 -> vm2 -> ... -> vm1) over their link."""
+    from slices.models import VM, Link
+
+    vms = list(VM.objects.filter(slice=slice_obj).select_related("host").order_by("id"))
+    links = list(Link.objects.filter(slice=slice_obj).select_related("a", "b"))
+    nics: dict[int, list[str]] = {vm.pk: [] for vm in vms}
+    between: dict[frozenset, tuple] = {}
+    for link in links:
+        nics[link.a.vm_id].append(link.a.name)
+        nics[link.b.vm_id].append(link.b.name)
+        between[frozenset((link.a.vm_id, link.b.vm_id))] = (link.a, link.b)
+    ends = {}
+    for i, vm in enumerate(vms):
+        peer = vms[(i + 1) % len(vms)]
+        a, b = between[frozenset((vm.pk, peer.pk))]
+        mine, theirs = (a, b) if a.vm_id == vm.pk else (b, a)
+        ends[vm.pk] = GuestEnd(vm.pk, vm.name, vm.host.state_dir, sorted(nics[vm.pk]), mine.name, peer.pk, theirs.name)
+    return ends
+
+
+def assert_fresh(ends: dict[int, GuestEnd]) -> None:
+    """No console log from an earlier run may be read as this run's."""
+    from provisioning.lab import console
+
+    for end in ends.values():
+        if console.console_log(end.state_dir, end.vm_id).exists():
+            raise RuntimeError(f"{console.console_log(end.state_dir, end.vm_id)} exists before the start")
+
+
+LEASE_LINE = r"SP: DHCP {nic} ok ip=([0-9.]+)"
+
+
+def wait_ready(ends: dict[int, GuestEnd], t0: float, *, timeout: float = LEASE_TIMEOUT) -> float:
+    """Seconds from ``t0`` until every VM has all its leases and one ping to its neighbour succeeded."""
+    from provisioning.lab import console
+
+    deadline = t0 + timeout
+    failures: list[str] = []
+
+    def leases_of(end: GuestEnd) -> None:
+        while True:
+            text = console.read_log(end.state_dir, end.vm_id)
+            for nic in end.nics:
+                if nic not in end.leases and (m := re.search(LEASE_LINE.format(nic=nic), text)):
+                    end.leases[nic] = m.group(1)
+            if len(end.leases) == len(end.nics):
+                end.leased_at = time.monotonic() - t0
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{end.name}: leases {end.leases} of {end.nics} after {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def guest(end: GuestEnd) -> None:
+        try:
+            leases_of(end)
+            peer = ends[end.peer]
+            while end.peer_nic not in peer.leases:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{end.name}: neighbour {peer.name} has no lease on {end.peer_nic}")
+                time.sleep(0.05)
+            address = peer.leases[end.peer_nic]
+            sock = console.console_socket(end.state_dir, end.vm_id)
+            while True:
+                end.ping_tries += 1
+                result = console.run_command(sock, f"ping -c 1 -W 1 {address}", timeout=15)
+                if result.ok:
+                    end.pinged_at = time.monotonic() - t0
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{end.name}: no reply from {address} after {end.ping_tries} pings")
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=guest, args=(e,), name=f"ready-{e.name}") for e in ends.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise RuntimeError("guests not ready: " + "; ".join(failures))
+    return max(e.pinged_at for e in ends.values())
+
+
+def wait_deployment(deployment_id: int, worker: RqWorker, *, timeout: float = 600):
+    """Poll the deployment row until the job ends; returns it."""
+    from provisioning.models import Deployment
+
+    deadline = time.monotonic() + timeout
+    while True:
+        dep = Deployment.objects.get(pk=deployment_id)
+        if dep.status in (Deployment.Status.SUCCEEDED, Deployment.Status.FAILED):
+            return dep
+        if not worker.alive():
+            raise RuntimeError(f"the RQ worker died; see {worker.log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"deployment {deployment_id} still {dep.status} after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def api_client(user):
+    """The portal's API in this process, as ``user`` (the deploy request goes through the real view)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(HTTP_HOST="127.0.0.1")
+    client.force_authenticate(user)
+    return client
+
+
+def api_action(client, slice_id: int, action: str) -> int:
+    response = client.post(f"/api/slices/{slice_id}/{action}/", {}, format="json")
+    if response.status_code != 202:
+        raise RuntimeError(f"{action} of slice {slice_id}: HTTP {response.status_code}: {response.data}")
+    return response.data["id"]
