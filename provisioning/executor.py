@@ -229,6 +229,7 @@ class Executor:
         self.book = StepBook(deployment)
         self.lock_factory = lock_factory
         self.started_vms: set[int] = set()
+        self.booted_vms: set[int] = set()  # QEMU started by this job (not skipped as running)
 
     # -- plan --
 
@@ -272,6 +273,8 @@ class Executor:
     def _on_ended(self, host: str, cmd: HostCommand, event: Event) -> None:
         if cmd.argv and cmd.argv[0] == plans.QEMU and event.status in ("ok", "skipped"):
             self.started_vms.add(_vm_id_of(cmd))
+        if cmd.boots_vm is not None and event.status == "ok":
+            self.booted_vms.add(cmd.boots_vm)
 
     # -- probe and observe --
 
@@ -305,7 +308,8 @@ class Executor:
         """Leases from the network node (bounded wait), then console tails; never fails the deployment."""
         from slices.models import VM, Interface
 
-        wait = plans.lease_wait_command(spec, lease_wait_seconds())
+        booted = None if isinstance(self.runner, DryRunRunner) else self.booted_vms
+        wait = plans.lease_wait_command(spec, lease_wait_seconds(), booted)
         if wait is not None:
             node = spec.netnode.name
             scripts = {node: list(zip(self.book.add(node, "observe", [wait]), [wait], strict=True))}
@@ -316,7 +320,8 @@ class Executor:
 
             failures = run_commands(self.runner, self.book, scripts, on_leases)
             for mac, ip in leases.items():
-                Interface.objects.filter(vm__slice_id=spec.slice_id, mac=mac).update(lease_address=ip)
+                if ip is not None:  # a lease not seen (yet) never erases one seen before
+                    Interface.objects.filter(vm__slice_id=spec.slice_id, mac=mac).update(lease_address=ip)
             missing = [mac for mac, ip in leases.items() if ip is None]
             if failures or missing:
                 log.info("deployment %s: leases missing for %s %s", self.deployment.pk, missing, failures)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from slices.ipam import DHCP_FIRST_HOST, DHCP_LAST_HOST, DHCP_SERVER_HOST, DNS_SERVER, GATEWAY_HOST, INTERNET_SUBNET
@@ -313,6 +313,7 @@ class HostCommand:
     check: tuple[str, ...] | None = None
     undo_description: str = ""
     capture: int = OUTPUT_TAIL
+    boots_vm: int | None = None  # the VM this command boots (QEMU start), for the executor's bookkeeping
 
     def undo_command(self) -> HostCommand | None:
         if self.undo is None:
@@ -926,6 +927,7 @@ def qemu_command(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> HostCommand
         check=sh(SH_PIDFILE_ALIVE, "sp-alive", files.pidfile),
         undo=sh(SH_KILL_PIDFILE, "sp-kill", files.pidfile),
         undo_description=f"Stop QEMU of {vm.name}",
+        boots_vm=vm.id,
     )
 
 
@@ -978,10 +980,16 @@ def parse_kvm_probe(output: str) -> str:
     return "kvm" if "accel=kvm" in output else "tcg"
 
 
-def lease_wait_command(spec: SliceSpec, timeout: int) -> HostCommand | None:
-    """Wait up to ``timeout`` s for a lease of every NIC that has a VLAN; print one line per MAC."""
+def lease_wait_command(spec: SliceSpec, timeout: int, vm_ids: Collection[int] | None = None) -> HostCommand | None:
+    """Wait up to ``timeout`` s for a lease of every NIC that has a VLAN; print one line per MAC.
+
+    ``vm_ids`` limits the wait to those VMs (the ones booted by this job): a VM
+    left running by a redeploy asks for no new lease and must not be waited for.
+    """
     args: list[str] = []
     for vm in spec.vms:
+        if vm_ids is not None and vm.id not in vm_ids:
+            continue
         for nic in vm.nics:
             if nic.vlan is not None:
                 args += [dhcp_files(spec.netnode, nic.vlan).leases, nic.mac]

@@ -485,6 +485,20 @@ def test_lease_wait_lists_every_vlan_nic_with_its_lease_file():
     assert plans.lease_wait_command(spec([vm(1, vlans=(None,))]), 60) is None
 
 
+def test_lease_wait_only_for_vms_booted_by_the_job():
+    """A VM a redeploy left running asks for no new lease: waiting for it would stall the job."""
+    s = spec([vm(1), vm(2, "worker2")], [vlan(100, 1, 2)])
+    cmd = plans.lease_wait_command(s, 60, {2})
+    assert cmd.argv[5:] == ("/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1))
+    assert plans.lease_wait_command(s, 60, set()) is None
+
+
+def test_qemu_command_names_the_vm_it_boots():
+    s = two_vm_spec()
+    worker = s.worker(s.vms[0].host)
+    assert plans.qemu_command(worker, s.vms[0], "s1").boots_vm == s.vms[0].id
+
+
 def test_host_command_undo_description():
     c = HostCommand(("true",), "Do it", undo=("false",))
     assert c.undo_command() == HostCommand(("false",), "Undo: Do it")
