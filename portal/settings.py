@@ -195,8 +195,9 @@ PROVISIONING_LEASE_WAIT = int(os.environ.get("PROVISIONING_LEASE_WAIT", "60"))
 PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
-# Local lab state (see `manage.py lab up`).
-LAB_DIR = Path(os.environ.get("LAB_DIR", VAR_DIR / "lab"))
+# Local lab state (see `manage.py lab up`). A short absolute path: the lab's unix
+# sockets live below it and Linux caps their paths at 108 bytes.
+LAB_DIR = Path(os.environ.get("LAB_DIR", "/var/lib/slice-portal-lab"))
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,8 @@ scripts/setup.sh --dev
 scripts/services.sh --postgres
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+# The tests' own lab (never the one a running portal uses under /var/lib/slice-portal-lab).
+export LAB_DIR=${TEST_LAB_DIR:-/tmp/slice-portal-lab-tests}
 mkdir -p artifacts
 echo "==> ruff"
 .venv/bin/ruff check .
