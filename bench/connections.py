@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from common import log, machine, make_user, ring_slice, scratch_database, table
-from labkit import LabSession, RqWorker, api_action, api_client, require_root, wait_deployment
+from labkit import LabSession, RqWorker, api_action, api_client, destroy_quietly, require_root, wait_deployment
 
 VMS = 6
 
@@ -127,15 +127,18 @@ def main() -> None:
         hosts = list(Host.objects.filter(name__in=["worker1", "worker2"]).order_by("name"))
         slice_obj = ring_slice(user, "conn", args.vms, hosts=hosts)
         client = api_client(user)
-        for action in ("deploy", "destroy"):
-            before = {h: lab.accepted_ssh_logins(h) for h in ("worker1", "worker2", "netnode")}
-            started = time.monotonic()
-            dep = wait_deployment(api_action(client, slice_obj.pk, action), worker)
-            logins = {h: lab.accepted_ssh_logins(h) - n for h, n in before.items()}
-            log(f"{action}: {dep.status} in {time.monotonic() - started:.1f} s")
-            if dep.status != "succeeded":
-                raise RuntimeError(f"{action} failed: {dep.error}")
-            report(action, dep, lab, logins)
+        try:
+            for action in ("deploy", "destroy"):
+                before = {h: lab.accepted_ssh_logins(h) for h in ("worker1", "worker2", "netnode")}
+                started = time.monotonic()
+                dep = wait_deployment(api_action(client, slice_obj.pk, action), worker)
+                logins = {h: lab.accepted_ssh_logins(h) - n for h, n in before.items()}
+                log(f"{action}: {dep.status} in {time.monotonic() - started:.1f} s")
+                if dep.status != "succeeded":
+                    raise RuntimeError(f"{action} failed: {dep.error}")
+                report(action, dep, lab, logins)
+        finally:
+            destroy_quietly(client, slice_obj, worker)
         print()
         print(
             "# design (STYLE.md): 1 SSH connection per host per job; 1 round trip per host per stage "

@@ -37,6 +37,7 @@ from labkit import (
     assert_fresh,
     bare_plan,
     bare_teardown,
+    destroy_quietly,
     require_root,
     ring_ends,
     wait_deployment,
@@ -89,16 +90,20 @@ def floor_run(slice_obj, lab, spec_dict: dict) -> dict:
     ends = ring_ends(slice_obj)
     assert_fresh(ends)
     t0 = time.monotonic()
-    script_s = bare_plan(lab, plans.deploy_plan(spec))
-    ready = wait_ready(ends, t0)
-    result = {
+    try:
+        script_s = bare_plan(lab, plans.deploy_plan(spec))
+        ready = wait_ready(ends, t0)
+    finally:
+        started = time.monotonic()
+        bare_teardown(lab, plans.destroy_plan(spec))
+        teardown_s = time.monotonic() - started
+    return {
         "ready": ready,
         "script": script_s,
         "leased": max(e.leased_at for e in ends.values()),
         "pings": sum(e.ping_tries for e in ends.values()),
+        "teardown": teardown_s,
     }
-    bare_teardown(lab, plans.destroy_plan(spec))
-    return result
 
 
 def main() -> None:
@@ -132,7 +137,11 @@ def main() -> None:
             slice_obj = ring_slice(user, f"lat{size}", size, hosts=hosts)
             portal, floor = [], []
             for _ in range(args.repeat):
-                p = portal_run(slice_obj, client, worker)
+                try:
+                    p = portal_run(slice_obj, client, worker)
+                except Exception:
+                    destroy_quietly(client, slice_obj, worker)
+                    raise
                 log(f"{size} VMs portal: ready in {p['ready']:.1f} s (job ended at {p['job_end']:.1f} s)")
                 f = floor_run(slice_obj, lab, p["spec"])
                 log(f"{size} VMs floor:  ready in {f['ready']:.1f} s (script {f['script']:.2f} s)")
@@ -157,6 +166,7 @@ def main() -> None:
                     f["leased"],
                     p["job_end"],
                     f"{p['pings']}/{f['pings']}",
+                    f"{p['destroy']:.1f} / {f['teardown']:.1f}",
                 ]
             )
         accel = ", ".join(sorted({a for a, _ in accels.values()}))
@@ -178,12 +188,15 @@ def main() -> None:
                     "floor leased at",
                     "job ended at",
                     "pings p/f",
+                    "destroy s p/f",
                 ],
                 rows,
             )
         )
         print()
         print("# times in seconds from the deploy request (portal) or the script start (floor); medians when --repeat")
+        print("# (the breakdown columns are from the last pair); pings: attempts until every VM had a reply;")
+        print("# destroy: the portal's destroy job (request to end) / the same destroy plan run bare")
         for size, ratio in ratios.items():
             print(f"RATIO {size} VMs: portal / floor = {ratio:.2f}")
 

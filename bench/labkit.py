@@ -10,8 +10,9 @@
 - :func:`wait_ready`: "every VM has its lease on every linked NIC and its ping
   to its ring neighbour succeeds", read from the guests' own ``SP:`` lines
   (``console.log``) and a ``ping`` typed on their serial consoles.
-- :func:`bare_run`: run host commands directly in a lab host's namespace
-  (``ip netns exec HOST sh -c SCRIPT``), no SSH, no portal, no queue.
+- :func:`bare_run`: run host commands directly in a lab host's namespaces
+  (``nsenter`` into its sshd's network and mount namespaces, ``sh -c SCRIPT``),
+  no SSH, no portal, no queue.
 """
 
 from __future__ import annotations
@@ -234,10 +235,27 @@ def bare_script(argvs: Sequence[Sequence[str]], *, stop_on_error: bool = True) -
     return "\n".join(lines) + "\n"
 
 
+def host_pid(lab: LabSession, host: str) -> int:
+    """The PID of lab host ``host``'s sshd: its network and mount namespaces are the host's."""
+    from provisioning.lab import system
+
+    pid = system.pid_from_file(lab.paths.sshd_dir(host) / "sshd.pid", must_mention=str(lab.paths.root))
+    if not pid:
+        raise RuntimeError(f"{host}: its sshd is not running (is the lab up?)")
+    return pid
+
+
 def bare_run(lab: LabSession, host: str, argvs: Sequence[Sequence[str]], *, check: bool = True):
-    """Run commands as one local script inside lab host ``host``'s namespace (its OVS via OVS_RUNDIR)."""
+    """Run commands as one local script inside lab host ``host`` (no SSH), its OVS through OVS_RUNDIR.
+
+    The script enters the network *and mount* namespaces of the host's sshd
+    (``nsenter``), i.e. exactly where the portal's SSH sessions run: the DHCP
+    namespaces the plans create (``ip netns add``) are mounts, and a throw-away
+    mount namespace (a fresh ``ip netns exec``) would lose them when it exits.
+    """
+    enter = ("nsenter", "--target", str(host_pid(lab, host)), "--net", "--mount")
     result = subprocess.run(
-        ["ip", "netns", "exec", host, "sh", "-c", bare_script(argvs, stop_on_error=check)],
+        [*enter, "sh", "-c", bare_script(argvs, stop_on_error=check)],
         env={**os.environ, **lab.ovs_env(host)},
         capture_output=True,
         text=True,
@@ -417,3 +435,19 @@ def api_action(client, slice_id: int, action: str) -> int:
     if response.status_code != 202:
         raise RuntimeError(f"{action} of slice {slice_id}: HTTP {response.status_code}: {response.data}")
     return response.data["id"]
+
+
+def destroy_quietly(client, slice_obj, worker) -> None:
+    """After a failure: destroy what a deploy may have left on the lab hosts (best effort, logged)."""
+    from slices.models import Slice
+
+    status = Slice.objects.filter(pk=slice_obj.pk).values_list("status", flat=True).first()
+    if status in (None, "draft"):
+        return
+    try:
+        if status in ("queued", "deploying", "destroying"):
+            time.sleep(5)  # let the running job end first
+        dep = wait_deployment(api_action(client, slice_obj.pk, "destroy"), worker)
+        log(f"clean-up destroy of slice {slice_obj.pk}: {dep.status}")
+    except Exception as exc:
+        log(f"clean-up destroy of slice {slice_obj.pk} failed: {exc}")
