@@ -16,7 +16,10 @@ requests or ``--seconds`` seconds, whichever comes first. Scenarios:
 
 - ``list 1000``: ``GET /api/slices/?limit=1000`` (all 1000 slices in one page);
 - ``list page``: ``GET /api/slices/`` (the default page of 100);
-- ``slice of 50 VMs``: ``GET /api/slices/{id}/`` (VMs, interfaces, links, pool).
+- ``slice of 50 VMs``: ``GET /api/slices/{id}/`` (VMs, interfaces, links, pool);
+- ``its deployment``: ``GET /api/deployments/{id}/`` of a finished dry-run deploy
+  of that slice (plan and every step): with the slice, what the designer polls
+  every 0.7 s while a job runs. Needs Redis (the job's network-node lock).
 
 Prints requests/s, p50/p95/p99 latency, response size and the SQL statements
 one request runs (counted in-process with the same view and data).
@@ -40,7 +43,18 @@ import threading
 import time
 from pathlib import Path
 
-from common import REPO, database_url, log, machine, make_image, make_user, percentile, scratch_database, table
+from common import (
+    REPO,
+    database_url,
+    log,
+    machine,
+    make_hosts,
+    make_image,
+    make_user,
+    percentile,
+    scratch_database,
+    table,
+)
 
 SLICES = 1000
 BIG_SLICE_VMS = 50
@@ -71,7 +85,29 @@ def prepare(slices: int, big: int) -> tuple[str, int]:
             services.link_connect(slice_obj=s, vm_a=a, vm_b=b)
         if (i + 1) % 250 == 0:
             log(f"{i + 1} slices designed ({time.perf_counter() - started:.0f} s)")
-    return token, big_slice.pk
+    return token, big_slice.pk, user
+
+
+def dry_run_deployment(slice_id: int, user) -> tuple[int, int]:
+    """A finished dry-run deploy of the slice (the engine's job, in-process); returns (id, steps).
+
+    Its detail (plan and every step) is what the designer polls, with the slice,
+    every 0.7 s while a job runs (static/js/designer.js, slices/views.py).
+    """
+    from django.conf import settings
+
+    from provisioning import jobs, services
+    from provisioning.models import DeploymentStep
+    from slices.models import Slice
+
+    settings.PROVISIONING_QUEUE = "bench-api"
+    make_hosts(2)
+    deployment = services.deploy_request(slice_obj=Slice.objects.get(pk=slice_id), user=user, dry_run=True)
+    status = jobs.run_deployment(deployment.pk)
+    services.provisioning_queue().empty()
+    if status != "succeeded":
+        raise RuntimeError(f"the dry-run deployment ended {status}")
+    return deployment.pk, DeploymentStep.objects.filter(deployment_id=deployment.pk).count()
 
 
 def sql_per_request(path: str, token: str) -> tuple[int, int]:
@@ -249,12 +285,14 @@ def main() -> None:
     with scratch_database("api", keep=args.keep_db) as name, tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         make_image()
         started = time.perf_counter()
-        token, big_id = prepare(args.slices, args.big)
+        token, big_id, user = prepare(args.slices, args.big)
         log(f"{args.slices} slices designed in {time.perf_counter() - started:.0f} s")
+        deployment_id, steps = dry_run_deployment(big_id, user)
         scenarios = [
             (f"list {args.slices}", f"/api/slices/?limit={args.slices}"),
             ("list page (100)", "/api/slices/"),
             (f"slice of {args.big} VMs", f"/api/slices/{big_id}/"),
+            (f"its deployment ({steps} steps)", f"/api/deployments/{deployment_id}/"),
         ]
         body = json.loads(
             __import__("django.test", fromlist=["Client"])
@@ -269,7 +307,7 @@ def main() -> None:
         connections.close_all()
         port = free_port()
         server = Gunicorn(database_url(name), port, args.workers, args.threads, args.conn_max_age, Path(tmp))
-        rows = []
+        rows, rates = [], {}
         try:
             server.wait_ready(token)
             log(f"gunicorn pid {server.process.pid} on 127.0.0.1:{port}")
@@ -283,6 +321,7 @@ def main() -> None:
                     seconds=args.seconds,
                     warmup=args.warmup,
                 )
+                rates[path] = r["rps"]
                 rows.append(
                     [
                         label,
@@ -329,6 +368,18 @@ def main() -> None:
                 rows,
             )
         )
+        from slices.views import POLL_INTERVAL_MS
+
+        # While a job runs, an open designer fetches the slice and its deployment every POLL_INTERVAL_MS.
+        slice_rps, dep_rps = rates[scenarios[2][1]], rates[scenarios[3][1]]
+        if slice_rps and dep_rps:
+            per_poll = 1 / slice_rps + 1 / dep_rps
+            print()
+            print(
+                f"DESIGNER POLL: {per_poll * 1000:.0f} ms of this server per poll of a {args.big}-VM slice "
+                f"(slice + deployment); at one poll every {POLL_INTERVAL_MS} ms it serves "
+                f"{POLL_INTERVAL_MS / 1000 / per_poll:.1f} open designers watching a job"
+            )
 
 
 if __name__ == "__main__":
