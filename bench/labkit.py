@@ -351,7 +351,7 @@ def assert_fresh(ends: dict[int, GuestEnd]) -> None:
             raise RuntimeError(f"{console.console_log(end.state_dir, end.vm_id)} exists before the start")
 
 
-LEASE_LINE = r"SP: DHCP {nic} ok ip=([0-9.]+)"
+LEASE_LINE = r"SP: DHCP {nic} ok ip=([0-9.]+) mask="  # mask=: the line is complete, not being written
 
 
 def wait_ready(ends: dict[int, GuestEnd], t0: float, *, timeout: float = LEASE_TIMEOUT) -> float:
