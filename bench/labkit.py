@@ -223,7 +223,26 @@ class RqWorker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)  # a work horse left in its group, if any
         self._log.close()
-        log(f"rqworker {pid} stopped")
+        log(f"rqworker {pid} stopped; {self.forget_jobs()} job(s) and their results removed from Redis")
+
+    @staticmethod
+    def forget_jobs() -> int:
+        """Delete this run's RQ jobs and results (kept for days otherwise) from the benchmark Redis db."""
+        import django_rq
+        from rq.job import Job
+        from rq.results import Result
+
+        from provisioning.models import Deployment
+
+        conn = django_rq.get_connection(RQ_QUEUE)
+        removed = 0
+        for job_id in Deployment.objects.exclude(job_id="").values_list("job_id", flat=True):
+            with contextlib.suppress(Exception):
+                job = Job.fetch(job_id, connection=conn)
+                Result.delete_all(job)
+                job.delete()
+                removed += 1
+        return removed
 
 
 # --- running plans without the portal -----------------------------------------------------------
