@@ -2,7 +2,7 @@
 
 Data (scratch PostgreSQL database): one user owning 1000 slices — 999 of two
 VMs each (every fifth with a link between them: each slice with a link holds a
-block of 16 VLANs, and the default range 100-3999 has only 243 blocks) and one
+block of 16 VLANs, and the default range 100-3999 has only 244 blocks) and one
 ring of 50 VMs — and an API token. Served by
 ``gunicorn portal.wsgi`` (``--workers 2 --worker-class gthread --threads 4``,
 one worker per core) on a free high port of 127.0.0.1, with the portal's own
