@@ -418,11 +418,13 @@ SH_PIDFILE_ALIVE = (
     'tr "\\000" "\\n" < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$1"'
 )
 # Stop the process of a pid file (only if it is the one that wrote it), wait for it, remove the file.
+# "Still running" is "its command line still names the pid file": a zombie (empty cmdline) waiting for a
+# parent that is slow to reap it counts as gone, and so does a pid that was reused meanwhile.
 SH_KILL_PIDFILE = (
     'f=$1; [ -r "$f" ] || exit 0; p=$(cat "$f"); case "$p" in ""|*[!0-9]*) rm -f "$f"; exit 0;; esac; '
-    'if tr "\\000" "\\n" < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$f"; then '
-    'kill "$p" 2>/dev/null; i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
-    'kill -0 "$p" 2>/dev/null && kill -9 "$p"; fi; rm -f "$f"'
+    'ours() { tr "\\000" "\\n" < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$f"; }; '
+    'if ours; then kill "$p" 2>/dev/null; i=0; while ours && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
+    'ours && kill -9 "$p"; fi; rm -f "$f"'
 )
 # Ports check: pairs NAME TAG ("-" = must not be on any bridge); one ovs-vsctl call.
 SH_OVS_PORTS_CHECK = (
@@ -681,6 +683,8 @@ def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, 
         f"--interface={dport}",
         "--bind-interfaces",
         "--dhcp-authoritative",
+        # dnsmasq is the only allocator in the range: its ping-before-offer probe only delays new leases
+        "--no-ping",
         f"--dhcp-range={v.dhcp_first},{v.dhcp_last},{v.netmask},{DHCP_LEASE_TIME}",
         f"--dhcp-option=3,{v.gateway}",
         f"--dhcp-option=6,{DNS_SERVER}",

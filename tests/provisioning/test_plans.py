@@ -168,7 +168,7 @@ def test_vlan_commands_exact():
         (
             "ip", "netns", "exec", "ns-dhcp-vlan100", "dnsmasq",
             "--conf-file=/dev/null", "--port=0", "--interface=dhcp_v100", "--bind-interfaces",
-            "--dhcp-authoritative",
+            "--dhcp-authoritative", "--no-ping",
             "--dhcp-range=10.64.100.10,10.64.100.250,255.255.255.0,1h",
             "--dhcp-option=3,10.64.100.1", "--dhcp-option=6,8.8.8.8",
             "--dhcp-hostsfile=/var/lib/sp/dhcp/v100/hosts",
