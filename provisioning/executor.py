@@ -119,16 +119,29 @@ def shared_lock(netnode: str) -> Iterator[None]:
 
 
 class StepBook:
-    """The deployment's step rows: created pending up front, updated as events arrive."""
+    """The deployment's step rows: created pending up front, updated as events arrive.
+
+    The book is the rows' only writer and writes one row update at a time, each in
+    autocommit, stamping it with the next ``revision``: revisions therefore become
+    visible in order, and a poller that has seen revision R needs only the rows
+    with ``revision > R`` (``GET /api/deployments/{id}/?steps_after=R``).
+    """
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment  # claimed just now: it has no rows yet (a deployment runs once)
         self.next_seq = 1
+        self.revision = 0
         self.total = 0
         self.done = 0
         self.shown = 0
+        self.planned = False  # progress is shown once the whole plan's rows exist (not after the probe alone)
+
+    def bump(self) -> int:
+        self.revision += 1
+        return self.revision
 
     def add(self, host: str, phase: str, commands: Sequence[HostCommand]) -> list[int]:
+        revision = self.bump()
         rows = []
         for cmd in commands:
             rows.append(
@@ -139,6 +152,7 @@ class StepBook:
                     phase=phase,
                     description=cmd.description[:255],
                     command=shell_text(cmd.argv),
+                    revision=revision,
                 )
             )
             self.next_seq += 1
@@ -147,7 +161,9 @@ class StepBook:
         return [row.pk for row in created]
 
     def began(self, step_id: int) -> None:
-        DeploymentStep.objects.filter(pk=step_id).update(status=DeploymentStep.Status.RUNNING, started=timezone.now())
+        DeploymentStep.objects.filter(pk=step_id).update(
+            status=DeploymentStep.Status.RUNNING, started=timezone.now(), revision=self.bump()
+        )
 
     def ended(self, step_id: int, event: Event) -> None:
         now = timezone.now()
@@ -157,6 +173,7 @@ class StepBook:
             output_tail=event.output[-OUTPUT_TAIL:],
             started=now - timedelta(seconds=event.duration),
             finished=now,
+            revision=self.bump(),
         )
         self.done += 1
         self.progress()
@@ -164,18 +181,23 @@ class StepBook:
     def skip(self, step_ids: Sequence[int], reason: str) -> None:
         now = timezone.now()
         DeploymentStep.objects.filter(pk__in=list(step_ids)).update(
-            status=DeploymentStep.Status.SKIPPED, output_tail=reason, started=now, finished=now
+            status=DeploymentStep.Status.SKIPPED, output_tail=reason, started=now, finished=now, revision=self.bump()
         )
         self.done += len(step_ids)
         self.progress()
 
     def fail_running(self, reason: str) -> None:
         DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.RUNNING).update(
-            status=DeploymentStep.Status.FAILED, output_tail=reason[-OUTPUT_TAIL:], finished=timezone.now()
+            status=DeploymentStep.Status.FAILED,
+            output_tail=reason[-OUTPUT_TAIL:],
+            finished=timezone.now(),
+            revision=self.bump(),
         )
 
     def progress(self) -> None:
         """Percent of steps ended (never shown going back when observation rows are added; 100 at success)."""
+        if not self.planned:
+            return
         percent = min(99, self.done * 100 // self.total) if self.total else 0
         if percent > self.shown:
             self.shown = percent
@@ -235,7 +257,10 @@ class Executor:
 
     def add_plan_rows(self, plan: Plan) -> list[list[list[int]]]:
         """Step rows for the whole plan (pending) before anything runs: ids per stage, phase."""
-        return [[self.book.add(p.host, p.name, p.commands) for p in stage.phases] for stage in plan.stages]
+        ids = [[self.book.add(p.host, p.name, p.commands) for p in stage.phases] for stage in plan.stages]
+        self.book.planned = True
+        self.book.progress()
+        return ids
 
     def run_plan(self, plan: Plan, spec_for_guards: SliceSpec | None) -> None:
         ids = self.add_plan_rows(plan)

@@ -259,6 +259,10 @@ class DeploymentStep(models.Model):
     output_tail = models.TextField(blank=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    revision = models.PositiveIntegerField(
+        default=0,
+        help_text="Bumped on every write of the row: pollers ask only for the steps changed since their last read.",
+    )
 
     class Meta:
         ordering = ["deployment", "seq"]

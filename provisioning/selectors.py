@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Max, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from . import placement, plans, specs
-from .models import Deployment, Host
+from .models import Deployment, DeploymentStep, Host
 from .runners import DryRunRunner
 
 PLAN_KINDS = ("deploy", "redeploy", "destroy")
@@ -20,8 +21,26 @@ def deployment_list(*, user: AbstractBaseUser) -> QuerySet[Deployment]:
     return qs if user.is_staff else qs.filter(slice__owner=user)
 
 
-def deployment_detail_queryset(*, user: AbstractBaseUser) -> QuerySet[Deployment]:
-    return deployment_list(user=user).prefetch_related("steps")
+def deployment_detail_queryset(
+    *, user: AbstractBaseUser, steps_after: int = 0, with_plan: bool = True
+) -> QuerySet[Deployment]:
+    """Deployments with their steps (only those of revision > ``steps_after``) and ``steps_revision``.
+
+    ``steps_revision`` is read in the main query, before the steps: every row up to it
+    is already committed (see ``executor.StepBook``), so a poller that asks next for
+    ``steps_after=steps_revision`` misses nothing (it may see a row twice).
+    """
+    latest = (
+        DeploymentStep.objects.filter(deployment=OuterRef("pk"))
+        .order_by()
+        .values("deployment")
+        .annotate(m=Max("revision"))
+        .values("m")
+    )
+    steps = DeploymentStep.objects.filter(revision__gt=steps_after) if steps_after else DeploymentStep.objects.all()
+    qs = deployment_list(user=user).annotate(steps_revision=Coalesce(Subquery(latest), 0))
+    qs = qs.prefetch_related(Prefetch("steps", queryset=steps))
+    return qs if with_plan else qs.defer("plan")
 
 
 def default_plan_kind(slice_obj) -> str:

@@ -1,5 +1,6 @@
 """Serializers of the provisioning API: deployments, their steps, plan and placement previews."""
 
+from django.db.models import Max
 from rest_framework import serializers
 
 from provisioning.models import Deployment, DeploymentStep
@@ -32,6 +33,7 @@ class DeploymentStepSerializer(serializers.ModelSerializer):
             "started",
             "finished",
             "duration_ms",
+            "revision",
         ]
         read_only_fields = fields
 
@@ -64,17 +66,43 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class DeploymentDetailSerializer(DeploymentSerializer):
-    steps = DeploymentStepSerializer(many=True, read_only=True)
+    """A deployment with its plan and steps; ``context["omit_plan"]`` sends ``plan: null`` without reading it."""
+
+    steps = DeploymentStepSerializer(
+        many=True,
+        read_only=True,
+        help_text="Every step, or with ?steps_after=R only those changed since revision R.",
+    )
+    steps_revision = serializers.SerializerMethodField(
+        help_text="The highest step revision included: pass it as ?steps_after= in the next poll."
+    )
     stats = serializers.DictField(
         child=serializers.DictField(child=serializers.FloatField()),
         read_only=True,
         help_text="Per host: SSH connections, round trips, commands, executed, ovs_vsctl, seconds.",
     )
-    plan = serializers.JSONField(read_only=True)
+    plan = serializers.JSONField(read_only=True, allow_null=True, help_text="null with ?plan=false.")
 
     class Meta(DeploymentSerializer.Meta):
-        fields = [*DeploymentSerializer.Meta.fields, "stats", "plan", "steps"]
+        fields = [*DeploymentSerializer.Meta.fields, "stats", "plan", "steps_revision", "steps"]
         read_only_fields = fields
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.context.get("omit_plan"):
+            self.fields.pop("plan")
+
+    def get_steps_revision(self, obj: Deployment) -> int:
+        annotated = getattr(obj, "steps_revision", None)  # the detail queryset annotates it
+        if annotated is not None:
+            return annotated
+        return obj.steps.aggregate(r=Max("revision"))["r"] or 0
+
+    def to_representation(self, instance: Deployment) -> dict:
+        data = super().to_representation(instance)
+        if self.context.get("omit_plan"):
+            data["plan"] = None
+        return data
 
 
 class PlanStepSerializer(serializers.Serializer):

@@ -126,7 +126,9 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Deployment.objects.none()
         if self.action == "retrieve":
-            qs = selectors.deployment_detail_queryset(user=self.request.user)
+            qs = selectors.deployment_detail_queryset(
+                user=self.request.user, steps_after=self._steps_after(), with_plan=not self._omit_plan()
+            )
         else:
             qs = selectors.deployment_list(user=self.request.user)
         slice_id = self.request.query_params.get("slice")
@@ -137,6 +139,21 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self):
         return DeploymentDetailSerializer if self.action == "retrieve" else DeploymentSerializer
 
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "omit_plan": self.action == "retrieve" and self._omit_plan()}
+
+    def _steps_after(self) -> int:
+        raw = self.request.query_params.get("steps_after", "0")
+        if not raw.isdigit() or len(raw) > 10:
+            raise serializers.ValidationError({"steps_after": ["A step revision: a whole number, 0 or more."]})
+        return int(raw)
+
+    def _omit_plan(self) -> bool:
+        raw = self.request.query_params.get("plan", "true").lower()
+        if raw not in ("true", "false", "1", "0"):
+            raise serializers.ValidationError({"plan": ["true or false."]})
+        return raw in ("false", "0")
+
     @extend_schema(
         parameters=[OpenApiParameter("slice", OpenApiTypes.INT, description="Only this slice's deployments.")]
     )
@@ -145,8 +162,19 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
             services.reap_abandoned(slice_id=None)
         return super().list(request, *args, **kwargs)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "steps_after",
+                OpenApiTypes.INT,
+                description="Only the steps changed after this revision (the previous answer's steps_revision): "
+                "what a poller needs.",
+            ),
+            OpenApiParameter("plan", OpenApiTypes.BOOL, description="false: plan is null (it never changes)."),
+        ]
+    )
     def retrieve(self, request: Request, *args, **kwargs) -> Response:
         deployment = self.get_object()
-        if deployment.is_active:
-            services.reap_abandoned(slice_id=deployment.slice_id)
-        return super().retrieve(request, *args, **kwargs)
+        if deployment.is_active and services.reap_abandoned(slice_id=deployment.slice_id):
+            deployment = self.get_object()
+        return Response(self.get_serializer(deployment).data)

@@ -21,25 +21,13 @@ function deploymentDuration(dep) {
 
 const shown = new Map(); // deployment id -> highest percent shown, so the bar never goes back
 
-function planSteps(plan) {
-  let total = 0;
-  for (const stage of plan?.stages || []) for (const phase of stage.phases || []) total += (phase.commands || []).length;
-  return total;
-}
-
 /**
- * Percent done. The job creates its step rows stage by stage, so "done / rows so far"
- * overshoots early on; the whole plan, once the job has stored it, gives the real total.
+ * Percent done: the server's figure (steps ended over the whole plan's rows, 100 only at success),
+ * never shown going back while the job runs.
  */
 export function progressOf(dep) {
   if (dep.status === "succeeded") return 100;
-  const steps = dep.steps || [];
-  const done = steps.filter((s) => ["ok", "skipped", "failed"].includes(s.status)).length;
-  const total = Math.max(steps.length, planSteps(dep.plan));
-  let pct;
-  if (dep.plan && dep.plan.stages && total) pct = Math.min(99, Math.floor((100 * done) / total));
-  else if (typeof dep.progress === "number") pct = Math.min(dep.plan ? 99 : 5, dep.progress);
-  else pct = 0;
+  let pct = typeof dep.progress === "number" ? Math.min(99, dep.progress) : 0;
   if (!FINISHED.has(dep.status)) {
     pct = Math.max(pct, shown.get(dep.id) || 0);
     shown.set(dep.id, pct);
@@ -209,7 +197,7 @@ export function renderDeployment(container, dep, vms) {
         "span",
         {},
         el("span", { class: "progress-pct", "data-testid": "progress-pct" }, `${pct} %`),
-        steps.length ? ` · ${done} of ${Math.max(steps.length, planSteps(dep.plan))} steps` : "",
+        steps.length ? ` · ${done} of ${steps.length} steps` : "",
       ),
       el("span", {}, formatDuration(deploymentDuration(dep)) || (dep.status === "queued" ? "waiting for a worker…" : "")),
     ),

@@ -725,8 +725,10 @@ async function poll() {
   const dep = state.deployment;
   if (!dep) return;
   try {
-    const [fresh] = await Promise.all([api(`deployments/${dep.id}/`), loadSlice()]);
-    state.deployment = fresh;
+    // Only what changed since the last answer: the plan never changes and most steps have not moved.
+    const query = { plan: "false", steps_after: dep.steps_revision ?? 0 };
+    const [fresh] = await Promise.all([api(`deployments/${dep.id}/`, { query }), loadSlice()]);
+    state.deployment = mergeSteps(dep, fresh);
     state.pollErrors = 0;
     renderJob();
     if (FINISHED.has(fresh.status)) {
@@ -743,6 +745,14 @@ async function poll() {
     if (state.pollErrors === 3) toast(`Lost contact with the server (${err.message}); still trying…`, { kind: "error" });
   }
   state.pollTimer = setTimeout(poll, state.pollErrors ? Math.min(8000, config.pollMs * 2 ** state.pollErrors) : config.pollMs);
+}
+
+/** ``fresh`` (a poll's answer: changed steps only, no plan) laid over what we had. */
+function mergeSteps(had, fresh) {
+  const bySeq = new Map((had.steps || []).map((step) => [step.seq, step]));
+  for (const step of fresh.steps || []) bySeq.set(step.seq, step);
+  const steps = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  return { ...fresh, plan: had.plan, steps };
 }
 
 /** The slice's latest job, from the slice detail or the deployments list, when the server has one. */

@@ -4,7 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from provisioning.models import Deployment, DeploymentStep, Host
@@ -192,3 +194,49 @@ def test_admin_pages_and_retry_action(client, inventory, user, staff_user, make_
     assert r.status_code == 200
     assert Deployment.objects.filter(slice=s).count() == 2
     assert Deployment.objects.exclude(pk=dep.pk).get(slice=s).status == "queued"
+
+
+def test_a_poll_gets_only_the_steps_changed_since_its_last_read(api, inventory, user, make_slice):
+    """What the designer polls while a job runs: no plan, and only the rows written since the last answer."""
+    s = linked(make_slice, user)
+    dep = Deployment.objects.create(slice=s, kind="deploy", status="running", plan={"stages": ["big"]})
+    for seq in (1, 2, 3):
+        DeploymentStep.objects.create(
+            deployment=dep, seq=seq, host="worker1", phase="ports", description=f"step {seq}", command="true",
+            revision=1,
+        )  # fmt: skip
+    first = api.get(f"/api/deployments/{dep.pk}/").json()
+    assert first["plan"] == {"stages": ["big"]} and len(first["steps"]) == 3 and first["steps_revision"] == 1
+
+    DeploymentStep.objects.filter(deployment=dep, seq=2).update(status="running", revision=2)
+    DeploymentStep.objects.filter(deployment=dep, seq=2).update(status="ok", exit_code=0, revision=3)
+    poll = api.get(f"/api/deployments/{dep.pk}/?steps_after=1&plan=false").json()
+    assert poll["plan"] is None and poll["status"] == "running"
+    assert [(st["seq"], st["status"], st["revision"]) for st in poll["steps"]] == [(2, "ok", 3)]
+    assert poll["steps_revision"] == 3
+
+    idle = api.get(f"/api/deployments/{dep.pk}/?steps_after=3&plan=false").json()
+    assert idle["steps"] == [] and idle["steps_revision"] == 3
+
+
+def test_poll_parameters_are_checked(api, inventory, user, make_slice):
+    dep = Deployment.objects.create(slice=linked(make_slice, user), kind="deploy", status="succeeded")
+    for bad in ("steps_after=-1", "steps_after=x", "steps_after=99999999999", "plan=maybe"):
+        r = api.get(f"/api/deployments/{dep.pk}/?{bad}")
+        assert r.status_code == 400, bad
+        assert bad.split("=")[0] in r.json()
+
+
+def test_deployment_detail_runs_a_constant_number_of_queries(api, inventory, user, make_slice):
+    def queries(rows: int) -> int:
+        dep = Deployment.objects.create(slice=linked(make_slice, user), kind="deploy", status="succeeded")
+        DeploymentStep.objects.bulk_create(
+            DeploymentStep(deployment=dep, seq=i, host="w1", phase="vms", description="d", command="c", revision=i)
+            for i in range(1, rows + 1)
+        )
+        with CaptureQueriesContext(connection) as ctx:
+            body = api.get(f"/api/deployments/{dep.pk}/").json()
+        assert len(body["steps"]) == rows and body["steps_revision"] == rows
+        return len(ctx)
+
+    assert queries(1) == queries(50)

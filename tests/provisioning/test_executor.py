@@ -16,7 +16,8 @@ import pytest
 
 from provisioning import executor, services
 from provisioning.models import Deployment, DeploymentStep, Host
-from provisioning.plans import SliceSpec, lease_wait_command
+from provisioning.plans import HostCommand, SliceSpec, lease_wait_command
+from provisioning.runners import Event
 from slices import services as slice_services
 from slices.models import VM, Interface, Slice
 
@@ -286,3 +287,21 @@ def test_lease_wait_is_bounded(ssh_hosts, user, make_slice, echo, settings):
     assert wait.status == "ok" and wait.output_tail.count(" -") == 2
     assert lease_wait_command(SliceSpec.from_dict(done.spec), 2) is not None
     assert Deployment.objects.get(pk=dep.pk).status == "succeeded"
+
+
+def test_step_book_progress_waits_for_the_plan_and_revisions_grow(inventory, user, make_slice):
+    """A probe that ends before the plan exists must not show 99 %; every row write gets a new revision."""
+    dep = Deployment.objects.create(slice=make_slice(user, vms=1), kind="deploy", status="running")
+    book = executor.StepBook(dep)
+    (probe,) = book.add("worker1", "probe", [HostCommand(("true",), "probe")])
+    book.began(probe)
+    book.ended(probe, Event("ended", "worker1", 0, status="ok", exit_code=0))
+    dep.refresh_from_db()
+    assert dep.progress == 0
+    ids = book.add("worker1", "ports", [HostCommand(("true",), f"step {i}") for i in range(3)])
+    book.planned = True
+    book.ended(ids[0], Event("ended", "worker1", 0, status="ok", exit_code=0))
+    dep.refresh_from_db()
+    assert dep.progress == 50  # 2 of 4 rows
+    revisions = dict(DeploymentStep.objects.filter(deployment=dep).values_list("pk", "revision"))
+    assert revisions[probe] == 3 and revisions[ids[0]] == 5 and revisions[ids[1]] == revisions[ids[2]] == 4

@@ -146,7 +146,18 @@ def test_deploy_and_destroy_jobs_on_a_real_worker_with_live_steps(cluster, worke
     body = client.get(f"/api/deployments/{dep_id}/").json()
     assert body["status"] == "running" and body["heartbeat"] is not None
     assert any(step["status"] == "ok" for step in body["steps"])
+    # poll as the designer does (only what changed since the last answer): it ends with the full record
+    merged, revision, polls = {st["seq"]: st for st in body["steps"]}, body["steps_revision"], 0
+    while body["status"] in ("queued", "running"):
+        time.sleep(0.05)
+        body = client.get(f"/api/deployments/{dep_id}/?plan=false&steps_after={revision}").json()
+        assert body["plan"] is None and all(st["revision"] > revision for st in body["steps"])
+        merged.update({st["seq"]: st for st in body["steps"]})
+        revision, polls = body["steps_revision"], polls + 1
     output = worker.wait()
+    full = client.get(f"/api/deployments/{dep_id}/").json()
+    assert polls > 3 and full["steps_revision"] == revision
+    assert [merged[seq] for seq in sorted(merged)] == full["steps"]
     dep.refresh_from_db()
     assert dep.status == "succeeded", (dep.error, output)
     assert set(DeploymentStep.objects.filter(deployment=dep).values_list("status", flat=True)) == {"ok"}
