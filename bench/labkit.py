@@ -87,21 +87,9 @@ class LabSession:
         self.guest = None
 
     def is_up(self) -> bool:
-        from provisioning.lab import system
-        from provisioning.lab.topology import HOSTS, lab_namespaces
+        from provisioning.lab import cluster
 
-        if not all(system.namespace_exists(ns) for ns in lab_namespaces()):
-            return False
-        root = str(self.paths.root)
-        for host in HOSTS:
-            for pid_file in (
-                self.paths.ovs_dir(host.name) / "ovsdb-server.pid",
-                self.paths.ovs_dir(host.name) / "ovs-vswitchd.pid",
-                self.paths.sshd_dir(host.name) / "sshd.pid",
-            ):
-                if not system.pid_from_file(pid_file, must_mention=root):
-                    return False
-        return True
+        return cluster.is_up(self.paths)
 
     def foreign_lab(self) -> bool:
         """A lab of another LAB_DIR (e.g. a tests/lab run) has processes in the lab namespaces."""

@@ -147,6 +147,22 @@ def remove_known_hosts(path: Path) -> None:
         write_known_hosts(path, {})
 
 
+def is_up(paths: LabPaths) -> bool:
+    """Cheap check: every lab namespace exists and every host's daemons of this LAB_DIR are alive."""
+    if not all(system.namespace_exists(ns) for ns in lab_namespaces()):
+        return False
+    root = str(paths.root)
+    for host in HOSTS:
+        for pid_file in (
+            paths.ovs_dir(host.name) / "ovsdb-server.pid",
+            paths.ovs_dir(host.name) / "ovs-vswitchd.pid",
+            paths.sshd_dir(host.name) / "sshd.pid",
+        ):
+            if not system.pid_from_file(pid_file, must_mention=root):
+                return False
+    return True
+
+
 # --- down -----------------------------------------------------------------------------
 
 

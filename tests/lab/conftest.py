@@ -22,7 +22,7 @@ import pytest
 from django.conf import settings
 
 from provisioning.lab import cluster, guest, inventory, system
-from provisioning.lab.topology import DEFAULT_UPLINK, HOSTS, LabPaths, lab_namespaces
+from provisioning.lab.topology import DEFAULT_UPLINK, LabPaths
 
 REQUIRED_TOOLS = (
     "ip",
@@ -76,19 +76,7 @@ class Lab:
         self.up_seconds: float | None = None
 
     def is_up(self) -> bool:
-        """Cheap check: every namespace exists and every host's daemons are alive."""
-        if not all(system.namespace_exists(ns) for ns in lab_namespaces()):
-            return False
-        root = str(self.paths.root)
-        for host in HOSTS:
-            for pid_file in (
-                self.paths.ovs_dir(host.name) / "ovsdb-server.pid",
-                self.paths.ovs_dir(host.name) / "ovs-vswitchd.pid",
-                self.paths.sshd_dir(host.name) / "sshd.pid",
-            ):
-                if not system.pid_from_file(pid_file, must_mention=root):
-                    return False
-        return True
+        return cluster.is_up(self.paths)
 
     def ensure_up(self) -> None:
         if not self.is_up():

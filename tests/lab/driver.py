@@ -20,7 +20,9 @@ from provisioning.models import Host
 
 DEPLOY_TIMEOUT = 240  # seconds for one deployment job (TCG guests on 2 cores)
 LEASE_TIMEOUT = 120  # seconds for a guest to report a lease
-LEASE_RE = r"SP: DHCP {nic} ok ip=(?P<ip>[0-9.]+) mask=(?P<mask>\d+) router=(?P<router>\S+) .*uptime=(?P<up>[0-9.]+)"
+LEASE_RE = (  # a complete line only (one still being written could end in a cut-off uptime)
+    r"SP: DHCP {nic} ok ip=(?P<ip>[0-9.]+) mask=(?P<mask>\d+) router=(?P<router>\S+) .*uptime=(?P<up>[0-9.]+)\r?\n"
+)
 
 
 @dataclass
