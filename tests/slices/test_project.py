@@ -93,6 +93,6 @@ def test_check_deploy_reports_nothing_with_debug_off():
     assert "System check identified no issues (0 silenced)." in out.stdout
 
 
-def test_slices_migrations_are_up_to_date():
-    out = _manage("makemigrations", "slices", "--check", "--dry-run")
+def test_migrations_are_up_to_date():
+    out = _manage("makemigrations", "--check", "--dry-run")
     assert out.returncode == 0, out.stdout + out.stderr
