@@ -156,6 +156,14 @@ class VlanSpec:
 
 INTERNET = VlanSpec(INTERNET_VLAN, str(INTERNET_SUBNET))
 
+# VLAN 400 is one segment for the internet NICs of every slice: each such TAP may talk
+# to the gateway and the DHCP server only (OpenFlow rules on the worker, see
+# internet_guard_command), so those two ports get fixed, known MACs.
+INTERNET_GATEWAY_MAC = "02:53:50:00:04:01"
+INTERNET_DHCP_MAC = "02:53:50:00:04:02"
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+FLOW_COOKIE_TAG = 0x5350 << 48  # "SP": the flows this portal owns on br-int
+
 
 @dataclass(frozen=True)
 class SliceSpec:
@@ -426,6 +434,20 @@ SH_KILL_PIDFILE = (
     'if ours; then kill "$p" 2>/dev/null; i=0; while ours && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
     'ours && kill -9 "$p"; fi; rm -f "$f"'
 )
+# Replace the flows of one cookie: BRIDGE COOKIE FLOW...
+SH_OFCTL_REPLACE_FLOWS = (
+    'b=$1; c=$2; shift 2; ovs-ofctl del-flows "$b" "cookie=$c/-1" || exit 1; '
+    'printf "%s\\n" "$@" | ovs-ofctl add-flows "$b" -'
+)
+# Remove the flows of one cookie: BRIDGE COOKIE (a bridge already gone has none).
+SH_OFCTL_DEL_FLOWS = 'ovs-vsctl br-exists "$1" || exit 0; exec ovs-ofctl del-flows "$1" "cookie=$2/-1"'
+# Flows check: BRIDGE COOKIE PORT COUNT MAC: COUNT flows of the cookie on the port as it is now
+# (a port added again has another OpenFlow number), COUNT-1 of them naming the guest's MAC.
+SH_OFCTL_FLOWS_CHECK = (
+    'f=$(ovs-ofctl dump-flows "$1" "cookie=$2/-1,in_port=$3" --no-stats 2>/dev/null) || exit 1; '
+    '[ "$(printf "%s\\n" "$f" | grep -c priority=)" = "$4" ] && '
+    '[ "$(printf "%s\\n" "$f" | grep -c "dl_src=$5")" = "$(($4 - 1))" ]'
+)
 # Ports check: pairs NAME TAG ("-" = must not be on any bridge); one ovs-vsctl call.
 SH_OVS_PORTS_CHECK = (
     "cur=$(ovs-vsctl -f csv --no-headings -d bare --columns=name,tag list Port) || exit 1; "
@@ -645,6 +667,9 @@ def netnode_ports_command(vlans: Sequence[VlanSpec]) -> HostCommand:
                 argv.append("--")
             argv += ["--may-exist", "add-port", BRIDGE, port, f"tag={v.vlan}"]
             argv += ["--", "set", "interface", port, "type=internal"]
+            if v.vlan == INTERNET_VLAN:
+                mac = INTERNET_GATEWAY_MAC if port == gateway_port_name(v.vlan) else INTERNET_DHCP_MAC
+                argv.append(f'mac="{mac}"')
             if len(undo) > 1:
                 undo.append("--")
             undo += ["--if-exists", "del-port", BRIDGE, port]
@@ -861,6 +886,43 @@ def worker_ports_command(nics: Sequence[NicSpec]) -> HostCommand:
     )
 
 
+def flow_cookie(vm_id: int, nic: NicSpec) -> str:
+    """The OpenFlow cookie of one guest NIC's flows (unique per installation: VM ids are)."""
+    return f"{FLOW_COOKIE_TAG | vm_id << 8 | nic.index:#018x}"
+
+
+def internet_guard_command(vm: VmSpec, nic: NicSpec) -> HostCommand:
+    """OpenFlow rules on a VLAN 400 TAP: the guest reaches the gateway and DHCP, no other guest.
+
+    From the TAP, with the guest's own source MAC only: frames to the gateway's or
+    the DHCP server's MAC; broadcasts that are an ARP request for the gateway or a
+    DHCP request. Everything else from the TAP is dropped, so internet NICs of
+    different slices (and of one slice) never reach each other at L2, and no guest
+    can take the gateway's MAC. Routing between them is refused by SP-FORWARD.
+    """
+    cookie = flow_cookie(vm.id, nic)
+    head = f"cookie={cookie},table=0,in_port={nic.tap}"
+    allow = f"{head},priority=300,dl_src={nic.mac}"
+    flows = (
+        f"{allow},dl_dst={INTERNET_GATEWAY_MAC},actions=NORMAL",
+        f"{allow},dl_dst={INTERNET_DHCP_MAC},actions=NORMAL",
+        f"{allow},dl_dst={BROADCAST_MAC},arp,arp_tpa={INTERNET.gateway},actions=NORMAL",
+        f"{allow},dl_dst={BROADCAST_MAC},udp,tp_src=68,tp_dst=67,actions=NORMAL",
+        f"{head},priority=290,actions=drop",
+    )
+    return HostCommand(
+        sh(SH_OFCTL_REPLACE_FLOWS, "sp-flows", BRIDGE, cookie, *flows),
+        f"Guard {nic.tap} on VLAN {INTERNET_VLAN} ({vm.name}.eth{nic.index}): gateway and DHCP only",
+        check=sh(SH_OFCTL_FLOWS_CHECK, "sp-flows-check", BRIDGE, cookie, nic.tap, str(len(flows)), nic.mac),
+        undo=internet_unguard_argv(vm.id, nic),
+        undo_description=f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap}",
+    )
+
+
+def internet_unguard_argv(vm_id: int, nic: NicSpec) -> tuple[str, ...]:
+    return sh(SH_OFCTL_DEL_FLOWS, "sp-del-flows", BRIDGE, flow_cookie(vm_id, nic))
+
+
 def accel_args(accel: str) -> tuple[str, ...]:
     if accel == "kvm":
         return ("-accel", "kvm", "-cpu", "host")
@@ -947,17 +1009,18 @@ def worker_ports_commands(
     if dirs:
         cmds.append(vms_dir_command(worker))
         cmds += [vm_dir_command(worker, vm) for vm in vms]
-    chosen: list[NicSpec] = []
+    chosen: list[tuple[VmSpec, NicSpec]] = []
     seen: set[str] = set()
     for vm in vms:
         for nic in nics[vm.id] if nics is not None else vm.nics:
             if nic.tap in seen:
                 continue
             seen.add(nic.tap)
-            chosen.append(nic)
+            chosen.append((vm, nic))
             cmds += tap_commands(vm, nic)
     if chosen:
-        cmds.append(worker_ports_command(chosen))
+        cmds.append(worker_ports_command([nic for _, nic in chosen]))
+    cmds += [internet_guard_command(vm, nic) for vm, nic in chosen if nic.vlan == INTERNET_VLAN]
     return tuple(cmds)
 
 
@@ -1166,6 +1229,9 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
                 _undo_phase(Phase("vms", worker.name, worker_vms_commands(worker, vms, old.slice_name)), "teardown-vms")
             )
             teardown[STAGE_NETWORK].append(_undo_phase(Phase("ports", worker.name, worker_ports_commands(worker, vms))))
+    unguard = _left_internet(old, new, gone={vm.id for vm in gone_vms})
+    for host, cmds in unguard.items():
+        teardown[STAGE_NETWORK].append(Phase("teardown-ports", host, tuple(cmds), teardown=True))
     for vm, removed_nics in restart:
         worker = old.worker(vm.host)
         stop = worker_vms_commands(worker, [vm], old.slice_name, disks=False)
@@ -1182,6 +1248,24 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
             0, _undo_phase(Phase("internet", node, internet_commands(old.netnode), shared=SHARED_INTERNET))
         )
     return _assemble("apply", teardown, _build_stages(new))
+
+
+def _left_internet(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:
+    """Per worker: removal of the VLAN 400 rules of NICs that stay but leave VLAN 400 (or move)."""
+    now = {(vm.id, nic.index): (vm.host, nic.vlan) for vm in new.vms for nic in vm.nics}
+    out: dict[str, list[HostCommand]] = {}
+    for vm in old.vms:
+        if vm.id in gone:
+            continue  # torn down whole, rules included
+        for nic in vm.nics:
+            if nic.vlan == INTERNET_VLAN and now.get((vm.id, nic.index)) != (vm.host, INTERNET_VLAN):
+                out.setdefault(vm.host, []).append(
+                    HostCommand(
+                        internet_unguard_argv(vm.id, nic),
+                        f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap} ({vm.name}.eth{nic.index})",
+                    )
+                )
+    return out
 
 
 def merge_specs(older: SliceSpec | None, newer: SliceSpec) -> SliceSpec:

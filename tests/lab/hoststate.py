@@ -1,7 +1,7 @@
 """A snapshot of everything a deploy can leave on the lab's hosts, to compare before and after.
 
 Per host (read over SSH, as an operator would): OVS ports with their tags and
-types, links, IPv4 addresses and routes, iptables rules (filter and nat), the
+types, br-int's OpenFlow rules, links, IPv4 addresses and routes, iptables rules (filter and nat), the
 forwarding sysctl, and every file under the host's state_dir. Globally: the
 named namespaces and the processes running inside the lab's namespaces (the
 SSH sessions of the snapshot itself excluded).
@@ -18,6 +18,7 @@ SECTION = "=====SP-SECTION "
 HOST_SCRIPT = f"""
 echo '{SECTION}ports'; ovs-vsctl --format=csv --data=bare --no-headings --columns=name,tag,trunks list port | sort
 echo '{SECTION}interfaces'; ovs-vsctl --format=csv --data=bare --no-headings --columns=name,type list interface | sort
+echo '{SECTION}flows'; ovs-ofctl dump-flows br-int --no-stats | grep -v '^NXST' | sort
 echo '{SECTION}links'; ip -o link show | sed -E 's/^[0-9]+: ([^:@]+).*/\\1/' | sort
 echo '{SECTION}addresses'; ip -o -4 addr show | awk '{{print $2, $4}}' | sort
 echo '{SECTION}routes'; ip -4 route show | sort

@@ -135,12 +135,27 @@ def test_line_of_three_vms_across_workers(portal, lab):
 
 def test_internet_vm_is_masqueraded_out_of_the_uplink(portal, lab):
     before = hoststate.snapshot(lab)
-    s = new_slice(portal, "web")
+    s, other = new_slice(portal, "web"), new_slice(portal, "other")
     web = portal.vm(s["id"], "web", host="worker2", data=0, internet=True)
+    near = portal.vm(other["id"], "near", host="worker2", data=0, internet=True)  # same worker as web
+    far = portal.vm(other["id"], "far", host="worker1", data=0, internet=True)
     assert interface(web, "eth0")["vlan"] == 400
-    portal.run(s["id"], "deploy")
+    for job in [portal.request(s["id"], "deploy"), portal.request(other["id"], "deploy")]:
+        done = portal.wait(job)
+        assert done["status"] == "succeeded", done.get("error")
     lease = portal.lease(web, "eth0")
     assert in_range(lease.ip, "10.60.7.0/24") and lease.router == "10.60.7.1"
+    ip = {vm["name"]: portal.lease(vm, "eth0").ip for vm in (near, far)}
+
+    # VLAN 400 is shared by every slice's internet NICs, yet web reaches none of the other slice's VMs:
+    # not at L2 (same worker or across the underlay), not routed back through the gateway.
+    assert portal.pings(far, str(INTERNET_ADDRESS))
+    for name in ("near", "far"):
+        assert portal.never_pings(web, ip[name]), name
+        assert not portal.sh(web, f"arping -c 2 -w 3 -I eth0 {ip[name]}", timeout=20).ok, name
+        assert portal.sh(web, f"ip route add {ip[name]}/32 via 10.60.7.1").ok
+        assert portal.never_pings(web, ip[name]), f"{name} through the gateway"
+    assert portal.never_pings(near, lease.ip)
 
     capture = subprocess.Popen(
         ["ip", "netns", "exec", INTERNET_NAMESPACE, "tcpdump", "-n", "-l", "-i", INTERNET_IF, "icmp"],
@@ -166,6 +181,7 @@ def test_internet_vm_is_masqueraded_out_of_the_uplink(portal, lab):
     ), tracked
 
     portal.run(s["id"], "destroy")
+    portal.run(other["id"], "destroy")
     assert_restored(lab, before)
 
 

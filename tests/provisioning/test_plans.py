@@ -210,6 +210,55 @@ def test_internet_commands_exact():
     assert ("ip", "addr", "replace", "10.60.7.1/24", "dev", "gw_v400") in [c.argv for c in got]
 
 
+def test_internet_gateway_and_dhcp_ports_get_the_fixed_macs_the_guards_name():
+    (ports,) = [c for c in plans.vlans_commands(NODE, [INTERNET]) if c.argv[0] == "ovs-vsctl"]
+    assert ports.argv == (
+        "ovs-vsctl",
+        "--may-exist", "add-port", "br-int", "gw_v400", "tag=400",
+        "--", "set", "interface", "gw_v400", "type=internal", 'mac="02:53:50:00:04:01"',
+        "--", "--may-exist", "add-port", "br-int", "dhcp_v400", "tag=400",
+        "--", "set", "interface", "dhcp_v400", "type=internal", 'mac="02:53:50:00:04:02"',
+    )  # fmt: skip
+    (link,) = [c for c in plans.vlans_commands(NODE, [vlan(100)]) if c.argv[0] == "ovs-vsctl"]
+    assert not [a for a in link.argv if a.startswith("mac=")]
+
+
+def test_an_internet_tap_reaches_only_the_gateway_and_dhcp():
+    guest = vm(1, vlans=(400, 100))
+    guard = plans.internet_guard_command(guest, guest.nics[0])
+    cookie = "0x5350000000000100"
+    own = f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=300,dl_src={mac(1, 0)}"
+    assert guard.argv == (
+        "sh", "-c", plans.SH_OFCTL_REPLACE_FLOWS, "sp-flows", "br-int", cookie,
+        f"{own},dl_dst=02:53:50:00:04:01,actions=NORMAL",
+        f"{own},dl_dst=02:53:50:00:04:02,actions=NORMAL",
+        f"{own},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_tpa=10.60.7.1,actions=NORMAL",
+        f"{own},dl_dst=ff:ff:ff:ff:ff:ff,udp,tp_src=68,tp_dst=67,actions=NORMAL",
+        f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=290,actions=drop",
+    )  # fmt: skip
+    assert guard.check == ("sh", "-c", plans.SH_OFCTL_FLOWS_CHECK, "sp-flows-check", "br-int", cookie, "tap_1_eth0",
+                           "5", mac(1, 0))  # fmt: skip
+    assert guard.undo == ("sh", "-c", plans.SH_OFCTL_DEL_FLOWS, "sp-del-flows", "br-int", cookie)
+    # in the plan: right after the worker's ports transaction, only for VLAN 400 NICs
+    got = argvs(deploy_plan(spec([guest, vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)), "worker1", "ports")
+    assert got[-2][0] == "ovs-vsctl" and got[-1] == guard.argv
+    assert not [a for a in argvs(deploy_plan(two_vm_spec()), "worker1", "ports") if "sp-flows" in a]
+    # cookies stay apart for big ids and many NICs
+    assert plans.flow_cookie(123456, NicSpec(10, mac(1, 10), 400, "x")) == "0x5350000001e2400a"
+
+
+def test_guards_go_with_the_vm_or_when_its_nic_leaves_vlan_400():
+    old = spec([vm(1, vlans=(400, None)), vm(2, vlans=(400, None))], internet=True)
+    unguard = plans.internet_unguard_argv
+    destroy = argvs(destroy_plan(old), "worker1", "teardown-ports")
+    assert unguard(1, old.vms[0].nics[0]) in destroy and unguard(2, old.vms[1].nics[0]) in destroy
+    assert destroy.index(unguard(1, old.vms[0].nics[0])) < [a[0] for a in destroy].index("ovs-vsctl")
+    # vm1 keeps running without internet, vm2 keeps it: only vm1's rules go
+    new = spec([vm(1, vlans=(None, None)), vm(2, vlans=(400, None))], internet=True)
+    teardown = argvs(apply_plan(old, new), "worker1", "teardown-ports")
+    assert teardown == [unguard(1, old.vms[0].nics[0])]
+
+
 def test_uplink_comes_from_the_network_node_spec():
     node = dataclasses.replace(NODE, uplink="lab-up0")
     assert "lab-up0" in plans.internet_commands(node)[-2].argv
