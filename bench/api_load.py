@@ -18,8 +18,11 @@ requests or ``--seconds`` seconds, whichever comes first. Scenarios:
 - ``list page``: ``GET /api/slices/`` (the default page of 100);
 - ``slice of 50 VMs``: ``GET /api/slices/{id}/`` (VMs, interfaces, links, pool);
 - ``its deployment``: ``GET /api/deployments/{id}/`` of a finished dry-run deploy
-  of that slice (plan and every step): with the slice, what the designer polls
-  every 0.7 s while a job runs. Needs Redis (the job's network-node lock).
+  of that slice (plan and every step): what the designer reads once when it opens
+  a job. Needs Redis (the job's network-node lock);
+- ``its poll``: ``GET /api/deployments/{id}/?plan=false&steps_after=R`` with R ten
+  revisions before the last (about ten steps changed since the previous poll):
+  with the slice, what the designer polls every 0.7 s while a job runs.
 
 Prints requests/s, p50/p95/p99 latency, response size and the SQL statements
 one request runs (counted in-process with the same view and data).
@@ -59,6 +62,7 @@ from common import (
 SLICES = 1000
 BIG_SLICE_VMS = 50
 LINK_EVERY = 5  # small slices with a link (VLAN blocks are the scarce resource, see above)
+POLL_CHANGES = 10  # revisions written between two designer polls (a step began or ended: ~10 in 0.7 s)
 
 
 def free_port() -> int:
@@ -88,11 +92,12 @@ def prepare(slices: int, big: int) -> tuple[str, int]:
     return token, big_slice.pk, user
 
 
-def dry_run_deployment(slice_id: int, user) -> tuple[int, int]:
-    """A finished dry-run deploy of the slice (the engine's job, in-process); returns (id, steps).
+def dry_run_deployment(slice_id: int, user) -> tuple[int, int, int]:
+    """A finished dry-run deploy of the slice (the engine's job, in-process); returns (id, steps, revision).
 
-    Its detail (plan and every step) is what the designer polls, with the slice,
-    every 0.7 s while a job runs (static/js/designer.js, slices/views.py).
+    Its detail (plan and every step) is what the designer reads when it opens the
+    job; then, every 0.7 s while the job runs, the slice and the steps changed
+    since its last read (static/js/designer.js, slices/views.py).
     """
     from django.conf import settings
 
@@ -107,7 +112,8 @@ def dry_run_deployment(slice_id: int, user) -> tuple[int, int]:
     services.provisioning_queue().empty()
     if status != "succeeded":
         raise RuntimeError(f"the dry-run deployment ended {status}")
-    return deployment.pk, DeploymentStep.objects.filter(deployment_id=deployment.pk).count()
+    rows = DeploymentStep.objects.filter(deployment_id=deployment.pk)
+    return deployment.pk, rows.count(), max(rows.values_list("revision", flat=True))
 
 
 def sql_per_request(path: str, token: str) -> tuple[int, int]:
@@ -287,12 +293,17 @@ def main() -> None:
         started = time.perf_counter()
         token, big_id, user = prepare(args.slices, args.big)
         log(f"{args.slices} slices designed in {time.perf_counter() - started:.0f} s")
-        deployment_id, steps = dry_run_deployment(big_id, user)
+        deployment_id, steps, revision = dry_run_deployment(big_id, user)
+        since = max(0, revision - POLL_CHANGES)
         scenarios = [
             (f"list {args.slices}", f"/api/slices/?limit={args.slices}"),
             ("list page (100)", "/api/slices/"),
             (f"slice of {args.big} VMs", f"/api/slices/{big_id}/"),
             (f"its deployment ({steps} steps)", f"/api/deployments/{deployment_id}/"),
+            (
+                f"its poll (last {POLL_CHANGES} revisions)",
+                f"/api/deployments/{deployment_id}/?plan=false&steps_after={since}",
+            ),
         ]
         body = json.loads(
             __import__("django.test", fromlist=["Client"])
@@ -371,13 +382,13 @@ def main() -> None:
         from slices.views import POLL_INTERVAL_MS
 
         # While a job runs, an open designer fetches the slice and its deployment every POLL_INTERVAL_MS.
-        slice_rps, dep_rps = rates[scenarios[2][1]], rates[scenarios[3][1]]
+        slice_rps, dep_rps = rates[scenarios[2][1]], rates[scenarios[4][1]]
         if slice_rps and dep_rps:
             per_poll = 1 / slice_rps + 1 / dep_rps
             print()
             print(
                 f"DESIGNER POLL: {per_poll * 1000:.0f} ms of this server per poll of a {args.big}-VM slice "
-                f"(slice + deployment); at one poll every {POLL_INTERVAL_MS} ms it serves "
+                f"(slice + steps changed since the last poll); at one poll every {POLL_INTERVAL_MS} ms it serves "
                 f"{POLL_INTERVAL_MS / 1000 / per_poll:.1f} open designers watching a job"
             )
 
