@@ -122,6 +122,8 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, deplo
     expect(pg.locator("#plan-dialog")).to_be_hidden()
 
     # Deploy, and watch the job live: a lane per host, the bar moving, then 100 %.
+    polls = []
+    pg.on("request", lambda r: polls.append(r.url) if re.search(r"/api/deployments/\d+/", r.url) else None)
     pg.get_by_test_id("deploy").click()
     deploy_view = pg.get_by_test_id("deploy-view")
     expect(deploy_view).to_be_visible()
@@ -142,6 +144,11 @@ def test_draw_a_ring_plan_deploy_watch_progress_and_destroy(page, ui_user, deplo
     expect(progress).to_have_attribute("aria-valuenow", "100", timeout=job_timeout)
     expect(pg.get_by_test_id("progress-pct")).to_have_text("100 %")
     expect(pg.get_by_test_id("slice-status")).to_have_text("Active")
+    # Every poll asked only for what changed (no plan, steps after the last revision seen), and the
+    # revisions it sent only grew.
+    assert polls and all("plan=false" in url and "steps_after=" in url for url in polls), polls
+    seen = [int(re.search(r"steps_after=(\d+)", url).group(1)) for url in polls]
+    assert seen == sorted(seen) and seen[-1] > 0, seen
     for lane in deploy_view.locator(".lane").all():
         expect(lane.locator(".step")).not_to_have_count(0)
         expect(lane.locator('.step[data-status="failed"]')).to_have_count(0)
