@@ -728,6 +728,7 @@ async function poll() {
     // Only what changed since the last answer: the plan never changes and most steps have not moved.
     const query = { plan: "false", steps_after: dep.steps_revision ?? 0 };
     const [fresh] = await Promise.all([api(`deployments/${dep.id}/`, { query }), loadSlice()]);
+    if (state.deployment !== dep) return; // another job was started meanwhile: its own poll follows it
     state.deployment = mergeSteps(dep, fresh);
     state.pollErrors = 0;
     renderJob();
