@@ -102,6 +102,14 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent writers (the designer saves every node's position at once) take turns instead of
+    # failing with "database is locked": a write transaction takes the lock when it begins
+    # (IMMEDIATE, no deadlocked upgrade from a read), waits up to 20 s for it, and WAL lets
+    # readers go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -204,6 +212,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},  # 500s, DEBUG off too
         "slices": {"handlers": ["console"], "level": "INFO"},
         "provisioning": {"handlers": ["console"], "level": "INFO"},
         "paramiko": {"handlers": ["console"], "level": "WARNING"},
