@@ -252,6 +252,7 @@ class Executor:
         self.lock_factory = lock_factory
         self.started_vms: set[int] = set()
         self.booted_vms: set[int] = set()  # QEMU started by this job (not skipped as running)
+        self.relinked: set[str] = set()  # MACs of running guests' NICs whose link this job bounced
 
     # -- plan --
 
@@ -300,6 +301,8 @@ class Executor:
             self.started_vms.add(_vm_id_of(cmd))
         if cmd.boots_vm is not None and event.status == "ok":
             self.booted_vms.add(cmd.boots_vm)
+        if cmd.relinks is not None and event.status == "ok":
+            self.relinked.add(cmd.relinks)
 
     # -- probe and observe --
 
@@ -334,7 +337,7 @@ class Executor:
         from slices.models import VM, Interface
 
         booted = None if isinstance(self.runner, DryRunRunner) else self.booted_vms
-        wait = plans.lease_wait_command(spec, lease_wait_seconds(), booted)
+        wait = plans.lease_wait_command(spec, lease_wait_seconds(), booted, self.relinked)
         if wait is not None:
             node = spec.netnode.name
             scripts = {node: list(zip(self.book.add(node, "observe", [wait]), [wait], strict=True))}

@@ -322,6 +322,7 @@ class HostCommand:
     undo_description: str = ""
     capture: int = OUTPUT_TAIL
     boots_vm: int | None = None  # the VM this command boots (QEMU start), for the executor's bookkeeping
+    relinks: str | None = None  # the MAC of the running guest NIC this command bounces (its VLAN changed)
 
     def undo_command(self) -> HostCommand | None:
         if self.undo is None:
@@ -447,6 +448,15 @@ SH_OFCTL_FLOWS_CHECK = (
     'f=$(ovs-ofctl dump-flows "$1" "cookie=$2/-1,in_port=$3" --no-stats 2>/dev/null) || exit 1; '
     '[ "$(printf "%s\\n" "$f" | grep -c priority=)" = "$4" ] && '
     '[ "$(printf "%s\\n" "$f" | grep -c "dl_src=$5")" = "$(($4 - 1))" ]'
+)
+# Bounce a running guest NIC's link through QEMU's QMP socket: SOCKET NETDEV. The guest sees its
+# carrier go down for a second and up again, and asks DHCP anew (its VLAN, so its subnet, changed).
+SH_QMP_BOUNCE_LINK = (
+    '[ -S "$1" ] || { echo "no QMP socket $1"; exit 1; }; '
+    'link() { printf \'{"execute":"set_link","arguments":{"name":"%s","up":%s}}\\n\' "$2" "$1"; }; '
+    'out=$( { echo \'{"execute":"qmp_capabilities"}\'; link false "$2"; sleep 1; link true "$2"; sleep 0.3; } '
+    '| socat -t 0.5 - "UNIX-CONNECT:$1") || exit 1; '
+    'printf "%s\\n" "$out"; [ "$(printf "%s\\n" "$out" | grep -c \'"return"\')" = 3 ]'
 )
 # Ports check: pairs NAME TAG ("-" = must not be on any bridge); one ovs-vsctl call.
 SH_OVS_PORTS_CHECK = (
@@ -997,6 +1007,16 @@ def qemu_command(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> HostCommand
     )
 
 
+def relink_command(worker: WorkerSpec, vm: VmSpec, nic: NicSpec) -> HostCommand:
+    """Bounce the link of a running VM's NIC whose VLAN changed, so that the guest asks DHCP again."""
+    vlan = f"VLAN {nic.vlan}" if nic.vlan is not None else "no VLAN"
+    return HostCommand(
+        sh(SH_QMP_BOUNCE_LINK, "sp-relink", vm_files(worker, vm).qmp_sock, f"n{nic.index}"),
+        f"Bounce the link of {vm.name}.eth{nic.index} (now on {vlan}): the guest renews DHCP",
+        relinks=nic.mac,
+    )
+
+
 def worker_ports_commands(
     worker: WorkerSpec, vms: Sequence[VmSpec], *, nics: dict[int, Sequence[NicSpec]] | None = None, dirs: bool = True
 ) -> tuple[HostCommand, ...]:
@@ -1047,17 +1067,20 @@ def parse_kvm_probe(output: str) -> str:
     return "kvm" if "accel=kvm" in output else "tcg"
 
 
-def lease_wait_command(spec: SliceSpec, timeout: int, vm_ids: Collection[int] | None = None) -> HostCommand | None:
+def lease_wait_command(
+    spec: SliceSpec, timeout: int, vm_ids: Collection[int] | None = None, macs: Collection[str] = ()
+) -> HostCommand | None:
     """Wait up to ``timeout`` s for a lease of every NIC that has a VLAN; print one line per MAC.
 
-    ``vm_ids`` limits the wait to those VMs (the ones booted by this job): a VM
-    left running by a redeploy asks for no new lease and must not be waited for.
+    ``vm_ids`` limits the wait to those VMs (the ones booted by this job) and the
+    NICs of ``macs`` (running guests whose link was bounced): a VM left running
+    by a redeploy asks for no new lease and must not be waited for.
     """
     args: list[str] = []
     for vm in spec.vms:
-        if vm_ids is not None and vm.id not in vm_ids:
-            continue
         for nic in vm.nics:
+            if vm_ids is not None and vm.id not in vm_ids and nic.mac not in macs:
+                continue
             if nic.vlan is not None:
                 args += [dhcp_files(spec.netnode, nic.vlan).leases, nic.mac]
     if not args:
@@ -1247,7 +1270,23 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
         teardown[STAGE_NETWORK].insert(
             0, _undo_phase(Phase("internet", node, internet_commands(old.netnode), shared=SHARED_INTERNET))
         )
-    return _assemble("apply", teardown, _build_stages(new))
+    return _assemble("apply", teardown, _build_stages(new), _relinks(old, new, restarted=restart, gone=gone_vms))
+
+
+def _relinks(
+    old: SliceSpec, new: SliceSpec, *, restarted: Sequence[tuple[VmSpec, object]], gone: Sequence[VmSpec]
+) -> dict[str, list[Phase]]:
+    """A link bounce for every NIC of a VM that keeps running whose VLAN changed (after its new tag is set)."""
+    running = {vm.id for vm in old.vms} - {vm.id for vm, _ in restarted} - {vm.id for vm in gone}
+    before = {(vm.id, nic.index): nic.vlan for vm in old.vms for nic in vm.nics}
+    phases: dict[str, list[HostCommand]] = {}
+    for vm in new.vms:
+        if vm.id not in running:
+            continue
+        for nic in vm.nics:
+            if before.get((vm.id, nic.index), nic.vlan) != nic.vlan:
+                phases.setdefault(vm.host, []).append(relink_command(new.worker(vm.host), vm, nic))
+    return {STAGE_VMS: [Phase("relink", host, tuple(cmds)) for host, cmds in phases.items()]}
 
 
 def _left_internet(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:

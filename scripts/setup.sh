@@ -10,7 +10,7 @@ DEV=0
 
 # Host-side tools the lab and the provisioning engine run, Redis for the job queue.
 APT_PACKAGES=(python3-venv openssh-client openssh-server openvswitch-switch qemu-system-x86 qemu-utils
-  dnsmasq-base iptables iproute2 iputils-ping busybox-static ethtool tcpdump conntrack redis-server
+  dnsmasq-base iptables iproute2 iputils-ping busybox-static ethtool tcpdump conntrack socat redis-server
   syslinux syslinux-common mtools)  # syslinux + mtools: the lab's bootable qcow2 disk image
 [ "$DEV" = 1 ] && APT_PACKAGES+=(chromium chromium-driver postgresql)
 

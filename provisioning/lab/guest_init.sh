@@ -9,6 +9,8 @@
 #   SP: ROUTE default via 10.64.100.1 dev eth1
 #   SP: PING 10.64.100.11 ok            (for each address in sp.ping=, if given)
 #   SP: READY uptime=33.52
+#   SP: LINK eth1 down uptime=95.10     (the host bounced the NIC's link: its VLAN changed;
+#   SP: LINK eth1 up uptime=96.12        on "up" DHCP runs again and a new SP: DHCP line follows)
 # and keeps a root shell on the console (the QEMU serial socket) for commands from
 # the start: the SP: lines appear whenever a result is known.
 #
@@ -51,7 +53,7 @@ done
 dhcp() {
   nic=$1
   if udhcpc -i "$nic" -t "${SP_dhcp_tries:-10}" -T "${SP_dhcp_timeout:-3}" -A 1 -n -q \
-       -s /usr/share/udhcpc/default.script >/run/sp/$nic.udhcpc 2>&1; then
+       -p "/run/sp/$nic.udhcpc.pid" -s /usr/share/udhcpc/default.script >/run/sp/$nic.udhcpc 2>&1; then
     . /run/sp/$nic.lease
     say "DHCP $nic ok ip=$ip mask=$mask router=${router:-none} dns=${dns:-none} uptime=$(uptime_s)"
   else
@@ -76,8 +78,30 @@ network() {
   say "READY uptime=$(uptime_s)"
 }
 
+# A NIC whose carrier comes back (the host bounces it when the NIC's VLAN changes while
+# the guest runs) asks DHCP again; a DHCP client still trying from before is stopped first.
+watch_links() {
+  for nic in $NICS; do cat "/sys/class/net/$nic/carrier" > "/run/sp/$nic.carrier" 2>/dev/null; done
+  while sleep 0.3; do
+    for nic in $NICS; do
+      now=$(cat "/sys/class/net/$nic/carrier" 2>/dev/null)
+      [ "$now" = "$(cat "/run/sp/$nic.carrier" 2>/dev/null)" ] && continue
+      echo "$now" > "/run/sp/$nic.carrier"
+      if [ "$now" = 1 ]; then
+        say "LINK $nic up uptime=$(uptime_s)"
+        pid=$(cat "/run/sp/$nic.udhcpc.pid" 2>/dev/null)
+        [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = udhcpc ] && kill "$pid"
+        [ "${SP_dhcp:-on}" != off ] && dhcp "$nic" &
+      else
+        say "LINK $nic down uptime=$(uptime_s)"
+      fi
+    done
+  done
+}
+
 # The network comes up in the background (an interface without a VLAN takes
 # ~30 s to give up on DHCP) while the console shell is there at once; the SP:
 # lines appear on the console whenever a result is known.
 network &
+watch_links &
 while true; do setsid cttyhack sh -l; sleep 0.2; done

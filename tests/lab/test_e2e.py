@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from provisioning.lab import cluster, guest, inventory
+from provisioning.lab import cluster, console, guest, inventory
 from provisioning.lab.topology import INTERNET_ADDRESS, INTERNET_IF, INTERNET_NAMESPACE, NETNODE_UPLINK_ADDRESS, host
 from provisioning.models import DeploymentStep, Flavor, Host
 from tests.lab import hoststate
@@ -238,7 +238,7 @@ def test_two_slices_are_isolated_and_an_unlinked_interface_is_dead(portal, lab):
 def test_deploy_twice_changes_nothing_and_a_modified_slice_keeps_untouched_vms(portal, lab):
     before = hoststate.snapshot(lab)
     s = new_slice(portal, "grow")
-    va = portal.vm(s["id"], "va", host="worker1", data=1)
+    va = portal.vm(s["id"], "va", host="worker1", data=2)  # eth2 stays unlinked until the modification
     vb = portal.vm(s["id"], "vb", host="worker2", data=1)
     vc = portal.vm(s["id"], "vc", host="worker1", data=1)
     vd = portal.vm(s["id"], "vd", host="worker2", data=1)
@@ -257,13 +257,19 @@ def test_deploy_twice_changes_nothing_and_a_modified_slice_keeps_untouched_vms(p
     assert {vm["name"]: portal.qemu_pid(vm) for vm in (va, vb, vc, vd)} == pids
     assert not [st for st in again["steps"] if st["status"] == "failed"]
 
-    # Modify: vd goes (with its link), ve comes with a new link to vc.
+    # Modify: vd goes (with its link), ve comes with a new link to vc and one to the running va's free eth2.
     vd_dir = portal.state_dir(vd)
     portal.delete_vm(vd)
-    ve = portal.vm(s["id"], "ve", host="worker2", data=1)
+    ve = portal.vm(s["id"], "ve", host="worker2", data=2)
     lce = portal.link(s["id"], vc, ve)
+    lae = portal.link(s["id"], va, ve, "eth2", "eth2")
     portal.run(s["id"], "redeploy")
     assert portal.qemu_pid(va) == pids["va"] and portal.qemu_pid(vb) == pids["vb"]  # untouched: same QEMU
+    # va keeps running, yet its newly linked eth2 gets its lease (the job bounced the NIC's link) and works.
+    lease_a2 = portal.lease(va, "eth2", subnet=lae["subnet"])
+    assert "SP: LINK eth2 up" in console.read_log(portal.state_dir(va), va["id"])  # the guest saw the bounce
+    assert lease_a2.ip == interface(portal.get_vm(va), "eth2")["lease_address"]
+    assert portal.pings(va, portal.lease(ve, "eth2", subnet=lae["subnet"]).ip)
     assert portal.qemu_pid(vd, vd_dir) is None
     lease_c = portal.lease(vc, "eth1", subnet=lce["subnet"])
     lease_e = portal.lease(ve, "eth1", subnet=lce["subnet"])

@@ -422,6 +422,29 @@ def test_apply_vlan_change_of_an_interface_only_retags():
     assert ("set", "port", "tap_1_eth1", "tag=100") == transaction.argv[transaction.argv.index("set") :][:4]
 
 
+def test_apply_bounces_the_link_of_a_running_vm_whose_nic_changed_vlan():
+    old = spec([vm(1, vlans=(None, None)), vm(2, vlans=(None, 100)), vm(3, vlans=(None, 100))], [vlan(100, 2, 3)])
+    new = spec([vm(1, vlans=(None, 101)), vm(2, vlans=(None, 101)), vm(3, vlans=(None, None))], [vlan(101, 1, 2)])
+    plan = apply_plan(old, new)
+    assert [s.name for s in plan.stages] == ["network", "vms"]  # nothing stopped
+    relinks = [(p.host, c) for s in plan.stages for p in s.phases if p.name == "relink" for c in p.commands]
+    assert [(host, c.relinks) for host, c in relinks] == [
+        ("worker1", mac(1, 1)),  # none -> 101
+        ("worker1", mac(2, 1)),  # 100 -> 101
+        ("worker1", mac(3, 1)),  # 100 -> none
+    ]
+    assert relinks[0][1].argv == ("sh", "-c", plans.SH_QMP_BOUNCE_LINK, "sp-relink",
+                                  "/var/lib/sp/vms/vm1/qmp.sock", "n1")  # fmt: skip
+    vms_stage = [p.name for p in plan.stages[-1].phases]
+    assert vms_stage.index("relink") > vms_stage.index("vms")  # after the QEMU checks, in the last stage
+    # a VM that is restarted or new boots with its NICs as they are: nothing to bounce
+    moved = dataclasses.replace(new, vms=(vm(1, vlans=(None, 101), vcpus=2), vm(4, vlans=(None, 101))))
+    assert not [p for s in apply_plan(old, moved).stages for p in s.phases if p.name == "relink"]
+    # the lease wait of the job then covers the bounced NICs of running VMs too
+    wait = plans.lease_wait_command(new, 30, vm_ids=set(), macs={mac(1, 1)})
+    assert wait.argv[4:] == ("30", "/var/lib/sp/dhcp/v101/dnsmasq.leases", mac(1, 1))
+
+
 def test_apply_moved_vm_is_torn_down_on_the_old_worker():
     old = spec([vm(1, "worker1", vlans=(None,))])
     new = spec([vm(1, "worker2", vlans=(None,))])
