@@ -96,3 +96,10 @@ def test_check_deploy_reports_nothing_with_debug_off():
 def test_migrations_are_up_to_date():
     out = _manage("makemigrations", "--check", "--dry-run")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_favicon_is_served_for_pages_without_our_icon_link(client):
+    """The admin and the API docs have no <link rel="icon">: /favicon.ico must not be a 404 in their console."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("/static/img/logo.svg")
+    assert finders.find("img/logo.svg")
