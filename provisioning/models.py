@@ -229,6 +229,10 @@ class Deployment(models.Model):
             self.status, self.finished, self.error = self.Status.FAILED, now, error
         return bool(done)
 
+    def latest_step_revision(self) -> int:
+        """The highest revision written on this deployment's step rows (0 before any)."""
+        return self.steps.aggregate(r=models.Max("revision"))["r"] or 0
+
     def set_progress(self, percent: int) -> None:
         percent = max(0, min(100, int(percent)))
         Deployment.objects.filter(pk=self.pk).update(progress=percent)

@@ -28,7 +28,6 @@ from functools import partial
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from slices.errors import Conflict
@@ -283,9 +282,11 @@ def reap_abandoned(*, slice_id: int | None = None, now=None) -> list[Abandoned]:
         running = DeploymentStep.objects.filter(deployment=dep, status=DeploymentStep.Status.RUNNING).first()
         where = f" during step '{running.description}' on {running.host}" if running else ""
         message = f"abandoned: {reason}{where}. Deploy again or destroy the slice."
-        latest = DeploymentStep.objects.filter(deployment=dep).aggregate(r=Max("revision"))["r"] or 0
         DeploymentStep.objects.filter(deployment=dep, status=DeploymentStep.Status.RUNNING).update(
-            status=DeploymentStep.Status.FAILED, output_tail="abandoned", finished=now, revision=latest + 1
+            status=DeploymentStep.Status.FAILED,
+            output_tail="abandoned",
+            finished=now,
+            revision=dep.latest_step_revision() + 1,
         )
         on_failed(dep, message)
         found.append(Abandoned(dep.pk, message))

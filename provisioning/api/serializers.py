@@ -1,6 +1,5 @@
 """Serializers of the provisioning API: deployments, their steps, plan and placement previews."""
 
-from django.db.models import Max
 from rest_framework import serializers
 
 from provisioning.models import Deployment, DeploymentStep
@@ -96,7 +95,7 @@ class DeploymentDetailSerializer(DeploymentSerializer):
         annotated = getattr(obj, "steps_revision", None)  # the detail queryset annotates it
         if annotated is not None:
             return annotated
-        return obj.steps.aggregate(r=Max("revision"))["r"] or 0
+        return obj.latest_step_revision()
 
     def to_representation(self, instance: Deployment) -> dict:
         data = super().to_representation(instance)
