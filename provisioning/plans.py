@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from slices.ipam import DHCP_FIRST_HOST, DHCP_LAST_HOST, DHCP_SERVER_HOST, DNS_SERVER, GATEWAY_HOST, INTERNET_SUBNET
@@ -1273,37 +1273,48 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
     return _assemble("apply", teardown, _build_stages(new), _relinks(old, new, restarted=restart, gone=gone_vms))
 
 
+def _vlan_changes(
+    old: SliceSpec, new: SliceSpec, *, skip: Collection[int]
+) -> Iterator[tuple[VmSpec, NicSpec, VmSpec | None, NicSpec | None]]:
+    """(old VM, its NIC, the VM and NIC in ``new`` or None) for each NIC whose VLAN changed or that went.
+
+    VMs in ``skip`` are left out; a VM absent from ``new`` is left out too (it is torn down whole).
+    """
+    new_vms = {vm.id: vm for vm in new.vms}
+    for vm in old.vms:
+        target = new_vms.get(vm.id)
+        if vm.id in skip or target is None:
+            continue
+        now = {nic.index: nic for nic in target.nics}
+        for nic in vm.nics:
+            after = now.get(nic.index)
+            if after is None or after.vlan != nic.vlan:
+                yield vm, nic, target, after
+
+
 def _relinks(
     old: SliceSpec, new: SliceSpec, *, restarted: Sequence[tuple[VmSpec, object]], gone: Sequence[VmSpec]
 ) -> dict[str, list[Phase]]:
     """A link bounce for every NIC of a VM that keeps running whose VLAN changed (after its new tag is set)."""
-    running = {vm.id for vm in old.vms} - {vm.id for vm, _ in restarted} - {vm.id for vm in gone}
-    before = {(vm.id, nic.index): nic.vlan for vm in old.vms for nic in vm.nics}
+    stopped = {vm.id for vm, _ in restarted} | {vm.id for vm in gone}
     phases: dict[str, list[HostCommand]] = {}
-    for vm in new.vms:
-        if vm.id not in running:
-            continue
-        for nic in vm.nics:
-            if before.get((vm.id, nic.index), nic.vlan) != nic.vlan:
-                phases.setdefault(vm.host, []).append(relink_command(new.worker(vm.host), vm, nic))
+    for _, _, vm, nic in _vlan_changes(old, new, skip=stopped):
+        if nic is not None:
+            phases.setdefault(vm.host, []).append(relink_command(new.worker(vm.host), vm, nic))
     return {STAGE_VMS: [Phase("relink", host, tuple(cmds)) for host, cmds in phases.items()]}
 
 
 def _left_internet(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:
-    """Per worker: removal of the VLAN 400 rules of NICs that stay but leave VLAN 400 (or move)."""
-    now = {(vm.id, nic.index): (vm.host, nic.vlan) for vm in new.vms for nic in vm.nics}
+    """Per worker: removal of the VLAN 400 rules of NICs that stay but leave VLAN 400 (or go)."""
     out: dict[str, list[HostCommand]] = {}
-    for vm in old.vms:
-        if vm.id in gone:
-            continue  # torn down whole, rules included
-        for nic in vm.nics:
-            if nic.vlan == INTERNET_VLAN and now.get((vm.id, nic.index)) != (vm.host, INTERNET_VLAN):
-                out.setdefault(vm.host, []).append(
-                    HostCommand(
-                        internet_unguard_argv(vm.id, nic),
-                        f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap} ({vm.name}.eth{nic.index})",
-                    )
+    for vm, nic, _, _ in _vlan_changes(old, new, skip=gone):
+        if nic.vlan == INTERNET_VLAN:
+            out.setdefault(vm.host, []).append(
+                HostCommand(
+                    internet_unguard_argv(vm.id, nic),
+                    f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap} ({vm.name}.eth{nic.index})",
                 )
+            )
     return out
 
 
