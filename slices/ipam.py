@@ -15,7 +15,9 @@ VLAN 400 (internet) is fixed: ``10.60.7.0/24``, gateway ``10.60.7.1``.
 import ipaddress
 from dataclasses import dataclass
 
+# The VLAN that carries internet access (NAT on the network node); never a link's.
 INTERNET_VLAN = 400
+VLAN_ID_MIN, VLAN_ID_MAX = 1, 4094  # 802.1Q usable ids
 INTERNET_SUBNET = ipaddress.IPv4Network("10.60.7.0/24")
 DNS_SERVER = "8.8.8.8"
 GATEWAY_HOST = 1

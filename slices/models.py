@@ -9,11 +9,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from .ipam import INTERNET_VLAN, VLAN_ID_MAX, VLAN_ID_MIN
 from .naming import MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_STRICT_PATTERN, iface_name
-
-# The VLAN that carries internet access (NAT on the network node). Never a link's.
-INTERNET_VLAN = 400
-VLAN_ID_MIN, VLAN_ID_MAX = 1, 4094  # 802.1Q usable ids
 
 name_validator = RegexValidator(NAME_STRICT_PATTERN, NAME_HELP, code="invalid_name")
 

@@ -1,0 +1,250 @@
+"""Plans: deploy, destroy and apply (the diff between what is deployed and the design)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
+
+from slices.ipam import INTERNET_VLAN
+
+from .constants import SHARED_INTERNET, SHARED_ISOLATION, STAGE_NETWORK, STAGE_ORDER, STAGE_STOP, STAGE_VMS
+from .model import HostCommand, Phase, Plan, Stage
+from .netnode import (
+    internet_commands,
+    isolation_commands,
+    vlans_commands,
+)
+from .spec import (
+    NicSpec,
+    SliceSpec,
+    VmSpec,
+    WorkerSpec,
+    validate_spec,
+)
+from .worker import (
+    internet_unguard_argv,
+    relink_command,
+    worker_ports_commands,
+    worker_vms_commands,
+)
+
+
+def _undo_phase(phase: Phase, name: str | None = None) -> Phase:
+    """The phase's undo commands in reverse order, duplicates dropped."""
+    cmds: list[HostCommand] = []
+    seen: set[tuple[str, ...]] = set()
+    for cmd in reversed(phase.commands):
+        undo = cmd.undo_command()
+        if undo is None or undo.argv in seen:
+            continue
+        seen.add(undo.argv)
+        cmds.append(undo)
+    return Phase(name or f"teardown-{phase.name}", phase.host, tuple(cmds), shared=phase.shared, teardown=True)
+
+
+def _netnode_build(spec: SliceSpec) -> list[Phase]:
+    node = spec.netnode.name
+    phases = [
+        Phase("isolation", node, isolation_commands(), shared=SHARED_ISOLATION),
+        Phase("vlans", node, vlans_commands(spec.netnode, spec.vlans)),
+    ]
+    if spec.internet:
+        phases.append(Phase("internet", node, internet_commands(spec.netnode), shared=SHARED_INTERNET))
+    return phases
+
+
+def _workers(spec: SliceSpec) -> list[WorkerSpec]:
+    used = {vm.host for vm in spec.vms}
+    return [w for w in spec.workers if w.name in used]
+
+
+def _build_stages(spec: SliceSpec) -> dict[str, list[Phase]]:
+    stages: dict[str, list[Phase]] = {STAGE_NETWORK: _netnode_build(spec), STAGE_VMS: []}
+    for worker in _workers(spec):
+        vms = spec.vms_on(worker.name)
+        stages[STAGE_NETWORK].append(Phase("ports", worker.name, worker_ports_commands(worker, vms)))
+        stages[STAGE_VMS].append(Phase("vms", worker.name, worker_vms_commands(worker, vms, spec.slice_name)))
+    return stages
+
+
+def _assemble(kind: str, *parts: dict[str, list[Phase]]) -> Plan:
+    stages = []
+    for name in STAGE_ORDER:
+        phases = [p for part in parts for p in part.get(name, []) if p.commands]
+        if phases:
+            stages.append(Stage(name, tuple(phases)))
+    return Plan(kind, tuple(stages))
+
+
+def deploy_plan(spec: SliceSpec) -> Plan:
+    """Everything a slice needs on its hosts, checks first (deploying twice changes nothing)."""
+    validate_spec(spec)
+    return _assemble("deploy", _build_stages(spec))
+
+
+def _teardown_stages(spec: SliceSpec, *, isolation: bool, internet: bool) -> dict[str, list[Phase]]:
+    """Undo of the spec's phases, reverse order: VMs stopped first, then network and ports."""
+    build = _build_stages(spec)
+    stop = [_undo_phase(p, "teardown-vms") for p in reversed(build[STAGE_VMS])]
+    network: list[Phase] = []
+    for phase in reversed(build[STAGE_NETWORK]):
+        if phase.shared == SHARED_ISOLATION and not isolation:
+            continue
+        if phase.shared == SHARED_INTERNET and not internet:
+            continue
+        network.append(_undo_phase(phase))
+    return {STAGE_STOP: stop, STAGE_NETWORK: network}
+
+
+def destroy_plan(spec: SliceSpec) -> Plan:
+    """Remove everything of the spec from its hosts; every step tolerates "already gone".
+
+    VLAN 400 + NAT stay when ``keep_internet``; the isolation chains stay when
+    ``keep_isolation`` (another slice is still deployed on the network node).
+    """
+    validate_spec(spec)
+    return _assemble(
+        "destroy",
+        _teardown_stages(spec, isolation=not spec.keep_isolation, internet=spec.internet and not spec.keep_internet),
+    )
+
+
+def _vm_key(spec: SliceSpec, vm: VmSpec) -> tuple:
+    """What QEMU's command line depends on. A NIC's VLAN is not part of it: a new tag is
+    only a change of the TAP's port on br-int, and the guest keeps running."""
+    nics = tuple(replace(n, vlan=None) for n in vm.nics)
+    return (replace(vm, nics=nics), spec.worker(vm.host), spec.slice_name)
+
+
+def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
+    """Bring hosts from ``old`` (what may be deployed; None = nothing) to ``new``.
+
+    - A VM absent from ``new``, moved to another worker or given another image is
+      torn down completely; a VM otherwise changed (flavor, NICs, name) has only
+      its QEMU restarted and its removed NICs' TAPs deleted (the disk stays).
+    - A VM identical in both keeps running: its checks skip every step.
+    - A VLAN gone or changed (reservations) is torn down (and rebuilt if changed).
+    - VLAN 400 goes when no longer wanted (and no other slice needs it).
+    - Then the ``new`` deploy plan runs; its checks skip what is in place.
+    """
+    validate_spec(new)
+    if old is None:
+        return replace(deploy_plan(new), kind="apply")
+    validate_spec(old)
+    new_vms = {vm.id: vm for vm in new.vms}
+    gone_vms: list[VmSpec] = []
+    restart: list[tuple[VmSpec, tuple[NicSpec, ...]]] = []
+    for vm in old.vms:
+        target = new_vms.get(vm.id)
+        if target is not None and _vm_key(old, vm) == _vm_key(new, target):
+            continue
+        same_place = (
+            target is not None
+            and target.host == vm.host
+            and old.worker(vm.host).state_dir == new.worker(target.host).state_dir
+            and target.image == vm.image
+        )
+        if same_place:
+            kept = {n.tap for n in target.nics}
+            restart.append((vm, tuple(n for n in vm.nics if n.tap not in kept)))
+        else:
+            gone_vms.append(vm)
+    same_node = old.netnode == new.netnode
+    new_vlans = set(new.vlans) if same_node else set()
+    gone_vlans = tuple(v for v in old.vlans if v not in new_vlans)
+    internet_gone = old.internet and not (new.internet and same_node)
+
+    teardown: dict[str, list[Phase]] = {STAGE_STOP: [], STAGE_NETWORK: []}
+    if gone_vms:
+        part = replace(old, vms=tuple(gone_vms), vlans=(), internet=False)
+        for worker in _workers(part):
+            vms = part.vms_on(worker.name)
+            teardown[STAGE_STOP].append(
+                _undo_phase(Phase("vms", worker.name, worker_vms_commands(worker, vms, old.slice_name)), "teardown-vms")
+            )
+            teardown[STAGE_NETWORK].append(_undo_phase(Phase("ports", worker.name, worker_ports_commands(worker, vms))))
+    unguard = _left_internet(old, new, gone={vm.id for vm in gone_vms})
+    for host, cmds in unguard.items():
+        teardown[STAGE_NETWORK].append(Phase("teardown-ports", host, tuple(cmds), teardown=True))
+    for vm, removed_nics in restart:
+        worker = old.worker(vm.host)
+        stop = worker_vms_commands(worker, [vm], old.slice_name, disks=False)
+        teardown[STAGE_STOP].append(_undo_phase(Phase("vms", worker.name, stop), "restart-vms"))
+        if removed_nics:
+            ports = worker_ports_commands(worker, [vm], nics={vm.id: removed_nics}, dirs=False)
+            teardown[STAGE_NETWORK].append(_undo_phase(Phase("ports", worker.name, ports)))
+    if gone_vlans:
+        node = old.netnode
+        teardown[STAGE_NETWORK].append(_undo_phase(Phase("vlans", node.name, vlans_commands(node, gone_vlans))))
+    if internet_gone and not new.keep_internet:
+        node = old.netnode.name
+        teardown[STAGE_NETWORK].insert(
+            0, _undo_phase(Phase("internet", node, internet_commands(old.netnode), shared=SHARED_INTERNET))
+        )
+    return _assemble("apply", teardown, _build_stages(new), _relinks(old, new, restarted=restart, gone=gone_vms))
+
+
+def _vlan_changes(
+    old: SliceSpec, new: SliceSpec, *, skip: Collection[int]
+) -> Iterator[tuple[VmSpec, NicSpec, VmSpec | None, NicSpec | None]]:
+    """(old VM, its NIC, the VM and NIC in ``new`` or None) for each NIC whose VLAN changed or that went.
+
+    VMs in ``skip`` are left out; a VM absent from ``new`` is left out too (it is torn down whole).
+    """
+    new_vms = {vm.id: vm for vm in new.vms}
+    for vm in old.vms:
+        target = new_vms.get(vm.id)
+        if vm.id in skip or target is None:
+            continue
+        now = {nic.index: nic for nic in target.nics}
+        for nic in vm.nics:
+            after = now.get(nic.index)
+            if after is None or after.vlan != nic.vlan:
+                yield vm, nic, target, after
+
+
+def _relinks(
+    old: SliceSpec, new: SliceSpec, *, restarted: Sequence[tuple[VmSpec, object]], gone: Sequence[VmSpec]
+) -> dict[str, list[Phase]]:
+    """A link bounce for every NIC of a VM that keeps running whose VLAN changed (after its new tag is set)."""
+    stopped = {vm.id for vm, _ in restarted} | {vm.id for vm in gone}
+    phases: dict[str, list[HostCommand]] = {}
+    for _, _, vm, nic in _vlan_changes(old, new, skip=stopped):
+        if nic is not None:
+            phases.setdefault(vm.host, []).append(relink_command(new.worker(vm.host), vm, nic))
+    return {STAGE_VMS: [Phase("relink", host, tuple(cmds)) for host, cmds in phases.items()]}
+
+
+def _left_internet(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:
+    """Per worker: removal of the VLAN 400 rules of NICs that stay but leave VLAN 400 (or go)."""
+    out: dict[str, list[HostCommand]] = {}
+    for vm, nic, _, _ in _vlan_changes(old, new, skip=gone):
+        if nic.vlan == INTERNET_VLAN:
+            out.setdefault(vm.host, []).append(
+                HostCommand(
+                    internet_unguard_argv(vm.id, nic),
+                    f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap} ({vm.name}.eth{nic.index})",
+                )
+            )
+    return out
+
+
+def merge_specs(older: SliceSpec | None, newer: SliceSpec) -> SliceSpec:
+    """What may be on the hosts after ``newer`` was attempted on top of ``older`` and failed.
+
+    A union: every distinct VM version and VLAN of both, internet if either had
+    it. A teardown of the union removes whatever of either was made; a VM present
+    in two versions is always seen as changed by the next apply.
+    """
+    if older is None:
+        return newer
+    # One WorkerSpec per worker: the newer one (a worker's state_dir must not change
+    # while slices are deployed on it; see docs/provisioning.md).
+    workers = {w.name: w for w in older.workers} | {w.name: w for w in newer.workers}
+    return replace(
+        newer,
+        workers=tuple(workers.values()),
+        vms=tuple(dict.fromkeys((*older.vms, *newer.vms))),
+        vlans=tuple(dict.fromkeys((*older.vlans, *newer.vlans))),
+        internet=older.internet or newer.internet,
+    )

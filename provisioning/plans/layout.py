@@ -1,0 +1,93 @@
+"""Where the portal keeps its files on a host (docs/provisioning.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .spec import (
+    NetnodeSpec,
+    VmSpec,
+    WorkerSpec,
+)
+
+
+def _root(state_dir: str) -> str:
+    return state_dir.rstrip("/") or "/"
+
+
+def vms_dir(state_dir: str) -> str:
+    return f"{_root(state_dir)}/vms"
+
+
+def vm_dir(state_dir: str, vm_id: int) -> str:
+    return f"{vms_dir(state_dir)}/vm{vm_id}"
+
+
+def dhcp_root(state_dir: str) -> str:
+    return f"{_root(state_dir)}/dhcp"
+
+
+def dhcp_dir(state_dir: str, vlan: int) -> str:
+    return f"{dhcp_root(state_dir)}/v{vlan}"
+
+
+def ip_forward_saved(state_dir: str) -> str:
+    return f"{_root(state_dir)}/ip_forward.saved"
+
+
+@dataclass(frozen=True)
+class VmFiles:
+    """The files of one VM on its worker."""
+
+    dir: str
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.dir}/qemu.pid"
+
+    @property
+    def console_log(self) -> str:
+        return f"{self.dir}/console.log"
+
+    @property
+    def console_sock(self) -> str:
+        return f"{self.dir}/console.sock"
+
+    @property
+    def qmp_sock(self) -> str:
+        return f"{self.dir}/qmp.sock"
+
+    @property
+    def disk(self) -> str:
+        return f"{self.dir}/disk.qcow2"
+
+
+def vm_files(worker: WorkerSpec, vm: VmSpec) -> VmFiles:
+    return VmFiles(vm_dir(worker.state_dir, vm.id))
+
+
+@dataclass(frozen=True)
+class DhcpFiles:
+    """The files of one VLAN's dnsmasq on the network node."""
+
+    dir: str
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.dir}/dnsmasq.pid"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.dir}/dnsmasq.leases"
+
+    @property
+    def log(self) -> str:
+        return f"{self.dir}/dnsmasq.log"
+
+    @property
+    def hosts(self) -> str:
+        return f"{self.dir}/hosts"
+
+
+def dhcp_files(node: NetnodeSpec, vlan: int) -> DhcpFiles:
+    return DhcpFiles(dhcp_dir(node.state_dir, vlan))

@@ -1,0 +1,110 @@
+"""Host commands as data, and the phases, stages and plans that order them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .constants import (
+    OUTPUT_TAIL,
+)
+
+# --- Commands, phases, stages, plans ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostCommand:
+    """One command for a host, as data.
+
+    ``check``: exit 0 means "already in place" and the command is skipped.
+    ``undo``: removes what the command made; tolerates "already gone".
+    ``capture``: how many bytes of output the runner keeps.
+    """
+
+    argv: tuple[str, ...]
+    description: str
+    undo: tuple[str, ...] | None = None
+    check: tuple[str, ...] | None = None
+    undo_description: str = ""
+    capture: int = OUTPUT_TAIL
+    boots_vm: int | None = None  # the VM this command boots (QEMU start), for the executor's bookkeeping
+    relinks: str | None = None  # the MAC of the running guest NIC this command bounces (its VLAN changed)
+
+    def undo_command(self) -> HostCommand | None:
+        if self.undo is None:
+            return None
+        return HostCommand(self.undo, self.undo_description or f"Undo: {self.description}")
+
+    def to_dict(self) -> dict:
+        return {
+            "argv": list(self.argv),
+            "description": self.description,
+            "undo": list(self.undo) if self.undo else None,
+            "check": list(self.check) if self.check else None,
+        }
+
+
+@dataclass(frozen=True)
+class Phase:
+    """An ordered list of commands for one host. ``shared``: a resource other slices use too."""
+
+    name: str
+    host: str
+    commands: tuple[HostCommand, ...]
+    shared: str | None = None
+    teardown: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Phases run together: one script per host, hosts in parallel."""
+
+    name: str
+    phases: tuple[Phase, ...]
+
+    def hosts(self) -> list[str]:
+        return list(dict.fromkeys(p.host for p in self.phases))
+
+    def phases_of(self, host: str) -> tuple[Phase, ...]:
+        return tuple(p for p in self.phases if p.host == host)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Stages in order. ``by_host()`` gives the per-host view."""
+
+    kind: str
+    stages: tuple[Stage, ...] = field(default_factory=tuple)
+
+    def hosts(self) -> list[str]:
+        return list(dict.fromkeys(h for s in self.stages for h in s.hosts()))
+
+    def by_host(self) -> dict[str, list[Phase]]:
+        out: dict[str, list[Phase]] = {}
+        for stage in self.stages:
+            for phase in stage.phases:
+                out.setdefault(phase.host, []).append(phase)
+        return out
+
+    def step_count(self) -> int:
+        return sum(len(p.commands) for s in self.stages for p in s.phases)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "stages": [
+                {
+                    "name": s.name,
+                    "phases": [
+                        {
+                            "name": p.name,
+                            "host": p.host,
+                            "shared": p.shared,
+                            "teardown": p.teardown,
+                            "commands": [c.to_dict() for c in p.commands],
+                        }
+                        for p in s.phases
+                    ],
+                }
+                for s in self.stages
+            ],
+        }

@@ -1,0 +1,270 @@
+"""Builders for the network node: isolation chains, link VLANs (ports, DHCP namespaces, dnsmasq), VLAN 400 + NAT."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from slices.ipam import DNS_SERVER, INTERNET_SUBNET, INTERNET_VLAN
+from slices.naming import dhcp_namespace, dhcp_port_name, gateway_port_name
+
+from .constants import (
+    BRIDGE,
+    DHCP_LEASE_TIME,
+    FORWARD_CHAIN,
+    GATEWAY_PORTS,
+    INPUT_CHAIN,
+    INTERNET_DHCP_MAC,
+    INTERNET_GATEWAY_MAC,
+    OWN_GATEWAY_MATCH,
+)
+from .layout import (
+    dhcp_files,
+    dhcp_root,
+    ip_forward_saved,
+)
+from .model import HostCommand
+from .shell import (
+    SH_DEL_NETNS,
+    SH_IP_FORWARD_IS_ON,
+    SH_IP_FORWARD_ON,
+    SH_IP_FORWARD_RESTORE,
+    SH_IPT_DELETE,
+    SH_IPT_DELETE_CHAIN,
+    SH_KILL_PIDFILE,
+    SH_OVS_PORTS_CHECK,
+    SH_PIDFILE_ALIVE,
+    SH_RMDIR_IF_EMPTY,
+    SH_WRITE_LINES,
+    sh,
+)
+from .spec import (
+    INTERNET,
+    NetnodeSpec,
+    VlanSpec,
+)
+
+
+def _ipt(table: str, op: str, chain: str, *rule: str) -> tuple[str, ...]:
+    return ("iptables", "-w", "-t", table, op, chain, *rule)
+
+
+def iptables_rule(
+    table: str, chain: str, rule: Sequence[str], description: str, *, insert: bool = False
+) -> HostCommand:
+    """Append (or insert first) a rule, checked with ``-C`` first, removed only if present."""
+    op = ("-I", chain, "1") if insert else ("-A", chain)
+    return HostCommand(
+        argv=("iptables", "-w", "-t", table, *op, *rule),
+        description=description,
+        check=_ipt(table, "-C", chain, *rule),
+        undo=sh(SH_IPT_DELETE, "sp-ipt-delete", table, chain, *rule),
+        undo_description=f"Remove iptables rule: {description}",
+    )
+
+
+def iptables_chain(table: str, chain: str) -> HostCommand:
+    return HostCommand(
+        argv=_ipt(table, "-N", chain),
+        description=f"Create iptables chain {chain}",
+        check=_ipt(table, "-S", chain),
+        undo=sh(SH_IPT_DELETE_CHAIN, "sp-ipt-delete-chain", table, chain),
+        undo_description=f"Delete iptables chain {chain}",
+    )
+
+
+def isolation_commands() -> tuple[HostCommand, ...]:
+    """The network node's filter rules that keep slices apart.
+
+    FORWARD: nothing is routed into or out of a gateway port except replies and
+    VLAN 400 towards the uplink (inserted by the internet phase). INPUT: a guest
+    may ping its own gateway address and nothing else of the network node.
+    """
+    return (
+        iptables_chain("filter", FORWARD_CHAIN),
+        iptables_rule(
+            "filter",
+            FORWARD_CHAIN,
+            ("-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"),
+            "Forward replies of allowed connections",
+        ),
+        iptables_rule(
+            "filter", FORWARD_CHAIN, ("-i", GATEWAY_PORTS, "-j", "DROP"), "Route nothing out of a slice VLAN"
+        ),
+        iptables_rule("filter", FORWARD_CHAIN, ("-o", GATEWAY_PORTS, "-j", "DROP"), "Route nothing into a slice VLAN"),
+        iptables_rule(
+            "filter", "FORWARD", ("-j", FORWARD_CHAIN), f"Send forwarded traffic through {FORWARD_CHAIN}", insert=True
+        ),
+        iptables_chain("filter", INPUT_CHAIN),
+        iptables_rule(
+            "filter",
+            INPUT_CHAIN,
+            ("-i", GATEWAY_PORTS, "-p", "icmp", *OWN_GATEWAY_MATCH, "-j", "ACCEPT"),
+            "Let a guest ping its own gateway",
+        ),
+        iptables_rule(
+            "filter", INPUT_CHAIN, ("-i", GATEWAY_PORTS, "-j", "DROP"), "Guests reach nothing else of the network node"
+        ),
+        iptables_rule(
+            "filter", "INPUT", ("-j", INPUT_CHAIN), f"Send guest traffic to the node through {INPUT_CHAIN}", insert=True
+        ),
+    )
+
+
+def ovs_ports_check(pairs: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    args: list[str] = []
+    for name, tag in pairs:
+        args += [name, tag]
+    return sh(SH_OVS_PORTS_CHECK, "sp-ovs-ports", *args)
+
+
+def netnode_ports_command(vlans: Sequence[VlanSpec]) -> HostCommand:
+    """One ``ovs-vsctl`` transaction: for every VLAN a tagged internal gateway port and DHCP port."""
+    argv: list[str] = ["ovs-vsctl"]
+    undo: list[str] = ["ovs-vsctl"]
+    pairs = []
+    for v in vlans:
+        for port in (gateway_port_name(v.vlan), dhcp_port_name(v.vlan)):
+            if len(argv) > 1:
+                argv.append("--")
+            argv += ["--may-exist", "add-port", BRIDGE, port, f"tag={v.vlan}"]
+            argv += ["--", "set", "interface", port, "type=internal"]
+            if v.vlan == INTERNET_VLAN:
+                mac = INTERNET_GATEWAY_MAC if port == gateway_port_name(v.vlan) else INTERNET_DHCP_MAC
+                argv.append(f'mac="{mac}"')
+            if len(undo) > 1:
+                undo.append("--")
+            undo += ["--if-exists", "del-port", BRIDGE, port]
+            pairs.append((port, str(v.vlan)))
+    listed = ", ".join(str(v.vlan) for v in vlans)
+    return HostCommand(
+        argv=tuple(argv),
+        description=f"Gateway and DHCP ports on {BRIDGE} for VLAN {listed}",
+        check=ovs_ports_check(pairs),
+        undo=tuple(undo),
+        undo_description=f"Remove gateway and DHCP ports of VLAN {listed}",
+    )
+
+
+def netns_command(vlan: int) -> HostCommand:
+    ns = dhcp_namespace(vlan)
+    return HostCommand(
+        argv=("ip", "netns", "add", ns),
+        description=f"Create DHCP namespace {ns}",
+        check=("ip", "netns", "exec", ns, "true"),
+        undo=sh(SH_DEL_NETNS, "sp-del-netns", ns),
+        undo_description=f"Delete namespace {ns}",
+    )
+
+
+def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, ...]:
+    """Gateway address, the DHCP port moved into its namespace, and dnsmasq for one VLAN."""
+    gw, dport, ns = gateway_port_name(v.vlan), dhcp_port_name(v.vlan), dhcp_namespace(v.vlan)
+    files = dhcp_files(node, v.vlan)
+    in_ns = ("ip", "netns", "exec", ns)
+    dnsmasq = (
+        *in_ns,
+        "dnsmasq",
+        "--conf-file=/dev/null",
+        "--port=0",
+        f"--interface={dport}",
+        "--bind-interfaces",
+        "--dhcp-authoritative",
+        # dnsmasq is the only allocator in the range: its ping-before-offer probe only delays new leases
+        "--no-ping",
+        f"--dhcp-range={v.dhcp_first},{v.dhcp_last},{v.netmask},{DHCP_LEASE_TIME}",
+        f"--dhcp-option=3,{v.gateway}",
+        f"--dhcp-option=6,{DNS_SERVER}",
+        f"--dhcp-hostsfile={files.hosts}",
+        f"--dhcp-leasefile={files.leases}",
+        f"--pid-file={files.pidfile}",
+        "--log-dhcp",
+        f"--log-facility={files.log}",
+    )
+    return (
+        HostCommand(("ip", "addr", "replace", f"{v.gateway}/{v.prefixlen}", "dev", gw), f"Gateway {v.gateway} on {gw}"),
+        HostCommand(("ip", "link", "set", "dev", gw, "up"), f"Bring {gw} up"),
+        HostCommand(
+            ("ip", "link", "set", "dev", dport, "netns", ns),
+            f"Move {dport} into {ns}",
+            check=(*in_ns, "ip", "link", "show", "dev", dport),
+        ),
+        HostCommand(
+            (*in_ns, "ip", "addr", "replace", f"{v.dhcp_server}/{v.prefixlen}", "dev", dport),
+            f"DHCP server address {v.dhcp_server} on {dport}",
+        ),
+        HostCommand((*in_ns, "ip", "link", "set", "dev", dport, "up"), f"Bring {dport} up"),
+        HostCommand(
+            ("mkdir", "-p", files.dir),
+            f"DHCP state directory of VLAN {v.vlan}",
+            undo=("rm", "-rf", files.dir),
+            undo_description=f"Remove DHCP state of VLAN {v.vlan}",
+        ),
+        HostCommand(
+            sh(SH_WRITE_LINES, "sp-write", files.hosts, *(f"{mac},{ip}" for mac, ip in v.reservations)),
+            f"DHCP reservations of VLAN {v.vlan} ({len(v.reservations)})",
+        ),
+        HostCommand(
+            dnsmasq,
+            f"Start dnsmasq for VLAN {v.vlan} ({v.dhcp_first}-{v.dhcp_last}, gateway {v.gateway})",
+            check=sh(SH_PIDFILE_ALIVE, "sp-alive", files.pidfile),
+            undo=sh(SH_KILL_PIDFILE, "sp-kill", files.pidfile),
+            undo_description=f"Stop dnsmasq of VLAN {v.vlan}",
+        ),
+    )
+
+
+def dhcp_root_command(node: NetnodeSpec) -> HostCommand:
+    root = dhcp_root(node.state_dir)
+    return HostCommand(
+        ("mkdir", "-p", root),
+        "DHCP state directory",
+        undo=sh(SH_RMDIR_IF_EMPTY, "sp-rmdir", root),
+        undo_description="Remove the DHCP state directory if empty",
+    )
+
+
+def vlans_commands(node: NetnodeSpec, vlans: Sequence[VlanSpec]) -> tuple[HostCommand, ...]:
+    """Namespaces first, then one ports transaction, then per VLAN its services.
+
+    The namespaces come first so that a teardown (reverse order) deletes the
+    ports, including the one inside a namespace, before the namespace.
+    """
+    cmds: list[HostCommand] = [dhcp_root_command(node)]
+    if not vlans:
+        return tuple(cmds)
+    cmds += [netns_command(v.vlan) for v in vlans]
+    cmds.append(netnode_ports_command(vlans))
+    for v in vlans:
+        cmds += vlan_service_commands(node, v)
+    return tuple(cmds)
+
+
+def internet_commands(node: NetnodeSpec) -> tuple[HostCommand, ...]:
+    """VLAN 400 served like a link VLAN (no reservations), forwarding on, NAT out of the uplink."""
+    saved = ip_forward_saved(node.state_dir)
+    gw = gateway_port_name(INTERNET_VLAN)
+    return (
+        netns_command(INTERNET_VLAN),
+        netnode_ports_command([INTERNET]),
+        *vlan_service_commands(node, INTERNET),
+        HostCommand(
+            sh(SH_IP_FORWARD_ON, "sp-ip-forward", saved),
+            "Enable IPv4 forwarding (the previous value is saved)",
+            check=sh(SH_IP_FORWARD_IS_ON, "sp-ip-forward-on", saved),
+            undo=sh(SH_IP_FORWARD_RESTORE, "sp-ip-forward-restore", saved),
+            undo_description="Restore the previous IPv4 forwarding setting",
+        ),
+        iptables_rule(
+            "nat",
+            "POSTROUTING",
+            ("-s", str(INTERNET_SUBNET), "-o", node.uplink, "-j", "MASQUERADE"),
+            f"NAT {INTERNET_SUBNET} out of {node.uplink}",
+        ),
+        iptables_rule(
+            "filter",
+            FORWARD_CHAIN,
+            ("-i", gw, "-o", node.uplink, "-j", "ACCEPT"),
+            f"Forward VLAN {INTERNET_VLAN} to {node.uplink}",
+            insert=True,
+        ),
+    )

@@ -1,0 +1,108 @@
+"""Small shell programs used as argv (``sh -c PROGRAM NAME ARGS...``).
+
+Values only ever arrive as positional parameters ("$1"), never pasted into the program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .constants import (
+    QEMU,
+)
+
+SH_NOT = '! "$@" >/dev/null 2>&1'
+SH_DEL_LINK = 'ip link show dev "$1" >/dev/null 2>&1 || exit 0; exec ip link del dev "$1"'
+SH_DEL_NETNS = 'ip netns exec "$1" true >/dev/null 2>&1 || exit 0; exec ip netns del "$1"'
+SH_RMDIR_IF_EMPTY = '[ -d "$1" ] || exit 0; exec rmdir --ignore-fail-on-non-empty "$1"'
+SH_WRITE_LINES = 'f=$1; shift; { for l in "$@"; do printf "%s\\n" "$l"; done; } > "$f.tmp" && exec mv -f "$f.tmp" "$f"'
+SH_IPT_DELETE = (
+    't=$1; c=$2; shift 2; iptables -w -t "$t" -C "$c" "$@" >/dev/null 2>&1 || exit 0; '
+    'exec iptables -w -t "$t" -D "$c" "$@"'
+)
+SH_IPT_DELETE_CHAIN = (
+    'iptables -w -t "$1" -S "$2" >/dev/null 2>&1 || exit 0; '
+    'iptables -w -t "$1" -F "$2" && exec iptables -w -t "$1" -X "$2"'
+)
+# The pid in the file is alive AND its command line names that very pid file (no pid reuse surprises).
+SH_PIDFILE_ALIVE = (
+    '[ -r "$1" ] || exit 1; p=$(cat "$1"); case "$p" in ""|*[!0-9]*) exit 1;; esac; '
+    'tr "\\000" "\\n" < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$1"'
+)
+# Stop the process of a pid file (only if it is the one that wrote it), wait for it, remove the file.
+# "Still running" is "its command line still names the pid file": a zombie (empty cmdline) waiting for a
+# parent that is slow to reap it counts as gone, and so does a pid that was reused meanwhile.
+SH_KILL_PIDFILE = (
+    'f=$1; [ -r "$f" ] || exit 0; p=$(cat "$f"); case "$p" in ""|*[!0-9]*) rm -f "$f"; exit 0;; esac; '
+    'ours() { tr "\\000" "\\n" < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$f"; }; '
+    'if ours; then kill "$p" 2>/dev/null; i=0; while ours && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
+    'ours && kill -9 "$p"; fi; rm -f "$f"'
+)
+# Replace the flows of one cookie: BRIDGE COOKIE FLOW...
+SH_OFCTL_REPLACE_FLOWS = (
+    'b=$1; c=$2; shift 2; ovs-ofctl del-flows "$b" "cookie=$c/-1" || exit 1; '
+    'printf "%s\\n" "$@" | ovs-ofctl add-flows "$b" -'
+)
+# Remove the flows of one cookie: BRIDGE COOKIE (a bridge already gone has none).
+SH_OFCTL_DEL_FLOWS = 'ovs-vsctl br-exists "$1" || exit 0; exec ovs-ofctl del-flows "$1" "cookie=$2/-1"'
+# Flows check: BRIDGE COOKIE PORT COUNT MAC: COUNT flows of the cookie on the port as it is now
+# (a port added again has another OpenFlow number), COUNT-1 of them naming the guest's MAC.
+SH_OFCTL_FLOWS_CHECK = (
+    'f=$(ovs-ofctl dump-flows "$1" "cookie=$2/-1,in_port=$3" --no-stats 2>/dev/null) || exit 1; '
+    '[ "$(printf "%s\\n" "$f" | grep -c priority=)" = "$4" ] && '
+    '[ "$(printf "%s\\n" "$f" | grep -c "dl_src=$5")" = "$(($4 - 1))" ]'
+)
+# Bounce a running guest NIC's link through QEMU's QMP socket: SOCKET NETDEV. The guest sees its
+# carrier go down for a second and up again, and asks DHCP anew (its VLAN, so its subnet, changed).
+SH_QMP_BOUNCE_LINK = (
+    '[ -S "$1" ] || { echo "no QMP socket $1"; exit 1; }; '
+    'link() { printf \'{"execute":"set_link","arguments":{"name":"%s","up":%s}}\\n\' "$2" "$1"; }; '
+    'out=$( { echo \'{"execute":"qmp_capabilities"}\'; link false "$2"; sleep 1; link true "$2"; sleep 0.3; } '
+    '| socat -t 0.5 - "UNIX-CONNECT:$1") || exit 1; '
+    'printf "%s\\n" "$out"; [ "$(printf "%s\\n" "$out" | grep -c \'"return"\')" = 3 ]'
+)
+# Ports check: pairs NAME TAG ("-" = must not be on any bridge); one ovs-vsctl call.
+SH_OVS_PORTS_CHECK = (
+    "cur=$(ovs-vsctl -f csv --no-headings -d bare --columns=name,tag list Port) || exit 1; "
+    "while [ $# -gt 1 ]; do "
+    'if [ "$2" = - ]; then printf "%s\\n" "$cur" | grep -q "^$1," && exit 1; '
+    'else printf "%s\\n" "$cur" | grep -qx "$1,$2" || exit 1; fi; shift 2; done; exit 0'
+)
+SH_IP_FORWARD_ON = (
+    '[ -e "$1" ] || cat /proc/sys/net/ipv4/ip_forward > "$1" || exit 1; exec sysctl -qw net.ipv4.ip_forward=1'
+)
+SH_IP_FORWARD_IS_ON = '[ -e "$1" ] && [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ]'
+SH_IP_FORWARD_RESTORE = (
+    '[ -e "$1" ] || exit 0; v=$(cat "$1"); case "$v" in 0|1) sysctl -qw net.ipv4.ip_forward="$v" || exit 1;; esac; '
+    'exec rm -f "$1"'
+)
+# KVM probe: boot a 64 KiB firmware that writes to isa-debug-exit (QEMU exits 3) with the
+# accelerator and CPU model a KVM guest would get. A hang (timeout) or any error means TCG.
+SH_KVM_PROBE = (
+    "f=$(mktemp) || exit 1; trap 'rm -f \"$f\"' EXIT; "
+    "{ head -c 65520 /dev/zero | tr '\\000' '\\364'; "
+    "printf '\\260\\001\\346\\364\\364\\353\\375\\364\\364\\364\\364\\364\\364\\364\\364\\364'; } > \"$f\"; "
+    'timeout "$1" ' + QEMU + " -accel kvm -cpu host -machine pc -nodefaults -no-user-config -display none "
+    '-m 16 -bios "$f" -device isa-debug-exit,iobase=0xf4,iosize=0x04 >/dev/null 2>&1; rc=$?; '
+    'if [ "$rc" -eq 3 ]; then echo "accel=kvm"; else echo "accel=tcg (kvm probe exit $rc)"; fi'
+)
+# Wait (at most $1 s) until every MAC has a lease in its lease file; print "lease MAC IP|-".
+SH_WAIT_LEASES = (
+    'scan() { m=0; while [ $# -gt 1 ]; do grep -qi " $2 " "$1" 2>/dev/null || m=$((m+1)); shift 2; done; '
+    "echo $m; }; "
+    'report() { while [ $# -gt 1 ]; do a=$(awk -v m="$2" \'tolower($2)==m {print $3}\' "$1" 2>/dev/null | tail -n 1); '
+    'echo "lease $2 ${a:--}"; shift 2; done; }; '
+    "t=$1; shift; end=$(( $(date +%s) + t )); "
+    'while [ "$(scan "$@")" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 1; done; report "$@"'
+)
+SH_CONSOLE_TAIL = '[ -r "$1" ] || { echo "(no console log yet)"; exit 0; }; exec tail -c "$2" "$1"'
+
+
+def sh(program: str, name: str, *args: str) -> tuple[str, ...]:
+    """An argv that runs a fixed shell program with positional arguments."""
+    return ("sh", "-c", program, name, *args)
+
+
+def not_(argv: Sequence[str]) -> tuple[str, ...]:
+    """A check that succeeds when ``argv`` fails (e.g. "the link is gone")."""
+    return sh(SH_NOT, "sp-not", *argv)

@@ -1,0 +1,267 @@
+"""The spec: everything a plan needs to know about a slice, as plain data, and its validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass
+
+from slices.ipam import (
+    DHCP_FIRST_HOST,
+    DHCP_LAST_HOST,
+    DHCP_SERVER_HOST,
+    GATEWAY_HOST,
+    INTERNET_SUBNET,
+    INTERNET_VLAN,
+    VLAN_ID_MAX,
+    VLAN_ID_MIN,
+)
+from slices.naming import IFNAMSIZ, NAME_RE, tap_name
+
+from .constants import ACCELS
+
+_HOST_RE = re.compile(r"\A[a-z][a-z0-9-]{0,31}\Z")
+_PATH_RE = re.compile(r"\A(/[A-Za-z0-9._+-]+)+/?\Z")
+_MAC_RE = re.compile(r"\A([0-9a-f]{2}:){5}[0-9a-f]{2}\Z")
+_IFNAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
+_CMDLINE_RE = re.compile(r"\A[A-Za-z0-9._,=:/+ -]*\Z")
+
+
+class PlanError(ValueError):
+    """A spec that must not reach a host (an unsafe or inconsistent value)."""
+
+
+# --- Spec: what the plan builders read -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A guest image: ``kind`` "disk" (qcow2 base, an overlay per VM) or "kernel" (direct boot)."""
+
+    kind: str
+    disk_path: str = ""
+    kernel_path: str = ""
+    initrd_path: str = ""
+    kernel_args: str = ""
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """A guest NIC: ``index`` 0 is eth0. ``vlan`` None = no VLAN (a dead interface)."""
+
+    index: int
+    mac: str
+    vlan: int | None
+    tap: str
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """One VM and the worker it is placed on."""
+
+    id: int
+    name: str
+    host: str
+    vcpus: int
+    ram_mib: int
+    image: ImageSpec
+    nics: tuple[NicSpec, ...]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A compute worker: where its files live and which accelerator QEMU uses there."""
+
+    name: str
+    state_dir: str
+    accel: str = "tcg"
+
+
+@dataclass(frozen=True)
+class NetnodeSpec:
+    """The network node: its uplink (NAT for VLAN 400) and state dir."""
+
+    name: str
+    uplink: str
+    state_dir: str
+
+
+@dataclass(frozen=True)
+class VlanSpec:
+    """A VLAN served by the network node: its /24, and DHCP reservations (MAC, IP)."""
+
+    vlan: int
+    subnet: str
+    reservations: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    def _host(self, number: int) -> str:
+        return str(self.network.network_address + number)
+
+    @property
+    def gateway(self) -> str:
+        return self._host(GATEWAY_HOST)
+
+    @property
+    def dhcp_server(self) -> str:
+        return self._host(DHCP_SERVER_HOST)
+
+    @property
+    def dhcp_first(self) -> str:
+        return self._host(DHCP_FIRST_HOST)
+
+    @property
+    def dhcp_last(self) -> str:
+        return self._host(DHCP_LAST_HOST)
+
+    @property
+    def netmask(self) -> str:
+        return str(self.network.netmask)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.network.prefixlen
+
+
+INTERNET = VlanSpec(INTERNET_VLAN, str(INTERNET_SUBNET))
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """Everything a plan needs to know about a slice, as plain data.
+
+    ``keep_internet`` / ``keep_isolation``: another deployed slice still needs
+    VLAN 400 + NAT / the isolation chains, so a teardown of this slice keeps them.
+    """
+
+    slice_id: int
+    slice_name: str
+    netnode: NetnodeSpec
+    workers: tuple[WorkerSpec, ...] = ()
+    vms: tuple[VmSpec, ...] = ()
+    vlans: tuple[VlanSpec, ...] = ()
+    internet: bool = False
+    keep_internet: bool = False
+    keep_isolation: bool = False
+
+    def worker(self, name: str) -> WorkerSpec:
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        raise PlanError(f"VM placed on unknown worker {name!r}")
+
+    def vms_on(self, host: str) -> tuple[VmSpec, ...]:
+        return tuple(vm for vm in self.vms if vm.host == host)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SliceSpec:
+        return cls(
+            slice_id=data["slice_id"],
+            slice_name=data["slice_name"],
+            netnode=NetnodeSpec(**data["netnode"]),
+            workers=tuple(WorkerSpec(**w) for w in data.get("workers", ())),
+            vms=tuple(
+                VmSpec(
+                    id=vm["id"],
+                    name=vm["name"],
+                    host=vm["host"],
+                    vcpus=vm["vcpus"],
+                    ram_mib=vm["ram_mib"],
+                    image=ImageSpec(**vm["image"]),
+                    nics=tuple(NicSpec(**nic) for nic in vm["nics"]),
+                )
+                for vm in data.get("vms", ())
+            ),
+            vlans=tuple(
+                VlanSpec(v["vlan"], v["subnet"], tuple(tuple(r) for r in v.get("reservations", ())))
+                for v in data.get("vlans", ())
+            ),
+            internet=data.get("internet", False),
+            keep_internet=data.get("keep_internet", False),
+            keep_isolation=data.get("keep_isolation", False),
+        )
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise PlanError(message)
+
+
+def _check_path(value: str, what: str) -> None:
+    _require(
+        isinstance(value, str) and bool(_PATH_RE.fullmatch(value)) and "/../" not in value + "/" and value != "/",
+        f"{what}: unsafe path {value!r}",
+    )
+
+
+def validate_spec(spec: SliceSpec) -> SliceSpec:
+    """Refuse any value that could misbehave on a host (defence in depth: the models validate too)."""
+    _require(isinstance(spec.slice_id, int) and spec.slice_id > 0, "bad slice id")
+    _require(bool(NAME_RE.fullmatch(spec.slice_name or "")), f"unsafe slice name {spec.slice_name!r}")
+    node = spec.netnode
+    _require(bool(_HOST_RE.fullmatch(node.name or "")), f"unsafe host name {node.name!r}")
+    _require(bool(_IFNAME_RE.fullmatch(node.uplink or "")), f"unsafe uplink name {node.uplink!r}")
+    _check_path(node.state_dir, f"state_dir of {node.name}")
+    names = set()
+    for worker in spec.workers:
+        _require(bool(_HOST_RE.fullmatch(worker.name or "")), f"unsafe host name {worker.name!r}")
+        _check_path(worker.state_dir, f"state_dir of {worker.name}")
+        _require(worker.accel in ACCELS, f"accelerator of {worker.name} must be one of {ACCELS}")
+        names.add(worker.name)
+    macs: dict[str, int] = {}  # MAC -> VM id (a merged footprint may hold two versions of one VM)
+    for vm in spec.vms:
+        _require(isinstance(vm.id, int) and vm.id > 0, f"bad VM id {vm.id!r}")
+        _require(bool(NAME_RE.fullmatch(vm.name or "")), f"unsafe VM name {vm.name!r}")
+        _require(vm.host in names, f"VM {vm.name} is on {vm.host!r}, which is not a worker of the spec")
+        _require(isinstance(vm.vcpus, int) and 1 <= vm.vcpus <= 256, f"VM {vm.name}: bad vCPU count")
+        _require(isinstance(vm.ram_mib, int) and 32 <= vm.ram_mib <= 1 << 22, f"VM {vm.name}: bad RAM size")
+        image = vm.image
+        _require(image.kind in ("disk", "kernel"), f"VM {vm.name}: unknown image kind {image.kind!r}")
+        if image.kind == "disk":
+            _check_path(image.disk_path, f"disk image of {vm.name}")
+        else:
+            _check_path(image.kernel_path, f"kernel of {vm.name}")
+            if image.initrd_path:
+                _check_path(image.initrd_path, f"initrd of {vm.name}")
+            _require(bool(_CMDLINE_RE.fullmatch(image.kernel_args or "")), f"VM {vm.name}: unsafe kernel args")
+        _require(len(vm.nics) >= 1, f"VM {vm.name} has no interface")
+        _require([nic.index for nic in vm.nics] == list(range(len(vm.nics))), f"VM {vm.name}: NICs must be eth0..ethN")
+        for nic in vm.nics:
+            _require(bool(_MAC_RE.fullmatch(nic.mac or "")), f"VM {vm.name}: bad MAC {nic.mac!r}")
+            _require(macs.setdefault(nic.mac, vm.id) == vm.id, f"MAC {nic.mac} used by two VMs")
+            _require(
+                bool(_IFNAME_RE.fullmatch(nic.tap or "")) and len(nic.tap) <= IFNAMSIZ,
+                f"VM {vm.name}: bad TAP name {nic.tap!r}",
+            )
+            _require(nic.tap == tap_name(vm.id, nic.index), f"VM {vm.name}: TAP {nic.tap} does not follow naming")
+            if nic.vlan is not None:
+                _require(VLAN_ID_MIN <= nic.vlan <= VLAN_ID_MAX, f"VM {vm.name}: VLAN {nic.vlan} out of range")
+                _require(
+                    nic.vlan != INTERNET_VLAN or (nic.index == 0 and spec.internet),
+                    f"VM {vm.name}: VLAN {INTERNET_VLAN} is only for eth0 with internet",
+                )
+    served = {v.vlan for v in spec.vlans}
+    for vlan in spec.vlans:
+        _require(VLAN_ID_MIN <= vlan.vlan <= VLAN_ID_MAX and vlan.vlan != INTERNET_VLAN, f"bad link VLAN {vlan.vlan}")
+        try:
+            net = vlan.network
+        except ValueError as exc:
+            raise PlanError(f"VLAN {vlan.vlan}: bad subnet {vlan.subnet!r}") from exc
+        _require(net.prefixlen <= 24, f"VLAN {vlan.vlan}: subnet {vlan.subnet} is smaller than a /24")
+        for mac, ip in vlan.reservations:
+            _require(bool(_MAC_RE.fullmatch(mac or "")), f"VLAN {vlan.vlan}: bad reservation MAC {mac!r}")
+            try:
+                _require(ipaddress.IPv4Address(ip) in net, f"VLAN {vlan.vlan}: {ip} is outside {vlan.subnet}")
+            except ValueError as exc:
+                raise PlanError(f"VLAN {vlan.vlan}: bad reservation address {ip!r}") from exc
+    for vm in spec.vms:
+        for nic in vm.nics:
+            if nic.vlan is not None and nic.vlan != INTERNET_VLAN:
+                _require(nic.vlan in served, f"VM {vm.name}.eth{nic.index} is on VLAN {nic.vlan}, which no link serves")
+    return spec

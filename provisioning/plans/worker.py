@@ -1,0 +1,268 @@
+"""Builders for compute workers: state directories, TAPs, the ports transaction, VLAN 400 guards, QEMU."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from slices.ipam import INTERNET_VLAN
+
+from .constants import BRIDGE, BROADCAST_MAC, FLOW_COOKIE_TAG, INTERNET_DHCP_MAC, INTERNET_GATEWAY_MAC, QEMU
+from .layout import (
+    vm_dir,
+    vm_files,
+    vms_dir,
+)
+from .model import HostCommand
+from .netnode import (
+    ovs_ports_check,
+)
+from .shell import (
+    SH_DEL_LINK,
+    SH_KILL_PIDFILE,
+    SH_OFCTL_DEL_FLOWS,
+    SH_OFCTL_FLOWS_CHECK,
+    SH_OFCTL_REPLACE_FLOWS,
+    SH_PIDFILE_ALIVE,
+    SH_QMP_BOUNCE_LINK,
+    SH_RMDIR_IF_EMPTY,
+    sh,
+)
+from .spec import (
+    INTERNET,
+    NicSpec,
+    VmSpec,
+    WorkerSpec,
+)
+
+
+def vms_dir_command(worker: WorkerSpec) -> HostCommand:
+    path = vms_dir(worker.state_dir)
+    return HostCommand(
+        ("mkdir", "-p", path),
+        "VM state directory",
+        undo=sh(SH_RMDIR_IF_EMPTY, "sp-rmdir", path),
+        undo_description="Remove the VM state directory if empty",
+    )
+
+
+def vm_dir_command(worker: WorkerSpec, vm: VmSpec) -> HostCommand:
+    path = vm_dir(worker.state_dir, vm.id)
+    return HostCommand(
+        ("mkdir", "-p", path),
+        f"State directory of {vm.name}",
+        undo=("rm", "-rf", path),
+        undo_description=f"Remove the files of {vm.name} (console log, sockets, disk overlay)",
+    )
+
+
+def tap_commands(vm: VmSpec, nic: NicSpec) -> tuple[HostCommand, ...]:
+    """Create the TAP; bring it up when it has a VLAN, keep it DOWN when it has none.
+
+    A down TAP refuses the guest's frames (the write fails), so a dead interface
+    reaches neither br-int nor the worker's own IP stack.
+    """
+    state = "up" if nic.vlan is not None else "down"
+    return (
+        HostCommand(
+            ("ip", "tuntap", "add", "dev", nic.tap, "mode", "tap"),
+            f"Create TAP {nic.tap} ({vm.name}.eth{nic.index})",
+            check=("ip", "link", "show", "dev", nic.tap),
+            undo=sh(SH_DEL_LINK, "sp-del-link", nic.tap),
+            undo_description=f"Delete TAP {nic.tap}",
+        ),
+        HostCommand(
+            ("ip", "link", "set", "dev", nic.tap, state),
+            f"Set {nic.tap} {state}" + ("" if nic.vlan is not None else " (no VLAN: dead interface)"),
+        ),
+    )
+
+
+def worker_ports_command(nics: Sequence[NicSpec]) -> HostCommand:
+    """One ``ovs-vsctl`` transaction for every TAP of a worker.
+
+    A TAP with a VLAN is an access port with that tag (``set port`` fixes the tag
+    of a port that already exists); a TAP without one is taken off the bridge:
+    a port without a tag would be a trunk carrying every VLAN.
+    """
+    argv: list[str] = ["ovs-vsctl"]
+    undo: list[str] = ["ovs-vsctl"]
+    pairs = []
+    for nic in nics:
+        if len(argv) > 1:
+            argv.append("--")
+            undo.append("--")
+        if nic.vlan is None:
+            argv += ["--if-exists", "del-port", BRIDGE, nic.tap]
+            pairs.append((nic.tap, "-"))
+        else:
+            argv += ["--may-exist", "add-port", BRIDGE, nic.tap, f"tag={nic.vlan}"]
+            argv += ["--", "set", "port", nic.tap, f"tag={nic.vlan}"]
+            pairs.append((nic.tap, str(nic.vlan)))
+        undo += ["--if-exists", "del-port", BRIDGE, nic.tap]
+    tagged = sum(1 for n in nics if n.vlan is not None)
+    return HostCommand(
+        argv=tuple(argv),
+        description=f"Attach {tagged} TAP(s) to {BRIDGE} with their VLAN tags, keep {len(nics) - tagged} off",
+        check=ovs_ports_check(pairs),
+        undo=tuple(undo),
+        undo_description=f"Detach {len(nics)} TAP(s) from {BRIDGE}",
+    )
+
+
+def flow_cookie(vm_id: int, nic: NicSpec) -> str:
+    """The OpenFlow cookie of one guest NIC's flows (unique per installation: VM ids are)."""
+    return f"{FLOW_COOKIE_TAG | vm_id << 8 | nic.index:#018x}"
+
+
+def internet_guard_command(vm: VmSpec, nic: NicSpec) -> HostCommand:
+    """OpenFlow rules on a VLAN 400 TAP: the guest reaches the gateway and DHCP, no other guest.
+
+    From the TAP, with the guest's own source MAC only: frames to the gateway's or
+    the DHCP server's MAC; broadcasts that are an ARP request for the gateway or a
+    DHCP request. Everything else from the TAP is dropped, so internet NICs of
+    different slices (and of one slice) never reach each other at L2, and no guest
+    can take the gateway's MAC. Routing between them is refused by SP-FORWARD.
+    """
+    cookie = flow_cookie(vm.id, nic)
+    head = f"cookie={cookie},table=0,in_port={nic.tap}"
+    allow = f"{head},priority=300,dl_src={nic.mac}"
+    flows = (
+        f"{allow},dl_dst={INTERNET_GATEWAY_MAC},actions=NORMAL",
+        f"{allow},dl_dst={INTERNET_DHCP_MAC},actions=NORMAL",
+        f"{allow},dl_dst={BROADCAST_MAC},arp,arp_tpa={INTERNET.gateway},actions=NORMAL",
+        f"{allow},dl_dst={BROADCAST_MAC},udp,tp_src=68,tp_dst=67,actions=NORMAL",
+        f"{head},priority=290,actions=drop",
+    )
+    return HostCommand(
+        sh(SH_OFCTL_REPLACE_FLOWS, "sp-flows", BRIDGE, cookie, *flows),
+        f"Guard {nic.tap} on VLAN {INTERNET_VLAN} ({vm.name}.eth{nic.index}): gateway and DHCP only",
+        check=sh(SH_OFCTL_FLOWS_CHECK, "sp-flows-check", BRIDGE, cookie, nic.tap, str(len(flows)), nic.mac),
+        undo=internet_unguard_argv(vm.id, nic),
+        undo_description=f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap}",
+    )
+
+
+def internet_unguard_argv(vm_id: int, nic: NicSpec) -> tuple[str, ...]:
+    return sh(SH_OFCTL_DEL_FLOWS, "sp-del-flows", BRIDGE, flow_cookie(vm_id, nic))
+
+
+def accel_args(accel: str) -> tuple[str, ...]:
+    if accel == "kvm":
+        return ("-accel", "kvm", "-cpu", "host")
+    return ("-accel", "tcg", "-cpu", "max")
+
+
+def qemu_argv(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> tuple[str, ...]:
+    """The QEMU command line of one VM (daemonized, pid file, serial to a socket and a log)."""
+    files = vm_files(worker, vm)
+    argv: list[str] = [
+        QEMU,
+        "-name",
+        f"{slice_name}.{vm.name}",
+        "-nodefaults",
+        "-no-user-config",
+        *accel_args(worker.accel),
+        "-smp",
+        str(vm.vcpus),
+        "-m",
+        str(vm.ram_mib),
+    ]
+    if vm.image.kind == "kernel":
+        argv += ["-kernel", vm.image.kernel_path]
+        if vm.image.initrd_path:
+            argv += ["-initrd", vm.image.initrd_path]
+        argv += ["-append", vm.image.kernel_args]
+    else:
+        argv += ["-drive", f"file={files.disk},if=virtio,format=qcow2"]
+    for nic in vm.nics:
+        argv += [
+            "-netdev",
+            f"tap,id=n{nic.index},ifname={nic.tap},script=no,downscript=no,vnet_hdr=off",
+            "-device",
+            f"virtio-net-pci,netdev=n{nic.index},mac={nic.mac}",
+        ]
+    argv += [
+        "-chardev",
+        f"socket,id=s0,path={files.console_sock},server=on,wait=off,logfile={files.console_log}",
+        "-serial",
+        "chardev:s0",
+        "-qmp",
+        f"unix:{files.qmp_sock},server=on,wait=off",
+        "-display",
+        "none",
+        "-pidfile",
+        files.pidfile,
+        "-daemonize",
+    ]
+    return tuple(argv)
+
+
+def disk_command(worker: WorkerSpec, vm: VmSpec) -> HostCommand:
+    files = vm_files(worker, vm)
+    return HostCommand(
+        ("qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", vm.image.disk_path, files.disk),
+        f"Disk overlay of {vm.name} on {vm.image.disk_path}",
+        check=("test", "-e", files.disk),
+        undo=("rm", "-f", files.disk),
+        undo_description=f"Remove the disk overlay of {vm.name}",
+    )
+
+
+def qemu_command(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> HostCommand:
+    files = vm_files(worker, vm)
+    return HostCommand(
+        qemu_argv(worker, vm, slice_name),
+        f"Start QEMU for {vm.name} ({vm.vcpus} vCPU, {vm.ram_mib} MiB, {worker.accel}, {len(vm.nics)} NIC)",
+        check=sh(SH_PIDFILE_ALIVE, "sp-alive", files.pidfile),
+        undo=sh(SH_KILL_PIDFILE, "sp-kill", files.pidfile),
+        undo_description=f"Stop QEMU of {vm.name}",
+        boots_vm=vm.id,
+    )
+
+
+def relink_command(worker: WorkerSpec, vm: VmSpec, nic: NicSpec) -> HostCommand:
+    """Bounce the link of a running VM's NIC whose VLAN changed, so that the guest asks DHCP again."""
+    vlan = f"VLAN {nic.vlan}" if nic.vlan is not None else "no VLAN"
+    return HostCommand(
+        sh(SH_QMP_BOUNCE_LINK, "sp-relink", vm_files(worker, vm).qmp_sock, f"n{nic.index}"),
+        f"Bounce the link of {vm.name}.eth{nic.index} (now on {vlan}): the guest renews DHCP",
+        relinks=nic.mac,
+    )
+
+
+def worker_ports_commands(
+    worker: WorkerSpec, vms: Sequence[VmSpec], *, nics: dict[int, Sequence[NicSpec]] | None = None, dirs: bool = True
+) -> tuple[HostCommand, ...]:
+    """State directories, TAPs (created, up/down) and the one ports transaction of a worker.
+
+    ``nics`` restricts the NICs per VM id (a teardown of removed NICs only);
+    ``dirs`` False leaves the directories out (a VM that is only restarted).
+    """
+    cmds: list[HostCommand] = []
+    if dirs:
+        cmds.append(vms_dir_command(worker))
+        cmds += [vm_dir_command(worker, vm) for vm in vms]
+    chosen: list[tuple[VmSpec, NicSpec]] = []
+    seen: set[str] = set()
+    for vm in vms:
+        for nic in nics[vm.id] if nics is not None else vm.nics:
+            if nic.tap in seen:
+                continue
+            seen.add(nic.tap)
+            chosen.append((vm, nic))
+            cmds += tap_commands(vm, nic)
+    if chosen:
+        cmds.append(worker_ports_command([nic for _, nic in chosen]))
+    cmds += [internet_guard_command(vm, nic) for vm, nic in chosen if nic.vlan == INTERNET_VLAN]
+    return tuple(cmds)
+
+
+def worker_vms_commands(
+    worker: WorkerSpec, vms: Sequence[VmSpec], slice_name: str, *, disks: bool = True
+) -> tuple[HostCommand, ...]:
+    cmds: list[HostCommand] = []
+    for vm in vms:
+        if vm.image.kind == "disk" and disks:
+            cmds.append(disk_command(worker, vm))
+        cmds.append(qemu_command(worker, vm, slice_name))
+    return tuple(cmds)
