@@ -138,7 +138,7 @@ def make_user(username: str, *, max_vms: int | None = None, staff: bool = False)
 
 def make_image():
     """A kernel-kind image (paths are never opened by a dry run or by the API)."""
-    from provisioning.models import Image
+    from inventory.models import Image
 
     return Image.objects.create(
         name="bench-kernel",
@@ -152,7 +152,7 @@ def make_image():
 
 def make_hosts(workers: int, *, vcpus: int = 256, ram_mib: int = 1 << 20):
     """``workers`` compute workers and one network node (TEST-NET-1 addresses: never contacted)."""
-    from provisioning.models import Host
+    from inventory.models import Host
 
     rows = [
         Host.objects.create(

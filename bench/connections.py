@@ -119,7 +119,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-conn-") as tmp,
         RqWorker(Path(tmp) / "rqworker.log") as worker,
     ):
-        from provisioning.models import Host
+        from inventory.models import Host
 
         for name, (accel, seconds) in lab.probe_accel().items():
             log(f"{name}: KVM probe says {accel} ({seconds:.1f} s, once per worker)")

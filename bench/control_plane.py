@@ -74,7 +74,7 @@ def counting():
 
 
 def enable_workers(workers, count: int) -> None:
-    from provisioning.models import Host
+    from inventory.models import Host
 
     Host.objects.filter(pk__in=[w.pk for w in workers[:count]]).update(enabled=True)
     Host.objects.filter(pk__in=[w.pk for w in workers[count:]]).update(enabled=False)

@@ -124,7 +124,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp,
         RqWorker(Path(tmp) / "rqworker.log") as worker,
     ):
-        from provisioning.models import Host
+        from inventory.models import Host
 
         accels = lab.probe_accel()
         for name, (accel, seconds) in accels.items():

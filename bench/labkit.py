@@ -151,8 +151,8 @@ class LabSession:
         """
         from django.utils import timezone
 
+        from inventory.models import Host
         from provisioning import plans
-        from provisioning.models import Host
 
         found = {}
         for host in Host.objects.filter(role=Host.Role.WORKER, enabled=True, name__in=["worker1", "worker2"]):

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served by us, never from a CDN
     "django_rq",
+    "inventory",
     "slices",
     "provisioning",
 ]

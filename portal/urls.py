@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("provisioning.api.urls")),
+    path("api/", include("inventory.api.urls")),
     path("api/", include("slices.api.urls")),
     path("", include("slices.urls")),
 ]

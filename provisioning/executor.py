@@ -31,8 +31,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from inventory.models import Host
+
 from . import plans, specs
-from .models import Deployment, DeploymentStep, Host
+from .models import Deployment, DeploymentStep
 from .plans import HostCommand, Phase, Plan, SliceSpec, Stage
 from .runners import DryRunRunner, Event, FabricRunner, Runner, SshTarget
 from .scripts import shell_text

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 from django.db.models import Sum
 
+from inventory.models import Host
 from slices.errors import Conflict
-
-from .models import Host
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Max, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from inventory.models import Host
+
 from . import placement, plans, specs
-from .models import Deployment, DeploymentStep, Host
+from .models import Deployment, DeploymentStep
 from .runners import DryRunRunner
 
 PLAN_KINDS = ("deploy", "redeploy", "destroy")

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 
 from django.db.models import Q
 
+from inventory.models import Host
 from slices.errors import Conflict
 from slices.naming import tap_name
 
-from .models import Deployment, Host
+from .models import Deployment
 from .plans import (
     ImageSpec,
     NetnodeSpec,

@@ -9,7 +9,7 @@ field errors that the page shows under the same fields.
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from provisioning.models import Flavor, Image
+from inventory.models import Flavor, Image
 from slices.naming import MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_PATTERN
 
 # Topologies the core can generate (``slices.topologies`` / ``/api/templates/``); the page

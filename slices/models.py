@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from .ipam import INTERNET_VLAN, VLAN_ID_MAX, VLAN_ID_MIN
-from .naming import MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_STRICT_PATTERN, iface_name
+from .naming import MAC_PATTERN, MAX_DATA_INTERFACES, NAME_HELP, NAME_MAX_LENGTH, NAME_STRICT_PATTERN, iface_name
 
 name_validator = RegexValidator(NAME_STRICT_PATTERN, NAME_HELP, code="invalid_name")
 
@@ -82,14 +82,14 @@ class VM(models.Model):
 
     slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="vms")
     name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator], help_text=NAME_HELP)
-    flavor = models.ForeignKey("provisioning.Flavor", on_delete=models.PROTECT, related_name="vms")
-    image = models.ForeignKey("provisioning.Image", on_delete=models.PROTECT, related_name="vms")
+    flavor = models.ForeignKey("inventory.Flavor", on_delete=models.PROTECT, related_name="vms")
+    image = models.ForeignKey("inventory.Image", on_delete=models.PROTECT, related_name="vms")
     data_interfaces_count = models.PositiveSmallIntegerField(
         default=1, validators=[MaxValueValidator(MAX_DATA_INTERFACES)]
     )
     internet_enabled = models.BooleanField(default=False)
     host = models.ForeignKey(
-        "provisioning.Host",
+        "inventory.Host",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -126,7 +126,7 @@ class Interface(models.Model):
     mac = models.CharField(
         max_length=17,
         unique=True,
-        validators=[RegexValidator(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", "A lower-case MAC address.")],
+        validators=[RegexValidator(MAC_PATTERN, "A lower-case MAC address.")],
     )
     vlan = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(VLAN_ID_MIN), MaxValueValidator(VLAN_ID_MAX)]

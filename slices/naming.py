@@ -26,6 +26,8 @@ NAME_HELP = (
 # Guest interface names: eth0 (management) .. eth{MAX_DATA_INTERFACES}.
 MAX_DATA_INTERFACES = 16
 IFACE_RE = re.compile(r"^eth(0|[1-9][0-9]?)$")
+MAC_PATTERN = r"\A([0-9a-f]{2}:){5}[0-9a-f]{2}\Z"  # lower case, as the portal writes them
+MAC_RE = re.compile(MAC_PATTERN)
 
 
 def is_valid_name(value: object) -> bool:

@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 
-from provisioning.models import Flavor, Host, Image
+from inventory.models import Flavor, Host, Image
 
 from . import ipam, topologies, vlans
 from .errors import Conflict, InvalidRequest, QuotaExceeded, ServiceError

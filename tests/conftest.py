@@ -5,7 +5,7 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
-from provisioning.models import Flavor, Host, Image
+from inventory.models import Flavor, Host, Image
 from slices import services
 
 _counter = itertools.count(1)

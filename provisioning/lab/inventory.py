@@ -6,9 +6,9 @@ from pathlib import Path
 
 from django.db import transaction
 
+from inventory.models import Host, Image
 from provisioning.lab.guest import GuestImage
 from provisioning.lab.topology import DEFAULT_UPLINK, HOSTS, NETWORK_NODE, LabPaths
-from provisioning.models import Host, Image
 
 LAB_IMAGE_NAME = "lab-busybox"
 LAB_DISK_IMAGE_NAME = "lab-busybox-disk"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection
 
+from slices.naming import MAC_RE
+
 from .constants import (
     KVM_PROBE_TIMEOUT,
     OUTPUT_TAIL,
@@ -21,7 +23,6 @@ from .shell import (
     sh,
 )
 from .spec import (
-    _MAC_RE,
     SliceSpec,
     VmSpec,
     WorkerSpec,
@@ -68,7 +69,7 @@ def parse_leases(output: str) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0] == "lease" and _MAC_RE.fullmatch(parts[1].lower()):
+        if len(parts) == 3 and parts[0] == "lease" and MAC_RE.fullmatch(parts[1].lower()):
             ip = parts[2]
             try:
                 out[parts[1].lower()] = str(ipaddress.IPv4Address(ip))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import asdict, dataclass
 
+from inventory.patterns import CMDLINE_RE, HOST_NAME_RE, IFNAME_RE, PATH_RE
 from slices.ipam import (
     DHCP_FIRST_HOST,
     DHCP_LAST_HOST,
@@ -16,15 +16,9 @@ from slices.ipam import (
     VLAN_ID_MAX,
     VLAN_ID_MIN,
 )
-from slices.naming import IFNAMSIZ, NAME_RE, tap_name
+from slices.naming import IFNAMSIZ, MAC_RE, NAME_RE, tap_name
 
 from .constants import ACCELS
-
-_HOST_RE = re.compile(r"\A[a-z][a-z0-9-]{0,31}\Z")
-_PATH_RE = re.compile(r"\A(/[A-Za-z0-9._+-]+)+/?\Z")
-_MAC_RE = re.compile(r"\A([0-9a-f]{2}:){5}[0-9a-f]{2}\Z")
-_IFNAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
-_CMDLINE_RE = re.compile(r"\A[A-Za-z0-9._,=:/+ -]*\Z")
 
 
 class PlanError(ValueError):
@@ -195,7 +189,7 @@ def _require(ok: bool, message: str) -> None:
 
 def _check_path(value: str, what: str) -> None:
     _require(
-        isinstance(value, str) and bool(_PATH_RE.fullmatch(value)) and "/../" not in value + "/" and value != "/",
+        isinstance(value, str) and bool(PATH_RE.fullmatch(value)) and "/../" not in value + "/" and value != "/",
         f"{what}: unsafe path {value!r}",
     )
 
@@ -205,12 +199,12 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
     _require(isinstance(spec.slice_id, int) and spec.slice_id > 0, "bad slice id")
     _require(bool(NAME_RE.fullmatch(spec.slice_name or "")), f"unsafe slice name {spec.slice_name!r}")
     node = spec.netnode
-    _require(bool(_HOST_RE.fullmatch(node.name or "")), f"unsafe host name {node.name!r}")
-    _require(bool(_IFNAME_RE.fullmatch(node.uplink or "")), f"unsafe uplink name {node.uplink!r}")
+    _require(bool(HOST_NAME_RE.fullmatch(node.name or "")), f"unsafe host name {node.name!r}")
+    _require(bool(IFNAME_RE.fullmatch(node.uplink or "")), f"unsafe uplink name {node.uplink!r}")
     _check_path(node.state_dir, f"state_dir of {node.name}")
     names = set()
     for worker in spec.workers:
-        _require(bool(_HOST_RE.fullmatch(worker.name or "")), f"unsafe host name {worker.name!r}")
+        _require(bool(HOST_NAME_RE.fullmatch(worker.name or "")), f"unsafe host name {worker.name!r}")
         _check_path(worker.state_dir, f"state_dir of {worker.name}")
         _require(worker.accel in ACCELS, f"accelerator of {worker.name} must be one of {ACCELS}")
         names.add(worker.name)
@@ -229,14 +223,14 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
             _check_path(image.kernel_path, f"kernel of {vm.name}")
             if image.initrd_path:
                 _check_path(image.initrd_path, f"initrd of {vm.name}")
-            _require(bool(_CMDLINE_RE.fullmatch(image.kernel_args or "")), f"VM {vm.name}: unsafe kernel args")
+            _require(bool(CMDLINE_RE.fullmatch(image.kernel_args or "")), f"VM {vm.name}: unsafe kernel args")
         _require(len(vm.nics) >= 1, f"VM {vm.name} has no interface")
         _require([nic.index for nic in vm.nics] == list(range(len(vm.nics))), f"VM {vm.name}: NICs must be eth0..ethN")
         for nic in vm.nics:
-            _require(bool(_MAC_RE.fullmatch(nic.mac or "")), f"VM {vm.name}: bad MAC {nic.mac!r}")
+            _require(bool(MAC_RE.fullmatch(nic.mac or "")), f"VM {vm.name}: bad MAC {nic.mac!r}")
             _require(macs.setdefault(nic.mac, vm.id) == vm.id, f"MAC {nic.mac} used by two VMs")
             _require(
-                bool(_IFNAME_RE.fullmatch(nic.tap or "")) and len(nic.tap) <= IFNAMSIZ,
+                bool(IFNAME_RE.fullmatch(nic.tap or "")) and len(nic.tap) <= IFNAMSIZ,
                 f"VM {vm.name}: bad TAP name {nic.tap!r}",
             )
             _require(nic.tap == tap_name(vm.id, nic.index), f"VM {vm.name}: TAP {nic.tap} does not follow naming")
@@ -255,7 +249,7 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
             raise PlanError(f"VLAN {vlan.vlan}: bad subnet {vlan.subnet!r}") from exc
         _require(net.prefixlen <= 24, f"VLAN {vlan.vlan}: subnet {vlan.subnet} is smaller than a /24")
         for mac, ip in vlan.reservations:
-            _require(bool(_MAC_RE.fullmatch(mac or "")), f"VLAN {vlan.vlan}: bad reservation MAC {mac!r}")
+            _require(bool(MAC_RE.fullmatch(mac or "")), f"VLAN {vlan.vlan}: bad reservation MAC {mac!r}")
             try:
                 _require(ipaddress.IPv4Address(ip) in net, f"VLAN {vlan.vlan}: {ip} is outside {vlan.subnet}")
             except ValueError as exc:

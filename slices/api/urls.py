@@ -10,9 +10,6 @@ router.register("slices", views.SliceViewSet, basename="slice")
 router.register("vms", views.VMViewSet, basename="vm")
 router.register("links", views.LinkViewSet, basename="link")
 router.register("interfaces", views.InterfaceViewSet, basename="interface")
-router.register("hosts", views.HostViewSet, basename="host")
-router.register("images", views.ImageViewSet, basename="image")
-router.register("flavors", views.FlavorViewSet, basename="flavor")
 
 urlpatterns = [
     path("me/", views.me, name="me"),

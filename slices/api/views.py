@@ -12,18 +12,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from provisioning.models import Flavor, Host, Image
 from slices import io, selectors, services, topologies
 from slices.errors import InvalidRequest, PayloadTooLarge
 from slices.models import VM, Interface, Link, Slice
 
-from .permissions import ReadOnlyOrStaff
 from .renderers import DOCUMENT_PARSERS, JSONDocumentRenderer, RawDocument, YAMLDocumentRenderer
 from .serializers import (
-    FlavorSerializer,
     FromTemplateSerializer,
-    HostSerializer,
-    ImageSerializer,
     ImportUploadSerializer,
     InterfaceSerializer,
     LinkSerializer,
@@ -263,30 +258,6 @@ class InterfaceViewSet(viewsets.ReadOnlyModelViewSet):
         if _schema_only(self):
             return Interface.objects.none()
         return _filter_by_id(selectors.interface_list(user=self.request.user), self.request, "vm", "vm_id")
-
-
-class HostViewSet(viewsets.ModelViewSet):
-    """Cluster hosts: read-only for users, writable by staff."""
-
-    queryset = Host.objects.all()
-    serializer_class = HostSerializer
-    permission_classes = [ReadOnlyOrStaff]
-
-
-class ImageViewSet(viewsets.ModelViewSet):
-    """Guest images: read-only for users, writable by staff."""
-
-    queryset = Image.objects.all()
-    serializer_class = ImageSerializer
-    permission_classes = [ReadOnlyOrStaff]
-
-
-class FlavorViewSet(viewsets.ModelViewSet):
-    """VM sizes: read-only for users, writable by staff."""
-
-    queryset = Flavor.objects.all()
-    serializer_class = FlavorSerializer
-    permission_classes = [ReadOnlyOrStaff]
 
 
 class TemplateListView(APIView):

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from provisioning.models import Flavor, Host, Image
+from inventory.models import Flavor, Host, Image
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # The flags LAB-NOTES found to work headless as root (Playwright adds --headless and a fresh profile).

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from inventory.models import Host
 from provisioning.lab import console, system
-from provisioning.models import Host
 
 DEPLOY_TIMEOUT = 240  # seconds for one deployment job (TCG guests on 2 cores)
 LEASE_TIMEOUT = 120  # seconds for a guest to report a lease

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from inventory.models import Host, Image
 from provisioning.lab import cluster, system
 from provisioning.lab.topology import (
     HOST_TRUNK_IF,
@@ -21,7 +22,6 @@ from provisioning.lab.topology import (
     LabPaths,
     host,
 )
-from provisioning.models import Host, Image
 
 pytestmark = pytest.mark.lab
 

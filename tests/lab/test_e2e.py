@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from inventory.models import Flavor, Host
 from provisioning.lab import cluster, console, guest, inventory
 from provisioning.lab.topology import INTERNET_ADDRESS, INTERNET_IF, INTERNET_NAMESPACE, NETNODE_UPLINK_ADDRESS, host
-from provisioning.models import DeploymentStep, Flavor, Host
+from provisioning.models import DeploymentStep
 from tests.lab import hoststate
 from tests.lab.conftest import E2E_REDIS_DB, LEASE_TIMINGS, _redis_url
 from tests.lab.driver import Portal, in_range, interface

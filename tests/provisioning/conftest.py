@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.models import Flavor, Host, Image
+from inventory.models import Flavor, Host, Image
 
 SSHD = "/usr/sbin/sshd"
 needs_sshd = pytest.mark.skipif(

@@ -56,8 +56,8 @@ def install(*, monkeypatch=None, fail: str = "", sleep: float = 0, seen: list | 
     With pytest's ``monkeypatch`` the patch is undone after the test; without it (the
     worker process) it lasts for the process.
     """
+    from inventory.models import Host
     from provisioning import executor
-    from provisioning.models import Host
 
     real = executor.build_plan
 

@@ -9,7 +9,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from provisioning.models import Deployment, DeploymentStep, Host
+from inventory.models import Host
+from provisioning.models import Deployment, DeploymentStep
 from slices import services as slice_services
 from slices.models import VM, Slice
 
@@ -187,7 +188,7 @@ def test_admin_pages_and_retry_action(client, inventory, user, staff_user, make_
     page = client.get(f"/admin/provisioning/deployment/{dep.pk}/change/")
     assert page.status_code == 200 and b"deployment-1-abc" in page.content
     for model in ("host", "image", "flavor"):
-        assert client.get(f"/admin/provisioning/{model}/").status_code == 200
+        assert client.get(f"/admin/inventory/{model}/").status_code == 200
     r = client.post(
         "/admin/provisioning/deployment/", {"action": "retry_failed", "_selected_action": [dep.pk]}, follow=True
     )

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from inventory.models import Host
 from provisioning import executor, services
-from provisioning.models import Deployment, DeploymentStep, Host
+from provisioning.models import Deployment, DeploymentStep
 from provisioning.plans import HostCommand, SliceSpec, lease_wait_command
 from provisioning.runners import Event
 from slices import services as slice_services

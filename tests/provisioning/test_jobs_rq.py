@@ -20,8 +20,9 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from inventory.models import Flavor, Host, Image
 from provisioning import services
-from provisioning.models import Deployment, DeploymentStep, Flavor, Host, Image
+from provisioning.models import Deployment, DeploymentStep
 from slices import services as slice_services
 from slices.models import VM, Slice
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from provisioning.models import Flavor, Host
+from inventory.models import Flavor, Host
 from provisioning.placement import Capacity, Demand, PlacementError, place, place_slice
 from slices import services as slice_services
 from slices.models import VM, Slice

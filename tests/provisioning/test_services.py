@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from inventory.models import Host
 from provisioning import services, specs
-from provisioning.models import Deployment, DeploymentStep, Host
+from provisioning.models import Deployment, DeploymentStep
 from provisioning.plans import SliceSpec
 from slices import services as slice_services
 from slices.errors import Conflict
@@ -173,7 +174,7 @@ def test_dry_run_changes_no_state(inventory, user, make_slice, rq_queue):
 
 
 def test_empty_slice_and_no_capacity_are_refused(inventory, user, make_slice, rq_queue):
-    from provisioning.models import Flavor
+    from inventory.models import Flavor
 
     with pytest.raises(Conflict, match="no VM"):
         services.deploy_request(slice_obj=make_slice(user, vms=0), user=user)

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from provisioning.models import Flavor, Image
+from inventory.models import Flavor, Image
 
 DOC = {"name": "imported", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a:eth1", "b:eth1"]]}
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from provisioning.models import Flavor
+from inventory.models import Flavor
 from slices import services
 from slices.models import VM, Interface, Link, Slice, UserQuota
 

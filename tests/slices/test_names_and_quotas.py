@@ -86,7 +86,7 @@ def test_quota_defaults_come_from_settings(api, settings, flavor, image):
 
 
 def test_vcpu_and_ram_quotas(api, user, designed):
-    from provisioning.models import Flavor
+    from inventory.models import Flavor
 
     UserQuota.objects.create(user=user, max_vcpus=6, max_ram_mib=1024)
     s = designed["slice"]

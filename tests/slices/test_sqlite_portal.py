@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SETUP = """
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
-from provisioning.models import Image
+from inventory.models import Image
 from slices import services
 Image.objects.create(name="base", disk_path="/var/lib/images/base.qcow2", is_default=True)
 user = User.objects.create_user("sqlite-user", password="x-sqlite-pass-1")

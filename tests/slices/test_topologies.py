@@ -111,7 +111,7 @@ def test_from_template_builds_the_slice(api, user, flavor, image, kind, count):
 
 
 def test_from_template_with_flavor(api, flavor, image):
-    from provisioning.models import Flavor
+    from inventory.models import Flavor
 
     small = Flavor.objects.get(name="small")
     r = api.post(

@@ -1,0 +1,59 @@
+"""Serializers of the inventory API."""
+
+from rest_framework import serializers
+
+from slices.api.fields import NamedChoiceField
+
+from ..models import Flavor, Host, Image
+
+# Staff-only host fields: where the portal's SSH key lives is nobody else's business.
+HOST_PRIVATE_FIELDS = ("ssh_port", "ssh_user", "ssh_key_path", "state_dir")
+
+
+class FlavorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Flavor
+        fields = ["id", "name", "vcpus", "ram_mib", "disk_gib", "is_default"]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    kind = NamedChoiceField(choices=Image.Kind.choices, enum_name="ImageKindEnum", required=False)
+
+    class Meta:
+        model = Image
+        fields = ["id", "name", "kind", "disk_path", "kernel_path", "initrd_path", "kernel_args", "is_default"]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    """A cluster host; SSH details and the state folder are shown to staff only."""
+
+    role = NamedChoiceField(choices=Host.Role.choices, enum_name="HostRoleEnum", required=False)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "name",
+            "role",
+            "management_address",
+            "ssh_port",
+            "ssh_user",
+            "ssh_key_path",
+            "vcpus",
+            "ram_mib",
+            "uplink",
+            "state_dir",
+            "enabled",
+            "accel",
+            "accel_detected",
+            "accel_probed_at",
+        ]
+        read_only_fields = ["accel_detected", "accel_probed_at"]
+
+    def to_representation(self, instance: Host) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not (request and request.user.is_staff):
+            for key in HOST_PRIVATE_FIELDS:
+                data.pop(key, None)
+        return data

@@ -1,0 +1,13 @@
+"""Inventory routes under /api/: hosts, images, flavors."""
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()  # no API root view: the slices router owns /api/
+router.register("hosts", views.HostViewSet, basename="host")
+router.register("images", views.ImageViewSet, basename="image")
+router.register("flavors", views.FlavorViewSet, basename="flavor")
+
+urlpatterns = [path("", include(router.urls))]
