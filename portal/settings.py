@@ -202,6 +202,8 @@ PROVISIONING_RUNNER = os.environ.get("PROVISIONING_RUNNER", "fabric")
 PROVISIONING_LEASE_WAIT = int(os.environ.get("PROVISIONING_LEASE_WAIT", "60"))
 # A running job that has not stamped its heartbeat for this long is abandoned.
 PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
+# Seconds between runs of the scheduled reaper (manage.py rqcron provisioning.cron).
+PROVISIONING_REAP_INTERVAL = int(os.environ.get("PROVISIONING_REAP_INTERVAL", "60"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
 # Local lab state (see `manage.py lab up`). A short absolute path: the lab's unix

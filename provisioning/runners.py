@@ -28,6 +28,8 @@ from .scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, new_token, 
 
 log = logging.getLogger(__name__)
 
+CANCELLED = "cancelled"  # the error of a host's script stopped by a cancel (not a failure)
+
 
 @dataclass(frozen=True)
 class SshTarget:
@@ -68,6 +70,7 @@ class Event:
     duration: float = 0.0
     ok: bool = True
     error: str = ""
+    cancelled: bool = False  # a "host" event: the host stopped at a step boundary because the job was cancelled
     at: float = field(default_factory=time.time)
 
 
@@ -80,6 +83,8 @@ class Runner:
 
     def __init__(self) -> None:
         self.stats: dict[str, HostStats] = {}
+        # Set (from any thread) when the job is cancelled: each host stops at its next step boundary.
+        self.stop = threading.Event()
 
     def stat(self, host: str) -> HostStats:
         return self.stats.setdefault(host, HostStats())
@@ -175,6 +180,9 @@ class DryRunRunner(Runner):
                 }
             )
         for i, _cmd in enumerate(commands):
+            if self.stop.is_set():
+                emit(Event("host", host, ok=False, cancelled=True))
+                return
             emit(Event("began", host, i))
             emit(Event("ended", host, i, status="skipped", output="dry run: not executed"))
         emit(Event("host", host, ok=True))
@@ -280,12 +288,20 @@ class FabricRunner(Runner):
             stat.commands += len(commands)
             started = time.monotonic()
             try:
-                ok, error = self._exchange(conn, script, token, host, emit)
+                ok, error = self._exchange(conn, script, token, host, emit, commands)
             finally:
                 stat.seconds += time.monotonic() - started
-            emit(Event("host", host, ok=ok, error=error))
+            if error == CANCELLED:
+                emit(Event("host", host, ok=False, cancelled=True))
+            else:
+                emit(Event("host", host, ok=ok, error=error))
 
-    def _exchange(self, conn, script: str, token: str, host: str, emit) -> tuple[bool, str]:
+    def _exchange(
+        self, conn, script: str, token: str, host: str, emit, commands: Sequence[HostCommand] = ()
+    ) -> tuple[bool, str]:
+        """Send the script, report its steps live; (ok, error). A cancel closes the session at a step
+        boundary (the script dies at its next marker, before the next step's command), or at once
+        during an interruptible (read-only) step."""
         from paramiko import SSHException
 
         transport = conn.transport
@@ -308,6 +324,8 @@ class FabricRunner(Runner):
                 try:
                     data = chan.recv(65536)
                 except TimeoutError:
+                    if self._cancel_now(parser, commands):
+                        return False, CANCELLED
                     if time.monotonic() - last > idle_limit:
                         step = parser.current
                         return False, f"{host}: no answer for {idle_limit} s (step {step}); connection abandoned"
@@ -317,6 +335,10 @@ class FabricRunner(Runner):
                 last = time.monotonic()
                 for ev in parser.feed(data):
                     failed = self._emit(host, ev, emit) or failed
+                    if isinstance(ev, StepEnded) and self.stop.is_set():
+                        return False, CANCELLED
+                if self._cancel_now(parser, commands):
+                    return False, CANCELLED
             for ev in parser.finish():
                 failed = self._emit(host, ev, emit) or failed
             rc = chan.recv_exit_status()
@@ -330,6 +352,11 @@ class FabricRunner(Runner):
             stray = "\n".join(parser.stray[-10:] or [parser.current_output()])
             return False, f"{host}: the script stopped early (exit {rc}): {stray}".strip()
         return True, ""
+
+    def _cancel_now(self, parser: MarkerParser, commands: Sequence[HostCommand]) -> bool:
+        """Cancelled while a read-only wait runs: no need to wait for its end."""
+        step = parser.current
+        return self.stop.is_set() and step is not None and 0 <= step < len(commands) and commands[step].interruptible
 
     @staticmethod
     def _emit(host: str, ev, emit) -> StepEnded | None:

@@ -255,7 +255,7 @@ class VMAdmin(StrictNamesMixin, admin.ModelAdmin):
         obj.refresh_from_db()
 
     def has_delete_permission(self, request: HttpRequest, obj: VM | None = None) -> bool:
-        if obj is not None and obj.slice.status in services.BUSY_STATUSES:
+        if obj is not None and obj.slice.is_busy:
             return False
         return super().has_delete_permission(request, obj)
 
@@ -299,7 +299,7 @@ class LinkAdmin(ReadOnlyAdmin):
     list_select_related = ["slice", "a__vm", "b__vm"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Link | None = None) -> bool:
-        if obj is not None and obj.slice.status in services.BUSY_STATUSES:
+        if obj is not None and obj.slice.is_busy:
             return False
         return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
