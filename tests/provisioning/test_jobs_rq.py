@@ -21,7 +21,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from inventory.models import Flavor, Host, Image
-from provisioning import jobs, queue, services
+from provisioning import jobs, queue
 from provisioning.models import Deployment, DeploymentStep
 from slices import services as slice_services
 from slices.models import VM, Slice
