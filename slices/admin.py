@@ -20,7 +20,7 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 from django.http import HttpRequest
 
-from . import services
+from . import selectors, services
 from .errors import ServiceError
 from .models import VM, Interface, Link, Slice, UserQuota, VlanBlock
 
@@ -139,8 +139,6 @@ class SliceAdmin(StrictNamesMixin, admin.ModelAdmin):
     date_hierarchy = "created"
 
     def get_queryset(self, request: HttpRequest):
-        from . import selectors
-
         return selectors.slice_list(user=request.user).prefetch_related("vlan_blocks")
 
     @admin.display(description="VMs", ordering="vm_count")

@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
+from inventory.api.fields import NamedChoiceField
 from provisioning.models import Deployment, DeploymentStep
-from slices.api.fields import NamedChoiceField
 
 
 class DeployRequestSerializer(serializers.Serializer):

@@ -9,9 +9,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.lab import cluster, guest, inventory
+from provisioning.lab import cluster, console, guest, inventory
 from provisioning.lab.system import LabCommandError
 from provisioning.lab.topology import HOSTS, LabPaths
+from slices.models import VM
 
 
 def lab_paths() -> LabPaths:
@@ -102,9 +103,6 @@ class Command(BaseCommand):
             self.stdout.write(f"image {row.name} (kind disk): {disk_path}")
 
     def do_console(self, *, vm_id: int, cmd: str, timeout: float = 30, **_):
-        from provisioning.lab import console
-        from slices.models import VM
-
         vm = VM.objects.select_related("host").filter(pk=vm_id).first()
         if vm is None or vm.host is None:
             raise CommandError(f"VM {vm_id} does not exist or is not placed on a host")
