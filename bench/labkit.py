@@ -80,7 +80,6 @@ class LabSession:
         from provisioning.lab.topology import LabPaths
 
         self.paths = LabPaths(Path(settings.LAB_DIR).resolve())
-        self.known_hosts = Path(settings.PROVISIONING_KNOWN_HOSTS)
         self.keep_lab = keep_lab
         self.take_over = take_over
         self.brought_up = False
@@ -98,9 +97,14 @@ class LabSession:
         return any(root != self.paths.root for root in cluster.running_lab_roots())
 
     def __enter__(self) -> LabSession:
+        from django.conf import settings
+
         from provisioning.lab import guest, inventory
+        from provisioning.lab.hostkeys import untrusted_hint
 
         require_root()
+        if hint := untrusted_hint(self.paths, settings.PROVISIONING_KNOWN_HOSTS):
+            raise SystemExit(hint)  # every deploy would fail at its first SSH connection
         if self.is_up():
             log(f"lab already up under {self.paths.root}: using it (and leaving it up)")
         else:
