@@ -16,6 +16,7 @@ round trips, commands and ``ovs-vsctl`` invocations.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -207,13 +208,13 @@ class FabricRunner(Runner):
         self,
         targets: Mapping[str, SshTarget],
         *,
-        known_hosts: str,
+        known_hosts: str | Sequence[str],
         connect_timeout: float = 10,
         command_timeout: int = 300,
     ) -> None:
         super().__init__()
         self.targets = dict(targets)
-        self.known_hosts = known_hosts
+        self.known_hosts = known_hosts_files(known_hosts)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._connections: dict[str, object] = {}
@@ -248,18 +249,16 @@ class FabricRunner(Runner):
                 "auth_timeout": self.connect_timeout,
             },
         )
-        # Fabric trusts any new key by default; we only trust the operator's known-hosts file.
+        # Fabric trusts any new key by default; we only trust the configured known-hosts files.
         conn.client.set_missing_host_key_policy(RejectPolicy())
-        try:
-            conn.client.load_host_keys(self.known_hosts)
-        except OSError as exc:
-            raise HostUnreachable(f"{host}: cannot read known hosts file {self.known_hosts}: {exc}") from exc
+        load_known_hosts(conn.client, self.known_hosts, host=host)
         self.stat(host).connections += 1
         try:
             conn.open()
         except Exception as exc:
+            reason = _describe(exc, known_hosts=self.known_hosts)
             raise HostUnreachable(
-                f"{host}: cannot connect to {target.address}:{target.port} as {target.user}: {_describe(exc)}"
+                f"{host}: cannot connect to {target.address}:{target.port} as {target.user}: {reason}"
             ) from exc
         self._connections[host] = conn
         return conn
@@ -380,13 +379,42 @@ class FabricRunner(Runner):
         return None
 
 
-def _describe(exc: BaseException) -> str:
+def known_hosts_files(setting: str | Sequence[str]) -> list[str]:
+    """The known-hosts files of a setting: one path, several joined by ``os.pathsep`` (like PATH), or a list."""
+    items = setting.split(os.pathsep) if isinstance(setting, str) else list(setting)
+    return [item for item in items if item]
+
+
+def load_known_hosts(client, files: Sequence[str], *, host: str) -> None:
+    """Load every existing file of ``files`` into a paramiko client; HostUnreachable when none can be read.
+
+    A missing file is skipped: the local lab's file (settings.PROVISIONING_KNOWN_HOSTS
+    lists it by default) exists only while a lab is up. On a host listed twice the
+    first file wins (paramiko takes the first key of a type), so the lab's own file
+    goes first and an old copy of its keys elsewhere cannot shadow it.
+    """
+    loaded = 0
+    for path in files:
+        try:
+            client.load_host_keys(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise HostUnreachable(f"{host}: cannot read known hosts file {path}: {exc}") from exc
+        loaded += 1
+    if not loaded:
+        raise HostUnreachable(f"{host}: no known hosts file: none of {', '.join(files) or '(none given)'} exists")
+
+
+def _describe(exc: BaseException, *, known_hosts: Sequence[str] = ()) -> str:
+    """A short reason for an SSH failure; host key problems name the known-hosts files that were read."""
     from paramiko import BadHostKeyException, SSHException
 
+    files = ", ".join(known_hosts) or "the known hosts file"
     if isinstance(exc, BadHostKeyException):
-        return "host key mismatch (the known hosts file has another key for it)"
+        return f"host key mismatch ({files} has another key for it)"
     if isinstance(exc, SSHException) and "not found in known_hosts" in str(exc):
-        return "unknown host key (not in the known hosts file)"
+        return f"unknown host key (not in {files})"
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc) or type(exc).__name__
