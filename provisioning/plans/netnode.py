@@ -24,6 +24,7 @@ from .layout import (
 )
 from .model import HostCommand
 from .shell import (
+    SH_ADD_NETNS,
     SH_DEL_NETNS,
     SH_IP_FORWARD_IS_ON,
     SH_IP_FORWARD_ON,
@@ -146,9 +147,14 @@ def netnode_ports_command(vlans: Sequence[VlanSpec]) -> HostCommand:
 
 
 def netns_command(vlan: int) -> HostCommand:
+    """The VLAN's DHCP namespace: skipped when usable; a stale name (no namespace behind it) is replaced.
+
+    The undo deletes the name whenever it is listed, usable or not, so a destroy or a
+    retry always leaves ``ip netns add`` free to succeed.
+    """
     ns = dhcp_namespace(vlan)
     return HostCommand(
-        argv=("ip", "netns", "add", ns),
+        argv=sh(SH_ADD_NETNS, "sp-add-netns", ns),
         description=f"Create DHCP namespace {ns}",
         check=("ip", "netns", "exec", ns, "true"),
         undo=sh(SH_DEL_NETNS, "sp-del-netns", ns),

@@ -13,7 +13,18 @@ from .constants import (
 
 SH_NOT = '! "$@" >/dev/null 2>&1'
 SH_DEL_LINK = 'ip link show dev "$1" >/dev/null 2>&1 || exit 0; exec ip link del dev "$1"'
-SH_DEL_NETNS = 'ip netns exec "$1" true >/dev/null 2>&1 || exit 0; exec ip netns del "$1"'
+# Network namespaces go by the presence of their NAME (`ip netns list`), never by `ip netns exec NS true`:
+# a name whose mount is gone (left by a session in another mount namespace, e.g. before sshd restarted)
+# fails `exec` but still blocks `ip netns add` ("File exists"). Adding repairs such a stale name; deleting
+# removes it (`ip netns del` unmounts if mounted, then unlinks the name).
+SH_NETNS_LISTED = 'ip netns list | cut -d" " -f1 | grep -qxF -- "$1"'
+SH_ADD_NETNS = (
+    f"if {SH_NETNS_LISTED}; then "
+    'ip netns exec "$1" true >/dev/null 2>&1 && exit 0; '
+    'echo "removing the stale namespace name $1"; ip netns del "$1" || exit 1; fi; '
+    'exec ip netns add "$1"'
+)
+SH_DEL_NETNS = f'{SH_NETNS_LISTED} || exit 0; exec ip netns del "$1"'
 SH_RMDIR_IF_EMPTY = '[ -d "$1" ] || exit 0; exec rmdir --ignore-fail-on-non-empty "$1"'
 SH_WRITE_LINES = 'f=$1; shift; { for l in "$@"; do printf "%s\\n" "$l"; done; } > "$f.tmp" && exec mv -f "$f.tmp" "$f"'
 SH_IPT_DELETE = (

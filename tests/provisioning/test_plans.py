@@ -149,7 +149,7 @@ def test_vlan_commands_exact():
     got = plans.vlans_commands(NODE, [vlan(100, 1, 2)])
     assert [c.argv for c in got] == [
         ("mkdir", "-p", "/var/lib/sp/dhcp"),
-        ("ip", "netns", "add", "ns-dhcp-vlan100"),
+        ("sh", "-c", plans.SH_ADD_NETNS, "sp-add-netns", "ns-dhcp-vlan100"),
         (
             "ovs-vsctl",
             "--may-exist", "add-port", "br-int", "gw_v100", "tag=100",
@@ -182,6 +182,8 @@ def test_vlan_commands_exact():
     assert dnsmasq.check == ("sh", "-c", plans.SH_PIDFILE_ALIVE, "sp-alive", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
     assert dnsmasq.undo == ("sh", "-c", plans.SH_KILL_PIDFILE, "sp-kill", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
     assert got[1].undo == ("sh", "-c", plans.SH_DEL_NETNS, "sp-del-netns", "ns-dhcp-vlan100")
+    # a namespace is deleted whenever its name is listed, usable or not (a stale name blocks `ip netns add`)
+    assert plans.SH_DEL_NETNS.startswith(plans.SH_NETNS_LISTED) and "netns exec" not in plans.SH_DEL_NETNS
 
 
 def test_all_vlan_ports_of_the_network_node_go_in_one_transaction():

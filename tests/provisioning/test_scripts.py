@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -246,6 +248,55 @@ def test_destroy_of_network_node_is_tolerant_of_a_clean_host(netns, tmp_path):
     _proc, ended, parser = run(teardown, prefix=in_ns(netns))
     assert parser.done, [(e.index, e.output) for e in ended]
     assert {e.status for e in ended} == {"ok"}
+
+
+NETNS_DIR = Path("/var/run/netns")  # where iproute2 keeps the names (/run/netns)
+
+
+def renamed(cmd: HostCommand, old: str, new: str) -> HostCommand:
+    """``cmd`` with every argument equal to ``old`` (a namespace name) replaced by ``new``."""
+
+    def swap(argv):
+        return tuple(new if a == old else a for a in argv) if argv else argv
+
+    return replace(cmd, argv=swap(cmd.argv), check=swap(cmd.check), undo=swap(cmd.undo))
+
+
+def usable(ns: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", ns, "true"], capture_output=True).returncode == 0
+
+
+@root_only
+def test_a_stale_namespace_name_is_replaced_by_create_and_removed_by_delete():
+    """Issue 16 #10: a name left in /run/netns with no namespace behind it (its mount was lost, e.g. made
+    from an sshd session in another mount namespace) made `ip netns add` fail with "File exists" forever,
+    and the delete skipped it because `ip netns exec NS true` failed. Both now go by the name."""
+    name = f"sp-stale-{uuid.uuid4().hex[:8]}"
+    create = renamed(plans.netns_command(132), "ns-dhcp-vlan132", name)
+    delete = create.undo_command()
+    stale = NETNS_DIR / name
+    try:
+        NETNS_DIR.mkdir(exist_ok=True)
+        stale.touch()  # exactly what a lost mount leaves: the name, no namespace
+        assert not usable(name)
+        proc, ended, parser = run([create])
+        assert parser.done, proc.stdout.decode() + proc.stderr.decode()
+        assert ended[0].status == "ok", ended[0].output
+        assert usable(name)
+        proc, ended, parser = run([create])  # in place now: skipped by its check
+        assert parser.done and ended[0].status == "skipped"
+
+        subprocess.run(["ip", "netns", "del", name], check=True)
+        stale.touch()
+        proc, ended, parser = run([delete])
+        assert parser.done and ended[0].status == "ok", ended[0].output
+        assert not stale.exists()
+        proc, ended, parser = run([delete, create, delete])  # "already gone" is fine; a name deletes
+        assert parser.done and [e.status for e in ended] == ["ok", "ok", "ok"], [e.output for e in ended]
+        assert not stale.exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        stale.unlink(missing_ok=True)
 
 
 @pytest.fixture
