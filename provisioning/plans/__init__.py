@@ -91,7 +91,6 @@ from .shell import (
     SH_QMP_BOUNCE_LINK,
     SH_RMDIR_IF_EMPTY,
     SH_WAIT_LEASES,
-    SH_WRITE_LINES,
     not_,
     sh,
 )
@@ -164,7 +163,6 @@ __all__ = [
     "SH_QMP_BOUNCE_LINK",
     "SH_RMDIR_IF_EMPTY",
     "SH_WAIT_LEASES",
-    "SH_WRITE_LINES",
     "STAGE_NETWORK",
     "STAGE_ORDER",
     "STAGE_STOP",
