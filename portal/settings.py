@@ -193,6 +193,9 @@ SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
 # --- Provisioning ----------------------------------------------------------------------
 # Local lab state (see `manage.py lab up`). A short absolute path: the lab's unix
 # sockets live below it and Linux caps their paths at 108 bytes.
+# QEMU accelerator of the lab's workers: tcg (default; KVM inside a VM without nested virtualisation
+# passes the firmware probe yet cannot boot a kernel), kvm, or auto (probe, as for production hosts).
+LAB_ACCEL = os.environ.get("LAB_ACCEL", "tcg")
 LAB_DIR = Path(os.environ.get("LAB_DIR", "/var/lib/slice-portal-lab"))
 # Known-hosts files every SSH host key is checked against, several joined by ":" (like PATH); a
 # missing one is skipped. Default: the local lab's LAB_DIR/ssh/known_hosts (written by `lab up`,

@@ -11,7 +11,9 @@
   run under a Redis lock per network node; their teardown is re-checked under
   that lock and skipped while another slice still needs them.
 - After a deploy, "observe" reads the DHCP leases on the network node (waiting at
-  most ``PROVISIONING_LEASE_WAIT`` seconds) and every VM's console tail.
+  most ``PROVISIONING_LEASE_WAIT`` seconds for the VMs this job booted) and every
+  VM's console tail. A failed observation step fails the deployment, as any
+  failed step does: a deployment with a failed step never succeeds.
 - A heartbeat thread stamps the deployment every few seconds so that an
   abandoned job (its worker process killed) is detected (reaper.reap_abandoned),
   and reads whether someone asked to cancel the job: the runner then stops each
@@ -202,6 +204,18 @@ class StepBook:
             revision=self.bump(),
         )
 
+    def first_failure(self) -> str:
+        """The first failed step of the deployment as an error message ("" when none failed)."""
+        step = (
+            DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.FAILED)
+            .order_by("seq")
+            .first()
+        )
+        if step is None:
+            return ""
+        tail = "\n".join(step.output_tail.strip().splitlines()[-15:])
+        return f"{step.host}: step '{step.description}' failed" + (f": {tail}" if tail else "")
+
     def progress(self) -> None:
         """Percent of steps ended (never shown going back when observation rows are added; 100 at success)."""
         if not self.planned:
@@ -358,7 +372,14 @@ class Executor:
         return replace(spec, workers=workers)
 
     def observe(self, spec: SliceSpec) -> None:
-        """Leases from the network node (bounded wait), then console tails; never fails the deployment."""
+        """Leases from the network node (bounded wait), then console tails, both recorded as far as seen.
+
+        A lease not (yet) seen is no failure; a failed step is (a lease other than its
+        reservation, a session lost during the wait): StageFailed once both are recorded.
+        Every NIC's lease is read, also those of VMs the job left running, so a redeploy
+        fills in what an earlier observation lost.
+        """
+        failures: list[str] = []
         booted = None if isinstance(self.runner, DryRunRunner) else self.booted_vms
         wait = plans.lease_wait_command(spec, lease_wait_seconds(), booted, self.relinked)
         if wait is not None:
@@ -369,13 +390,13 @@ class Executor:
             def on_leases(_host: str, _cmd: HostCommand, event: Event) -> None:
                 leases.update(plans.parse_leases(event.output))
 
-            failures = run_commands(self.runner, self.book, scripts, on_leases)
+            failures += run_commands(self.runner, self.book, scripts, on_leases)
             for mac, ip in leases.items():
                 if ip is not None:  # a lease not seen (yet) never erases one seen before
                     Interface.objects.filter(vm__slice_id=spec.slice_id, mac=mac).update(lease_address=ip)
             missing = [mac for mac, ip in leases.items() if ip is None]
-            if failures or missing:
-                log.info("deployment %s: leases missing for %s %s", self.deployment.pk, missing, failures)
+            if missing:
+                log.info("deployment %s: leases missing for %s", self.deployment.pk, missing)
         scripts = {}
         vm_of: dict[HostCommand, int] = {}
         for vm in spec.vms:
@@ -390,7 +411,9 @@ class Executor:
                     console_tail=event.output[-OUTPUT_TAIL:]
                 )
 
-        run_commands(self.runner, self.book, scripts, on_console)
+        failures += run_commands(self.runner, self.book, scripts, on_console)
+        if failures:
+            raise StageFailed("\n".join(failures))
 
 
 def _vm_id_of(cmd: HostCommand) -> int:
@@ -478,6 +501,8 @@ def execute(*, deployment_id: int, runner: Runner | None = None, lock_factory=sh
     except Exception as exc:
         log.exception("deployment %s crashed", deployment.pk)
         error = f"internal error: {type(exc).__name__}: {exc}"
+    if not error and not cancelled:
+        error = executor.book.first_failure()  # a deployment with a failed step never succeeds
     if cancelled:
         lifecycle.on_cancelled(deployment, cancelled, started_vms=executor.started_vms)
     elif error:

@@ -219,6 +219,9 @@ class FabricRunner(Runner):
         self.command_timeout = command_timeout
         self._connections: dict[str, object] = {}
         self._locks: dict[str, threading.Lock] = {h: threading.Lock() for h in self.targets}
+        # A step's remote `timeout` ends it after command_timeout; silence beyond that plus this grace
+        # means a stuck link or a stopped script.
+        self.idle_grace: float = 30
 
     # -- connections -------------------------------------------------------------------
 
@@ -287,7 +290,7 @@ class FabricRunner(Runner):
             stat.commands += len(commands)
             started = time.monotonic()
             try:
-                ok, error = self._exchange(conn, script, token, host, emit, commands)
+                ok, error = self._exchange(conn, script, token, host, commands, emit)
             finally:
                 stat.seconds += time.monotonic() - started
             if error == CANCELLED:
@@ -296,11 +299,13 @@ class FabricRunner(Runner):
                 emit(Event("host", host, ok=ok, error=error))
 
     def _exchange(
-        self, conn, script: str, token: str, host: str, emit, commands: Sequence[HostCommand] = ()
+        self, conn, script: str, token: str, host: str, commands: Sequence[HostCommand], emit
     ) -> tuple[bool, str]:
-        """Send the script, report its steps live; (ok, error). A cancel closes the session at a step
-        boundary (the script dies at its next marker, before the next step's command), or at once
-        during an interruptible (read-only) step."""
+        """Send the script, relay its markers live; (ok, error). The error names the step and the cause.
+
+        A cancel closes the session at a step boundary (the script dies at its next marker, before
+        the next step's command), or at once during an interruptible (read-only) step.
+        """
         from paramiko import SSHException
 
         transport = conn.transport
@@ -310,8 +315,7 @@ class FabricRunner(Runner):
             return False, f"{host}: cannot open an SSH channel: {_describe(exc)}"
         parser = MarkerParser(token)
         failed: StepEnded | None = None
-        # A step's remote `timeout` ends it after command_timeout; silence beyond that means a stuck link.
-        idle_limit = self.command_timeout + 30
+        idle_limit = self.command_timeout + self.idle_grace
         try:
             chan.set_combine_stderr(True)
             chan.settimeout(1.0)
@@ -326,8 +330,8 @@ class FabricRunner(Runner):
                     if self._cancel_now(parser, commands):
                         return False, CANCELLED
                     if time.monotonic() - last > idle_limit:
-                        step = parser.current
-                        return False, f"{host}: no answer for {idle_limit} s (step {step}); connection abandoned"
+                        where = _during(parser.current, commands)
+                        return False, f"{host}: {where} timed out: no output for {idle_limit:g} s; connection abandoned"
                     continue
                 if not data:
                     break
@@ -342,20 +346,42 @@ class FabricRunner(Runner):
                 failed = self._emit(host, ev, emit) or failed
             rc = chan.recv_exit_status()
         except (OSError, EOFError, SSHException) as exc:
-            return False, f"{host}: connection lost: {_describe(exc)}"
+            return False, f"{host}: {_during(parser.current, commands)}: connection lost: {_describe(exc)}"
         finally:
             chan.close()
         if failed is not None:
             return False, ""
         if not parser.done:
-            stray = "\n".join(parser.stray[-10:] or [parser.current_output()])
-            return False, f"{host}: the script stopped early (exit {rc}): {stray}".strip()
+            where = _during(parser.current, commands)
+            output = "\n".join(parser.stray[-10:] or parser.current_output().splitlines()[-10:]).strip()
+            error = f"{host}: {where} the script stopped early: {self._stop_cause(rc, transport)}"
+            return False, error + (f"; its last output: {output}" if output else "")
         return True, ""
 
     def _cancel_now(self, parser: MarkerParser, commands: Sequence[HostCommand]) -> bool:
         """Cancelled while a read-only wait runs: no need to wait for its end."""
         step = parser.current
         return self.stop.is_set() and step is not None and 0 <= step < len(commands) and commands[step].interruptible
+
+    def _stop_cause(self, rc: int, transport) -> str:
+        """Why a script ended without its DONE marker, from its exit status and the connection's state.
+
+        Without an exit status (paramiko's -1) the session either died with the connection or the
+        remote shell was killed by a signal (sshd then sends an exit-signal, which paramiko does not
+        keep): a new channel on the same connection tells the two apart.
+        """
+        if rc >= 0:
+            return f"it exited with code {rc}"
+        alive = False
+        if transport.is_active():
+            try:
+                transport.open_session(timeout=self.connect_timeout).close()
+                alive = True
+            except Exception:  # the probe itself failing is the answer
+                alive = False
+        if alive:
+            return "killed by a signal (the session ended without an exit status)"
+        return "connection lost (the SSH session to the host closed)"
 
     @staticmethod
     def _emit(host: str, ev, emit) -> StepEnded | None:
@@ -377,6 +403,13 @@ class FabricRunner(Runner):
         elif isinstance(ev, ScriptDone):
             pass
         return None
+
+
+def _during(index: int | None, commands: Sequence[HostCommand]) -> str:
+    """Where a script was when it broke off: "during step 3 of 5 'Start dnsmasq …'" (or between steps)."""
+    if index is None or not 0 <= index < len(commands):
+        return "between steps"
+    return f"during step {index + 1} of {len(commands)} '{commands[index].description}'"
 
 
 def known_hosts_files(setting: str | Sequence[str]) -> list[str]:

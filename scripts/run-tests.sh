@@ -12,5 +12,11 @@ export LAB_DIR=${TEST_LAB_DIR:-/tmp/slice-portal-lab-tests}
 mkdir -p artifacts
 echo "==> ruff"
 .venv/bin/ruff check .
-echo "==> pytest"
+# The tests run as a locked-down production host would: the lab's state dir only its owner may enter
+# (mode 0700, like `mktemp -d`) and umask 077, so no daemon that drops root (dnsmasq) can rely on
+# reading what the portal writes (issue 16 #17). After setup and services, which need neither.
+mkdir -p "$LAB_DIR"
+chmod 0700 "$LAB_DIR"
+umask 077
+echo "==> pytest (LAB_DIR=$LAB_DIR mode 0700, umask 077)"
 exec .venv/bin/pytest "$@"

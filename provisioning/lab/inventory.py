@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from inventory.models import Host, Image
@@ -36,6 +37,11 @@ def register_hosts(paths: LabPaths, *, uplink: str) -> list[Host]:
             "state_dir": str(paths.state_dir(lab_host.name)),
             "enabled": True,
         }
+        if lab_host.role == Host.Role.WORKER:
+            # The KVM probe (a tiny real-mode firmware) passes on these cloud VMs while a real kernel
+            # under KVM stops in its decompressor ("Invalid physical address chosen!"): the lab's
+            # workers use LAB_ACCEL (default tcg). LAB_ACCEL=auto probes, as production hosts do.
+            defaults |= {"accel": settings.LAB_ACCEL, "accel_detected": "", "accel_probed_at": None}
         if lab_host is NETWORK_NODE:
             defaults["uplink"] = uplink
         host, _ = Host.objects.update_or_create(name=lab_host.name, defaults=defaults)

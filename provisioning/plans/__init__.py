@@ -70,6 +70,7 @@ from .netnode import (
 )
 from .observe import console_tail_command, kvm_probe_command, lease_wait_command, parse_kvm_probe, parse_leases
 from .shell import (
+    SH_ADD_NETNS,
     SH_CONSOLE_TAIL,
     SH_DEL_LINK,
     SH_DEL_NETNS,
@@ -80,6 +81,7 @@ from .shell import (
     SH_IPT_DELETE_CHAIN,
     SH_KILL_PIDFILE,
     SH_KVM_PROBE,
+    SH_NETNS_LISTED,
     SH_NOT,
     SH_OFCTL_DEL_FLOWS,
     SH_OFCTL_FLOWS_CHECK,
@@ -89,7 +91,6 @@ from .shell import (
     SH_QMP_BOUNCE_LINK,
     SH_RMDIR_IF_EMPTY,
     SH_WAIT_LEASES,
-    SH_WRITE_LINES,
     not_,
     sh,
 )
@@ -141,6 +142,7 @@ __all__ = [
     "QEMU",
     "SHARED_INTERNET",
     "SHARED_ISOLATION",
+    "SH_ADD_NETNS",
     "SH_CONSOLE_TAIL",
     "SH_DEL_LINK",
     "SH_DEL_NETNS",
@@ -151,6 +153,7 @@ __all__ = [
     "SH_IP_FORWARD_RESTORE",
     "SH_KILL_PIDFILE",
     "SH_KVM_PROBE",
+    "SH_NETNS_LISTED",
     "SH_NOT",
     "SH_OFCTL_DEL_FLOWS",
     "SH_OFCTL_FLOWS_CHECK",
@@ -160,7 +163,6 @@ __all__ = [
     "SH_QMP_BOUNCE_LINK",
     "SH_RMDIR_IF_EMPTY",
     "SH_WAIT_LEASES",
-    "SH_WRITE_LINES",
     "STAGE_NETWORK",
     "STAGE_ORDER",
     "STAGE_STOP",

@@ -84,10 +84,6 @@ class DhcpFiles:
     def log(self) -> str:
         return f"{self.dir}/dnsmasq.log"
 
-    @property
-    def hosts(self) -> str:
-        return f"{self.dir}/hosts"
-
 
 def dhcp_files(node: NetnodeSpec, vlan: int) -> DhcpFiles:
     return DhcpFiles(dhcp_dir(node.state_dir, vlan))

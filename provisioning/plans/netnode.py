@@ -24,6 +24,7 @@ from .layout import (
 )
 from .model import HostCommand, touching
 from .shell import (
+    SH_ADD_NETNS,
     SH_DEL_NETNS,
     SH_IP_FORWARD_IS_ON,
     SH_IP_FORWARD_ON,
@@ -34,7 +35,6 @@ from .shell import (
     SH_OVS_PORTS_CHECK,
     SH_PIDFILE_ALIVE,
     SH_RMDIR_IF_EMPTY,
-    SH_WRITE_LINES,
     sh,
 )
 from .spec import (
@@ -146,9 +146,14 @@ def netnode_ports_command(vlans: Sequence[VlanSpec]) -> HostCommand:
 
 
 def netns_command(vlan: int) -> HostCommand:
+    """The VLAN's DHCP namespace: skipped when usable; a stale name (no namespace behind it) is replaced.
+
+    The undo deletes the name whenever it is listed, usable or not, so a destroy or a
+    retry always leaves ``ip netns add`` free to succeed.
+    """
     ns = dhcp_namespace(vlan)
     return HostCommand(
-        argv=("ip", "netns", "add", ns),
+        argv=sh(SH_ADD_NETNS, "sp-add-netns", ns),
         description=f"Create DHCP namespace {ns}",
         check=("ip", "netns", "exec", ns, "true"),
         undo=sh(SH_DEL_NETNS, "sp-del-netns", ns),
@@ -174,7 +179,11 @@ def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, 
         f"--dhcp-range={v.dhcp_first},{v.dhcp_last},{v.netmask},{DHCP_LEASE_TIME}",
         f"--dhcp-option=3,{v.gateway}",
         f"--dhcp-option=6,{DNS_SERVER}",
-        f"--dhcp-hostsfile={files.hosts}",
+        # Reservations as arguments, parsed while dnsmasq is still root: a --dhcp-hostsfile is read only
+        # after it drops to its unprivileged user, who cannot read it under a mode 0700 state dir (or
+        # umask 077), and dnsmasq then silently hands out dynamic addresses. A VLAN whose reservations
+        # change is torn down and rebuilt, so they never need re-reading while dnsmasq runs.
+        *(f"--dhcp-host={mac},{ip}" for mac, ip in v.reservations),
         f"--dhcp-leasefile={files.leases}",
         f"--pid-file={files.pidfile}",
         "--log-dhcp",
@@ -200,12 +209,9 @@ def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, 
             undo_description=f"Remove DHCP state of VLAN {v.vlan}",
         ),
         HostCommand(
-            sh(SH_WRITE_LINES, "sp-write", files.hosts, *(f"{mac},{ip}" for mac, ip in v.reservations)),
-            f"DHCP reservations of VLAN {v.vlan} ({len(v.reservations)})",
-        ),
-        HostCommand(
             dnsmasq,
-            f"Start dnsmasq for VLAN {v.vlan} ({v.dhcp_first}-{v.dhcp_last}, gateway {v.gateway})",
+            f"Start dnsmasq for VLAN {v.vlan} ({v.dhcp_first}-{v.dhcp_last}, gateway {v.gateway}, "
+            f"{len(v.reservations)} reservation(s))",
             check=sh(SH_PIDFILE_ALIVE, "sp-alive", files.pidfile),
             undo=sh(SH_KILL_PIDFILE, "sp-kill", files.pidfile),
             undo_description=f"Stop dnsmasq of VLAN {v.vlan}",

@@ -41,26 +41,43 @@ def parse_kvm_probe(output: str) -> str:
 def lease_wait_command(
     spec: SliceSpec, timeout: int, vm_ids: Collection[int] | None = None, macs: Collection[str] = ()
 ) -> HostCommand | None:
-    """Wait up to ``timeout`` s for a lease of every NIC that has a VLAN; print one line per MAC.
+    """Read the lease of every NIC that has a VLAN, waiting up to ``timeout`` s for the new ones.
 
-    ``vm_ids`` limits the wait to those VMs (the ones booted by this job) and the
-    NICs of ``macs`` (running guests whose link was bounced): a VM left running
-    by a redeploy asks for no new lease and must not be waited for.
+    ``vm_ids`` (None = all) are the VMs booted by this job, ``macs`` the NICs of running
+    guests whose link was bounced: only those are waited for. A VM a redeploy left
+    running asks for no new lease, so its NICs are only read (a lease recorded
+    before, or lost with a failed observation, is filled in). A lease that is not
+    the NIC's reservation fails the step, naming the NIC. One line per MAC is printed
+    (:func:`parse_leases`).
     """
+    reserved = {(v.vlan, mac): ip for v in spec.vlans for mac, ip in v.reservations}
     args: list[str] = []
+    waited = 0
     for vm in spec.vms:
         for nic in vm.nics:
-            if vm_ids is not None and vm.id not in vm_ids and nic.mac not in macs:
+            if nic.vlan is None:
                 continue
-            if nic.vlan is not None:
-                args += [dhcp_files(spec.netnode, nic.vlan).leases, nic.mac]
+            wait = vm_ids is None or vm.id in vm_ids or nic.mac in macs
+            waited += wait
+            args += [
+                dhcp_files(spec.netnode, nic.vlan).leases,
+                nic.mac,
+                reserved.get((nic.vlan, nic.mac), "-"),
+                "wait" if wait else "read",
+                f"{vm.name}.eth{nic.index}",
+            ]
     if not args:
         return None
-    count = len(args) // 2
+    count = len(args) // 5
+    if waited:
+        rest = f", read {count - waited} more" if count > waited else ""
+        description = f"Wait up to {int(timeout)} s for DHCP leases of {waited} interface(s){rest}"
+    else:
+        description = f"Read the DHCP leases of {count} interface(s)"
     return HostCommand(
         sh(SH_WAIT_LEASES, "sp-leases", str(int(timeout)), *args),
-        f"Wait up to {int(timeout)} s for DHCP leases of {count} interface(s)",
-        capture=max(OUTPUT_TAIL, 64 * count),
+        description,
+        capture=max(OUTPUT_TAIL, 160 * count),
         interruptible=True,
     )
 

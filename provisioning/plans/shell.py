@@ -13,9 +13,19 @@ from .constants import (
 
 SH_NOT = '! "$@" >/dev/null 2>&1'
 SH_DEL_LINK = 'ip link show dev "$1" >/dev/null 2>&1 || exit 0; exec ip link del dev "$1"'
-SH_DEL_NETNS = 'ip netns exec "$1" true >/dev/null 2>&1 || exit 0; exec ip netns del "$1"'
+# Network namespaces go by the presence of their NAME (`ip netns list`), never by `ip netns exec NS true`:
+# a name whose mount is gone (left by a session in another mount namespace, e.g. before sshd restarted)
+# fails `exec` but still blocks `ip netns add` ("File exists"). Adding repairs such a stale name; deleting
+# removes it (`ip netns del` unmounts if mounted, then unlinks the name).
+SH_NETNS_LISTED = 'ip netns list | cut -d" " -f1 | grep -qxF -- "$1"'
+SH_ADD_NETNS = (
+    f"if {SH_NETNS_LISTED}; then "
+    'ip netns exec "$1" true >/dev/null 2>&1 && exit 0; '
+    'echo "removing the stale namespace name $1"; ip netns del "$1" || exit 1; fi; '
+    'exec ip netns add "$1"'
+)
+SH_DEL_NETNS = f'{SH_NETNS_LISTED} || exit 0; exec ip netns del "$1"'
 SH_RMDIR_IF_EMPTY = '[ -d "$1" ] || exit 0; exec rmdir --ignore-fail-on-non-empty "$1"'
-SH_WRITE_LINES = 'f=$1; shift; { for l in "$@"; do printf "%s\\n" "$l"; done; } > "$f.tmp" && exec mv -f "$f.tmp" "$f"'
 SH_IPT_DELETE = (
     't=$1; c=$2; shift 2; iptables -w -t "$t" -C "$c" "$@" >/dev/null 2>&1 || exit 0; '
     'exec iptables -w -t "$t" -D "$c" "$@"'
@@ -86,14 +96,18 @@ SH_KVM_PROBE = (
     '-m 16 -bios "$f" -device isa-debug-exit,iobase=0xf4,iosize=0x04 >/dev/null 2>&1; rc=$?; '
     'if [ "$rc" -eq 3 ]; then echo "accel=kvm"; else echo "accel=tcg (kvm probe exit $rc)"; fi'
 )
-# Wait (at most $1 s) until every MAC has a lease in its lease file; print "lease MAC IP|-".
+# Leases: TIMEOUT, then per NIC five arguments LEASEFILE MAC RESERVED(or -) wait|read NAME. Wait (at most
+# TIMEOUT s) until every "wait" NIC has a lease, then print "lease MAC IP|-" for every NIC ("read" NICs,
+# of guests left running, are only read). A lease other than the NIC's reservation fails, naming the NIC.
 SH_WAIT_LEASES = (
-    'scan() { m=0; while [ $# -gt 1 ]; do grep -qi " $2 " "$1" 2>/dev/null || m=$((m+1)); shift 2; done; '
-    "echo $m; }; "
-    'report() { while [ $# -gt 1 ]; do a=$(awk -v m="$2" \'tolower($2)==m {print $3}\' "$1" 2>/dev/null | tail -n 1); '
-    'echo "lease $2 ${a:--}"; shift 2; done; }; '
+    'leased() { awk -v m="$2" \'tolower($2)==m {a=$3} END {print a}\' "$1" 2>/dev/null; }; '
+    'due() { n=0; while [ $# -ge 5 ]; do if [ "$4" = wait ] && [ -z "$(leased "$1" "$2")" ]; then n=$((n+1)); fi; '
+    "shift 5; done; echo $n; }; "
     "t=$1; shift; end=$(( $(date +%s) + t )); "
-    'while [ "$(scan "$@")" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 1; done; report "$@"'
+    'while [ "$(due "$@")" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 1; done; '
+    'bad=0; while [ $# -ge 5 ]; do a=$(leased "$1" "$2"); echo "lease $2 ${a:--}"; '
+    'if [ -n "$a" ] && [ "$3" != - ] && [ "$a" != "$3" ]; then '
+    'echo "$5 ($2) got $a, not its reservation $3"; bad=1; fi; shift 5; done; exit $bad'
 )
 SH_CONSOLE_TAIL = '[ -r "$1" ] || { echo "(no console log yet)"; exit 0; }; exec tail -c "$2" "$1"'
 

@@ -309,3 +309,76 @@ def test_step_book_progress_waits_for_the_plan_and_revisions_grow(inventory, use
     assert dep.progress == 50  # 2 of 4 rows
     revisions = dict(DeploymentStep.objects.filter(deployment=dep).values_list("pk", "revision"))
     assert revisions[probe] == 3 and revisions[ids[0]] == 5 and revisions[ids[1]] == revisions[ids[2]] == 4
+
+
+def test_a_session_lost_during_the_lease_wait_fails_the_deployment_and_a_redeploy_fills_the_leases_in(
+    ssh_hosts, user, make_slice, echo, monkeypatch
+):
+    """Issue 16 #11: the netnode's session died in the lease wait, its lane showed failed, yet the deployment
+    said succeeded (100 %) with no lease recorded, and a redeploy did not fill them in."""
+    from provisioning import plans
+
+    from .test_runner_ssh import KILL_SESSION
+
+    echo()
+    real_wait = plans.lease_wait_command
+
+    def dying_wait(spec, timeout, *args, **kw):
+        cmd = real_wait(spec, timeout, *args, **kw)
+        return HostCommand(("sh", "-c", KILL_SESSION), cmd.description) if cmd else None
+
+    monkeypatch.setattr(plans, "lease_wait_command", dying_wait)
+    s = make_slice(user, vms=2)
+    vm1, vm2 = VM.objects.filter(slice=s).order_by("name")
+    slice_services.link_connect(slice_obj=s, vm_a=vm1, vm_b=vm2)
+    done = run(services.deploy_request(slice_obj=s, user=user))
+    assert done.status == "failed"
+    assert done.error.startswith("netnode: during step 1 of 1 'Wait up to 1 s for DHCP leases of 2 interface(s)'")
+    assert "connection lost" in done.error
+    wait = DeploymentStep.objects.get(deployment=done, description__startswith="Wait up to")
+    assert wait.status == "failed" and "connection lost" in wait.output_tail
+    # the console tails were still read and recorded; the slice is failed
+    assert {st.status for st in DeploymentStep.objects.filter(deployment=done, description__startswith="Console")} == {
+        "ok"
+    }
+    assert set(VM.objects.filter(slice=s).values_list("console_tail", flat=True)) == {"(no console log yet)"}
+    s.refresh_from_db()
+    assert s.status == "failed"
+    assert not Interface.objects.filter(vm__slice=s).exclude(lease_address=None).exists()
+
+    # The session holds again; dnsmasq had handed out the reservations meanwhile: a redeploy records them.
+    monkeypatch.setattr(plans, "lease_wait_command", real_wait)
+    spec = SliceSpec.from_dict(done.spec)
+    for v in spec.vlans:
+        leases = Path(plans.dhcp_files(spec.netnode, v.vlan).leases)
+        leases.parent.mkdir(parents=True, exist_ok=True)
+        leases.write_text("".join(f"1999999999 {mac} {ip} guest *\n" for mac, ip in v.reservations))
+    again = run(services.redeploy_request(slice_obj=s, user=user))
+    assert again.status == "succeeded", again.error
+    reserved = dict(Interface.objects.filter(vm__slice=s).exclude(ip_address=None).values_list("mac", "ip_address"))
+    assert len(reserved) == 2
+    assert dict(Interface.objects.filter(vm__slice=s, mac__in=reserved).values_list("mac", "lease_address")) == reserved
+
+
+def test_a_lease_other_than_the_reservation_fails_the_deployment_naming_the_nic(ssh_hosts, user, make_slice, echo):
+    """Issue 16 #17: dnsmasq that could not read its reservations handed out dynamic addresses; the
+    deployment succeeded anyway."""
+    from provisioning import plans
+
+    echo()
+    s = make_slice(user, vms=2)
+    vm1, vm2 = VM.objects.filter(slice=s).order_by("name")
+    slice_services.link_connect(slice_obj=s, vm_a=vm1, vm_b=vm2)
+    dep = services.deploy_request(slice_obj=s, user=user)
+    spec = SliceSpec.from_dict(dep.spec)
+    (v,) = spec.vlans
+    leases = Path(plans.dhcp_files(spec.netnode, v.vlan).leases)
+    leases.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = str(plans.VlanSpec(v.vlan, v.subnet).network.network_address + 77)
+    (mac1, _ip1), (mac2, ip2) = v.reservations
+    leases.write_text(f"1999999999 {mac1} {dynamic} vm *\n1999999999 {mac2} {ip2} vm *\n")
+    done = run(dep)
+    assert done.status == "failed"
+    assert done.error.startswith("netnode: step 'Wait up to 1 s for DHCP leases of 2 interface(s)' failed")
+    nic = Interface.objects.get(mac=mac1)
+    assert f"{nic.vm.name}.eth{nic.index} ({mac1}) got {dynamic}, not its reservation {_ip1}" in done.error

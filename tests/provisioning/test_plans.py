@@ -149,7 +149,7 @@ def test_vlan_commands_exact():
     got = plans.vlans_commands(NODE, [vlan(100, 1, 2)])
     assert [c.argv for c in got] == [
         ("mkdir", "-p", "/var/lib/sp/dhcp"),
-        ("ip", "netns", "add", "ns-dhcp-vlan100"),
+        ("sh", "-c", plans.SH_ADD_NETNS, "sp-add-netns", "ns-dhcp-vlan100"),
         (
             "ovs-vsctl",
             "--may-exist", "add-port", "br-int", "gw_v100", "tag=100",
@@ -163,15 +163,13 @@ def test_vlan_commands_exact():
         ("ip", "netns", "exec", "ns-dhcp-vlan100", "ip", "addr", "replace", "10.64.100.2/24", "dev", "dhcp_v100"),
         ("ip", "netns", "exec", "ns-dhcp-vlan100", "ip", "link", "set", "dev", "dhcp_v100", "up"),
         ("mkdir", "-p", "/var/lib/sp/dhcp/v100"),
-        ("sh", "-c", plans.SH_WRITE_LINES, "sp-write", "/var/lib/sp/dhcp/v100/hosts",
-         "52:54:00:01:00:01,10.64.100.10", "52:54:00:02:00:01,10.64.100.11"),
         (
             "ip", "netns", "exec", "ns-dhcp-vlan100", "dnsmasq",
             "--conf-file=/dev/null", "--port=0", "--interface=dhcp_v100", "--bind-interfaces",
             "--dhcp-authoritative", "--no-ping",
             "--dhcp-range=10.64.100.10,10.64.100.250,255.255.255.0,1h",
             "--dhcp-option=3,10.64.100.1", "--dhcp-option=6,8.8.8.8",
-            "--dhcp-hostsfile=/var/lib/sp/dhcp/v100/hosts",
+            "--dhcp-host=52:54:00:01:00:01,10.64.100.10", "--dhcp-host=52:54:00:02:00:01,10.64.100.11",
             "--dhcp-leasefile=/var/lib/sp/dhcp/v100/dnsmasq.leases",
             "--pid-file=/var/lib/sp/dhcp/v100/dnsmasq.pid",
             "--log-dhcp", "--log-facility=/var/lib/sp/dhcp/v100/dnsmasq.log",
@@ -179,9 +177,14 @@ def test_vlan_commands_exact():
     ]  # fmt: skip
     dnsmasq = got[-1]
     assert "--log-facility=-" not in dnsmasq.argv
+    # reservations are arguments, parsed while dnsmasq is root: no file it must read after dropping to its
+    # own user (a hosts file under a mode 0700 state dir was silently ignored, issue 16 #17)
+    assert not [a for a in dnsmasq.argv if "hostsfile" in a or a.startswith(("--user", "-u"))]
     assert dnsmasq.check == ("sh", "-c", plans.SH_PIDFILE_ALIVE, "sp-alive", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
     assert dnsmasq.undo == ("sh", "-c", plans.SH_KILL_PIDFILE, "sp-kill", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
     assert got[1].undo == ("sh", "-c", plans.SH_DEL_NETNS, "sp-del-netns", "ns-dhcp-vlan100")
+    # a namespace is deleted whenever its name is listed, usable or not (a stale name blocks `ip netns add`)
+    assert plans.SH_DEL_NETNS.startswith(plans.SH_NETNS_LISTED) and "netns exec" not in plans.SH_DEL_NETNS
 
 
 def test_all_vlan_ports_of_the_network_node_go_in_one_transaction():
@@ -442,7 +445,11 @@ def test_apply_bounces_the_link_of_a_running_vm_whose_nic_changed_vlan():
     assert not [p for s in apply_plan(old, moved).stages for p in s.phases if p.name == "relink"]
     # the lease wait of the job then covers the bounced NICs of running VMs too
     wait = plans.lease_wait_command(new, 30, vm_ids=set(), macs={mac(1, 1)})
-    assert wait.argv[4:] == ("30", "/var/lib/sp/dhcp/v101/dnsmasq.leases", mac(1, 1))
+    assert wait.argv[4:] == (
+        "30",
+        "/var/lib/sp/dhcp/v101/dnsmasq.leases", mac(1, 1), "10.64.101.10", "wait", "vm1.eth1",
+        "/var/lib/sp/dhcp/v101/dnsmasq.leases", mac(2, 1), "10.64.101.11", "read", "vm2.eth1",
+    )  # fmt: skip
 
 
 def test_apply_moved_vm_is_torn_down_on_the_old_worker():
@@ -545,24 +552,32 @@ def test_lease_and_probe_parsers():
     assert plans.parse_kvm_probe("accel=tcg (kvm probe exit 134)") == "tcg"
 
 
-def test_lease_wait_lists_every_vlan_nic_with_its_lease_file():
+def test_lease_wait_lists_every_vlan_nic_with_its_lease_file_and_reservation():
     s = spec([vm(1, vlans=(400, 100)), vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)
     cmd = plans.lease_wait_command(s, 60)
     assert cmd.argv[:5] == ("sh", "-c", plans.SH_WAIT_LEASES, "sp-leases", "60")
     assert cmd.argv[5:] == (
-        "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0),
-        "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(1, 1),
-        "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1),
+        "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0), "-", "wait", "vm1.eth0",
+        "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(1, 1), "10.64.100.10", "wait", "vm1.eth1",
+        "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1), "10.64.100.11", "wait", "vm2.eth1",
     )  # fmt: skip
+    assert cmd.description == "Wait up to 60 s for DHCP leases of 3 interface(s)"
     assert plans.lease_wait_command(spec([vm(1, vlans=(None,))]), 60) is None
 
 
-def test_lease_wait_only_for_vms_booted_by_the_job():
-    """A VM a redeploy left running asks for no new lease: waiting for it would stall the job."""
+def test_lease_wait_waits_for_vms_booted_by_the_job_and_reads_the_others():
+    """A VM a redeploy left running asks for no new lease: waiting for it would stall the job, but
+    its current lease is read (issue 16 #11: a lease lost with a failed observation is filled in)."""
     s = spec([vm(1), vm(2, "worker2")], [vlan(100, 1, 2)])
     cmd = plans.lease_wait_command(s, 60, {2})
-    assert cmd.argv[5:] == ("/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1))
-    assert plans.lease_wait_command(s, 60, set()) is None
+    assert cmd.argv[5:] == (
+        "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(1, 1), "10.64.100.10", "read", "vm1.eth1",
+        "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1), "10.64.100.11", "wait", "vm2.eth1",
+    )  # fmt: skip
+    assert cmd.description == "Wait up to 60 s for DHCP leases of 1 interface(s), read 1 more"
+    kept = plans.lease_wait_command(s, 60, set())
+    assert [kept.argv[i] for i in (8, 13)] == ["read", "read"]
+    assert kept.description == "Read the DHCP leases of 2 interface(s)"
 
 
 def test_qemu_command_names_the_vm_it_boots():

@@ -223,3 +223,63 @@ def test_no_known_hosts_file_at_all_is_reported(sshd, tmp_path):
         events = collect(runner, {"worker1": [HostCommand(("true",), "x")]})
     (host,) = [e for e in events if e.kind == "host"]
     assert host.error == f"worker1: no known hosts file: none of {missing[0]}, {missing[1]} exists"
+
+
+# --- a script that breaks off: the error names the step and the cause (issue 16 #12) ----------------
+
+# The step's parent is coreutils `timeout`, whose parent is the script's bash; its parent is sshd's session.
+SCRIPT_BASH = 'b=$(cut -d" " -f4 "/proc/$PPID/stat")'
+KILL_SCRIPT = SCRIPT_BASH + '; kill -KILL "$b"'
+KILL_SESSION = SCRIPT_BASH + '; kill -KILL "$(cut -d" " -f4 "/proc/$b/stat")"'
+STOP_SCRIPT = SCRIPT_BASH + '; echo "$b" > "$1"; kill -STOP "$b"'
+
+
+def broken_off(sshd, step_argv, **kw):
+    scripts = {
+        "netnode": [
+            HostCommand(("true",), "Create DHCP namespace ns-dhcp-vlan100"),
+            HostCommand(step_argv, "Wait up to 60 s for DHCP leases of 2 interface(s)"),
+            HostCommand(("true",), "never runs"),
+        ]
+    }
+    with runner_for(sshd, "netnode", **kw) as runner:
+        if "idle_grace" in kw:
+            runner.idle_grace = kw["idle_grace"]
+        events = collect(runner, scripts)
+        again = collect(runner, {"netnode": [HostCommand(("true",), "next stage")]})
+    (host,) = [e for e in events if e.kind == "host"]
+    assert not host.ok
+    assert [e.index for e in events if e.kind == "began"] == [0, 1]
+    assert [e.status for e in again if e.kind == "ended"] == ["ok"]  # the runner carries on (reconnecting)
+    return host.error
+
+
+def test_a_killed_script_names_its_step_and_the_signal(sshd):
+    error = broken_off(sshd, ("sh", "-c", KILL_SCRIPT))
+    assert error.startswith(
+        "netnode: during step 2 of 3 'Wait up to 60 s for DHCP leases of 2 interface(s)' the script stopped early: "
+        "killed by a signal"
+    ), error
+    assert "exit -1" not in error
+
+
+def test_a_lost_connection_names_its_step_and_says_so(sshd):
+    error = broken_off(sshd, ("sh", "-c", KILL_SESSION))
+    assert error.startswith("netnode: during step 2 of 3 'Wait up to 60 s for DHCP leases of 2 interface(s)'"), error
+    assert "connection lost" in error and "exit -1" not in error
+
+
+def test_a_silent_script_times_out_naming_its_step(sshd, tmp_path):
+    import os
+    import signal
+
+    pidfile = tmp_path / "stopped.pid"
+    started = time.monotonic()
+    try:
+        error = broken_off(sshd, ("sh", "-c", STOP_SCRIPT, "sp-stop", str(pidfile)), command_timeout=1, idle_grace=1)
+    finally:
+        if pidfile.exists():  # the stopped shell of the abandoned session
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert error.startswith("netnode: during step 2 of 3 'Wait up to 60 s for DHCP leases of 2 interface(s)'"), error
+    assert "timed out: no output for 2 s" in error
+    assert time.monotonic() - started < 15

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -109,13 +111,10 @@ def sh_run(argv):
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
 
 
-def test_write_lines_and_rmdir_if_empty(tmp_path):
-    f = tmp_path / "d" / "hosts"
+def test_rmdir_if_empty(tmp_path):
+    f = tmp_path / "d" / "file"
     f.parent.mkdir()
-    assert sh_run(sh(plans.SH_WRITE_LINES, "w", str(f), "52:54:00:00:00:01,10.0.0.10", "x y")).returncode == 0
-    assert f.read_text() == "52:54:00:00:00:01,10.0.0.10\nx y\n"
-    assert sh_run(sh(plans.SH_WRITE_LINES, "w", str(f))).returncode == 0
-    assert f.read_text() == ""
+    f.write_text("x\n")
     assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
     assert f.parent.exists()  # not empty: kept
     f.unlink()
@@ -159,12 +158,48 @@ def test_wait_leases_reports_found_and_missing(tmp_path):
     leases = tmp_path / "dnsmasq.leases"
     leases.write_text("1999999999 52:54:00:00:01:01 10.64.100.10 vm1 01:52:54:00:00:01:01\n")
     argv = sh(
-        plans.SH_WAIT_LEASES, "l", "1", str(leases), "52:54:00:00:01:01", str(tmp_path / "none"), "52:54:00:aa:bb:cc"
-    )
+        plans.SH_WAIT_LEASES, "l", "1",
+        str(leases), "52:54:00:00:01:01", "10.64.100.10", "wait", "vm1.eth1",
+        str(tmp_path / "none"), "52:54:00:aa:bb:cc", "-", "wait", "vm2.eth1",
+    )  # fmt: skip
     started = time.monotonic()
     out = sh_run(argv)
     assert out.returncode == 0 and 0.5 < time.monotonic() - started < 10
     assert plans.parse_leases(out.stdout) == {"52:54:00:00:01:01": "10.64.100.10", "52:54:00:aa:bb:cc": None}
+
+
+def test_wait_leases_fails_naming_the_nic_whose_lease_is_not_its_reservation(tmp_path):
+    """Issue 16 #17: dnsmasq that could not read its reservations handed out dynamic addresses unnoticed."""
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text(
+        "1999999999 52:54:00:00:01:01 10.64.100.10 vm1 *\n1999999999 52:54:00:00:02:01 10.64.100.202 vm2 *\n"
+    )
+    argv = sh(
+        plans.SH_WAIT_LEASES, "l", "30",
+        str(leases), "52:54:00:00:01:01", "10.64.100.201", "wait", "vm1.eth1",
+        str(leases), "52:54:00:00:02:01", "10.64.100.202", "wait", "vm2.eth1",
+    )  # fmt: skip
+    started = time.monotonic()
+    out = sh_run(argv)
+    assert out.returncode == 1 and time.monotonic() - started < 5  # every NIC has a lease: no waiting
+    assert "vm1.eth1 (52:54:00:00:01:01) got 10.64.100.10, not its reservation 10.64.100.201" in out.stdout
+    assert "vm2.eth1" not in out.stdout
+    assert plans.parse_leases(out.stdout) == {"52:54:00:00:01:01": "10.64.100.10", "52:54:00:00:02:01": "10.64.100.202"}
+
+
+def test_wait_leases_only_reads_the_nics_of_guests_left_running(tmp_path):
+    """A guest a redeploy kept running asks for no lease: read what it has, never wait for it."""
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text("1999999999 52:54:00:00:01:01 10.64.100.10 vm1 *\n")
+    argv = sh(
+        plans.SH_WAIT_LEASES, "l", "30",
+        str(leases), "52:54:00:00:01:01", "10.64.100.10", "read", "vm1.eth1",
+        str(leases), "52:54:00:00:02:01", "10.64.100.11", "read", "vm2.eth1",
+    )  # fmt: skip
+    started = time.monotonic()
+    out = sh_run(argv)
+    assert out.returncode == 0 and time.monotonic() - started < 5
+    assert plans.parse_leases(out.stdout) == {"52:54:00:00:01:01": "10.64.100.10", "52:54:00:00:02:01": None}
 
 
 def test_console_tail(tmp_path):
@@ -246,6 +281,55 @@ def test_destroy_of_network_node_is_tolerant_of_a_clean_host(netns, tmp_path):
     _proc, ended, parser = run(teardown, prefix=in_ns(netns))
     assert parser.done, [(e.index, e.output) for e in ended]
     assert {e.status for e in ended} == {"ok"}
+
+
+NETNS_DIR = Path("/var/run/netns")  # where iproute2 keeps the names (/run/netns)
+
+
+def renamed(cmd: HostCommand, old: str, new: str) -> HostCommand:
+    """``cmd`` with every argument equal to ``old`` (a namespace name) replaced by ``new``."""
+
+    def swap(argv):
+        return tuple(new if a == old else a for a in argv) if argv else argv
+
+    return replace(cmd, argv=swap(cmd.argv), check=swap(cmd.check), undo=swap(cmd.undo))
+
+
+def usable(ns: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", ns, "true"], capture_output=True).returncode == 0
+
+
+@root_only
+def test_a_stale_namespace_name_is_replaced_by_create_and_removed_by_delete():
+    """Issue 16 #10: a name left in /run/netns with no namespace behind it (its mount was lost, e.g. made
+    from an sshd session in another mount namespace) made `ip netns add` fail with "File exists" forever,
+    and the delete skipped it because `ip netns exec NS true` failed. Both now go by the name."""
+    name = f"sp-stale-{uuid.uuid4().hex[:8]}"
+    create = renamed(plans.netns_command(132), "ns-dhcp-vlan132", name)
+    delete = create.undo_command()
+    stale = NETNS_DIR / name
+    try:
+        NETNS_DIR.mkdir(exist_ok=True)
+        stale.touch()  # exactly what a lost mount leaves: the name, no namespace
+        assert not usable(name)
+        proc, ended, parser = run([create])
+        assert parser.done, proc.stdout.decode() + proc.stderr.decode()
+        assert ended[0].status == "ok", ended[0].output
+        assert usable(name)
+        proc, ended, parser = run([create])  # in place now: skipped by its check
+        assert parser.done and ended[0].status == "skipped"
+
+        subprocess.run(["ip", "netns", "del", name], check=True)
+        stale.touch()
+        proc, ended, parser = run([delete])
+        assert parser.done and ended[0].status == "ok", ended[0].output
+        assert not stale.exists()
+        proc, ended, parser = run([delete, create, delete])  # "already gone" is fine; a name deletes
+        assert parser.done and [e.status for e in ended] == ["ok", "ok", "ok"], [e.output for e in ended]
+        assert not stale.exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        stale.unlink(missing_ok=True)
 
 
 @pytest.fixture
