@@ -3,12 +3,12 @@
 
 import { consoleBlock, el, formatDuration, render, statusBadge } from "./ui.js";
 
-export const FINISHED = new Set(["succeeded", "failed", "cancelled", "canceled"]);
+export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
 
+/** How long a step took (the server's figure once it ended), or has been running so far. */
 function stepDuration(step) {
-  if (typeof step.duration_ms === "number") return step.duration_ms;
-  if (step.started && step.finished) return new Date(step.finished) - new Date(step.started);
+  if (step.duration_ms !== null) return step.duration_ms;
   if (step.started && step.status === "running") return Date.now() - new Date(step.started);
   return null;
 }
@@ -43,11 +43,6 @@ export function stepsByHost(steps) {
     lanes.get(host).push(step);
   }
   return lanes;
-}
-
-function stepCommand(step) {
-  if (Array.isArray(step.argv)) return step.argv.join(" ");
-  return step.command || "";
 }
 
 function laneStatus(steps, jobFinished) {
@@ -87,9 +82,9 @@ function renderLane(host, steps, openState, jobFinished) {
       steps.map((s) =>
         el(
           "li",
-          { class: `step s-${s.status}`, "data-status": s.status, title: stepCommand(s) },
+          { class: `step s-${s.status}`, "data-status": s.status, title: s.command },
           el("span", { class: "icon", "aria-label": s.status }),
-          el("span", { class: "desc" }, s.description || stepCommand(s), s.phase ? el("span", { class: "phase" }, ` · ${s.phase}`) : null),
+          el("span", { class: "desc" }, s.description, s.phase ? el("span", { class: "phase" }, ` · ${s.phase}`) : null),
           el("span", { class: "dur" }, formatDuration(stepDuration(s))),
           s.status === "failed"
             ? el(
@@ -97,8 +92,8 @@ function renderLane(host, steps, openState, jobFinished) {
                 { "data-testid": "failed-step-output" },
                 [
                   s.exit_code !== null && s.exit_code !== undefined ? `exit ${s.exit_code}\n` : "",
-                  `$ ${stepCommand(s)}\n`,
-                  s.output_tail || s.stderr || "(no output)",
+                  `$ ${s.command}\n`,
+                  s.output_tail || "(no output)",
                 ].join(""),
               )
             : null,

@@ -22,9 +22,9 @@ import {
   wireDialogs,
 } from "./ui.js";
 
-const features = config.features || {};
 const sliceId = config.sliceId;
-const BUSY = new Set(["queued", "deploying", "destroying"]);
+// The slice statuses that mean "a job runs" (slices.services.BUSY_STATUSES, given by the page).
+const BUSY = new Set(config.busyStatuses);
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -254,13 +254,11 @@ function updateActions() {
   setAvailable($("btn-link-mode"), !busy && state.vms.size > 1, editOff || "Add at least two VMs first.");
   setAvailable($("btn-delete"), !busy && cy.$(":selected").length > 0, editOff || "Select a VM or a link first.");
   setAvailable($("btn-layout"), !busy && hasVMs, editOff);
-  const missing = (name) => `This server has no ${name} endpoint yet.`;
-  setAvailable($("btn-placement"), features.placement && hasVMs, features.placement ? "Add VMs first." : missing("placement"));
-  setAvailable($("btn-plan"), features.plan && hasVMs, features.plan ? "Add VMs first." : missing("plan"));
-  setAvailable($("btn-deploy"), features.deploy && !busy && status === "draft" && hasVMs, !features.deploy ? missing("deploy") : busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
-  setAvailable($("btn-redeploy"), features.redeploy && !busy && ["active", "failed"].includes(status), !features.redeploy ? missing("redeploy") : busy ? editOff : "Deploy the slice first.");
-  setAvailable($("btn-destroy"), features.destroy && !busy && ["active", "failed"].includes(status), !features.destroy ? missing("destroy") : busy ? editOff : "Nothing is deployed.");
-  for (const item of document.querySelectorAll("[data-export=yaml], [data-export=json]")) item.hidden = !features.export;
+  setAvailable($("btn-placement"), hasVMs, "Add VMs first.");
+  setAvailable($("btn-plan"), hasVMs, "Add VMs first.");
+  setAvailable($("btn-deploy"), !busy && status === "draft" && hasVMs, busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
+  setAvailable($("btn-redeploy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Deploy the slice first.");
+  setAvailable($("btn-destroy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Nothing is deployed.");
   if (busy && state.linkMode) setLinkMode(false);
   cy.autoungrabify(state.linkMode);
 }
@@ -756,20 +754,10 @@ function mergeSteps(had, fresh) {
   return { ...fresh, plan: had.plan, steps };
 }
 
-/** The slice's latest job, from the slice detail or the deployments list, when the server has one. */
+/** The slice's latest job (the deployments list is newest first), or null if it never had one. */
 async function findLatestDeployment() {
-  const s = state.slice;
-  const ref = s.last_deployment ?? s.latest_deployment ?? s.deployment ?? (Array.isArray(s.deployments) ? s.deployments[0] : null);
-  const id = ref && typeof ref === "object" ? ref.id : ref;
-  if (id) return api(`deployments/${id}/`);
-  if (!features.deployments) return null;
-  try {
-    const page = await api("deployments/", { query: { slice: sliceId, limit: 1 } });
-    const rows = Array.isArray(page) ? page : page.results || [];
-    return rows.length ? api(`deployments/${rows[0].id}/`) : null;
-  } catch {
-    return null;
-  }
+  const page = await api("deployments/", { query: { slice: sliceId, limit: 1 } });
+  return page.results.length ? api(`deployments/${page.results[0].id}/`) : null;
 }
 
 // --- export ---------------------------------------------------------------------------------------------
@@ -884,8 +872,8 @@ wireDialogs();
   }
   try {
     state.deployment = await findLatestDeployment();
-  } catch {
-    state.deployment = null;
+  } catch (err) {
+    canvasError(`Could not load the latest deployment: ${err.message}`);
   }
   if (state.deployment) {
     renderJob();
