@@ -4,7 +4,7 @@
 import { ApiError, api, config } from "./api.js";
 import { FINISHED, ifaceTable, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
-import { NODE_H, NODE_W, enableLinkDrawing, linkElement, styles, vmElement, vmLabel, linkLabel } from "./graph.js";
+import { NODE_H, NODE_W, enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
 import { renderPlacement, renderPlan } from "./panels.js";
 import {
   clearFormErrors,
@@ -17,7 +17,7 @@ import {
   render,
   showFormErrors,
   statusBadge,
-  toast,
+  toast as pageToast,
   withBusy,
   wireDialogs,
 } from "./ui.js";
@@ -67,8 +67,16 @@ const linkDrawing = enableLinkDrawing(cy, {
   },
 });
 
+/**
+ * Every message of the designer shows at the top of the canvas, never over the side panel,
+ * whose tables (addresses, steps) are what the user reads when a job ends.
+ */
+function toast(message, options = {}) {
+  return pageToast(message, { ...options, where: $("canvas-toasts") });
+}
+
 function canvasError(message, elements) {
-  toast(message, { kind: "error", where: $("canvas-toasts"), testid: "canvas-error" });
+  toast(message, { kind: "error", testid: "canvas-error" });
   if (elements) {
     elements.addClass("flash-error");
     setTimeout(() => elements.removeClass("flash-error"), 1600);
@@ -145,6 +153,7 @@ function applySlice(slice) {
       if (!seen.has(ele.id())) cy.remove(ele);
     });
   });
+  separateEndLabels(cy);
   renderHeader();
   renderOutline();
   renderInspector();
@@ -194,6 +203,7 @@ async function spreadIfCramped() {
   nodes.forEach((n) => {
     n.position({ x: c.x + (n.position("x") - c.x) * factor, y: c.y + (n.position("y") - c.y) * factor });
   });
+  separateEndLabels(cy);
   await Promise.all(nodes.map((node) => savePosition(node)));
 }
 
@@ -202,6 +212,7 @@ async function arrange() {
   if (!nodes.length) return;
   const layout = nodes.layout({ name: "circle", radius: Math.max(150, nodes.length * 34), animate: false, fit: false, avoidOverlap: true });
   layout.run();
+  separateEndLabels(cy);
   cy.fit(undefined, 60);
   await Promise.all(nodes.map((node) => savePosition(node)));
 }
@@ -223,7 +234,10 @@ async function savePosition(node) {
   }
 }
 
-cy.on("dragfree", "node.vm", (event) => savePosition(event.target));
+cy.on("dragfree", "node.vm", (event) => {
+  separateEndLabels(cy);
+  savePosition(event.target);
+});
 
 // --- header, actions ---------------------------------------------------------------------------
 
@@ -237,15 +251,16 @@ function renderHeader() {
   $("canvas-empty").hidden = state.vms.size > 0;
 }
 
+// What each toolbar button says about itself when enabled (its title in the template).
+for (const button of document.querySelectorAll(".toolbar button")) button.dataset.hint = button.title;
+
+/** Enable or disable a toolbar button; its tooltip says why when it is off, what it does when on. */
 function setAvailable(button, on, reasonOff) {
   button.disabled = !on;
-  button.title = on ? button.dataset.title || button.title : reasonOff;
+  button.title = on ? button.dataset.hint : reasonOff;
 }
 
 function updateActions() {
-  for (const button of document.querySelectorAll(".toolbar button")) {
-    if (!button.dataset.title) button.dataset.title = button.title || "";
-  }
   const status = state.slice?.status;
   const busy = isBusy();
   const editOff = busy ? "A job is running on this slice: wait for it to finish." : "";
@@ -460,27 +475,37 @@ function nextVmName() {
   for (let i = 1; ; i++) if (!names.has(`vm${i}`)) return `vm${i}`;
 }
 
-const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
+// The grid new VMs are placed on: a link between two neighbours keeps room for its labels.
+const GRID_COL = NODE_W + MIN_FREE_LINK;
+const GRID_ROW = NODE_H + 174;
+// A grid cell is taken when a VM's centre is this close to it (any VM, also one moved off the grid).
+const CELL_FREE_X = NODE_W + 40;
+const CELL_FREE_Y = NODE_H + 40;
 
 /**
- * Where a new VM goes: the centre of the view for the first one, then the first free
- * spot of a sunflower spiral around the first VM. The spiral keeps a handful of VMs
- * in a compact cluster where no three sit in a line, so any link can be drawn cleanly.
+ * Where a new VM goes, like text being typed: right of the newest VM, and when the row
+ * leaves the view, at the first grid column of the next row; the first free cell wins.
+ * The grid starts at the newest VM when it is in view, else at the centre of the view
+ * (where the first VM of a slice lands).
  */
 function freeSpot() {
   const ext = cy.extent();
-  const centre = { x: (ext.x1 + ext.x2) / 2, y: (ext.y1 + ext.y2) / 2 };
   const taken = cy.nodes(".vm").map((n) => n.position());
-  if (!taken.length) return centre;
-  const clear = (p) => taken.every((q) => Math.abs(q.x - p.x) >= NODE_W + 90 || Math.abs(q.y - p.y) >= NODE_H + 90);
-  const origin = taken[0];
-  const step = 190;
-  for (let k = 1; k < 400; k++) {
-    const r = step * Math.sqrt(k);
-    const p = { x: origin.x + r * Math.cos(k * GOLDEN_ANGLE) * 1.3, y: origin.y + r * Math.sin(k * GOLDEN_ANGLE) * 0.8 };
-    if (clear(p)) return p;
+  const newest = cy.nodes(".vm").max((n) => n.data("vmId")).ele;
+  const fromNewest = newest && isVisible(newest);
+  const anchor = fromNewest ? newest.position() : { x: (ext.x1 + ext.x2) / 2, y: (ext.y1 + ext.y2) / 2 };
+  // The grid columns whose VM would be wholly in view (the anchor's own column always counts).
+  const marginX = NODE_W / 2 + 8;
+  const firstCol = Math.min(0, Math.ceil((ext.x1 + marginX - anchor.x) / GRID_COL));
+  const lastCol = Math.max(0, Math.floor((ext.x2 - marginX - anchor.x) / GRID_COL));
+  const free = (p) => taken.every((q) => Math.abs(q.x - p.x) >= CELL_FREE_X || Math.abs(q.y - p.y) >= CELL_FREE_Y);
+  for (let row = 0; row < 1000; row++) {
+    for (let col = row === 0 ? (fromNewest ? 1 : 0) : firstCol; col <= lastCol; col++) {
+      const spot = { x: anchor.x + col * GRID_COL, y: anchor.y + row * GRID_ROW };
+      if (free(spot)) return spot;
+    }
   }
-  return { x: centre.x + NODE_W * 2, y: centre.y };
+  return anchor; // a thousand full rows: stack on the anchor rather than loop forever
 }
 
 function openVmDialog(vm = null, position = null) {
@@ -566,7 +591,6 @@ async function createLink(a, b, ifaceA = "", ifaceB = "") {
     cy.add(linkElement(link, linkState(link)));
     toast(`Linked ${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface} on VLAN ${link.vlan} (${link.subnet}).`, {
       kind: "ok",
-      where: $("canvas-toasts"),
       testid: "canvas-ok",
       timeout: 2500,
     });
@@ -638,10 +662,10 @@ async function deleteSelection() {
   try {
     if (kind === "vm") {
       await api(`vms/${item.id}/`, { method: "DELETE" });
-      toast(`${item.name} deleted${ele.connectedEdges().length ? " with its links" : ""}.`, { kind: "ok", where: $("canvas-toasts") });
+      toast(`${item.name} deleted${ele.connectedEdges().length ? " with its links" : ""}.`, { kind: "ok" });
     } else {
       await api(`links/${item.id}/`, { method: "DELETE" });
-      toast(`Link on VLAN ${item.vlan} deleted.`, { kind: "ok", where: $("canvas-toasts") });
+      toast(`Link on VLAN ${item.vlan} deleted.`, { kind: "ok" });
     }
     cy.remove(kind === "vm" ? ele.union(ele.connectedEdges()) : ele);
     await loadSlice();
@@ -706,7 +730,7 @@ async function startJob(kind, button) {
     poll();
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
-    toast(`${kind[0].toUpperCase() + kind.slice(1)} refused: ${err.message}`, { kind: "error", where: $("canvas-toasts"), testid: "canvas-error" });
+    toast(`${kind[0].toUpperCase() + kind.slice(1)} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
   }
 }
 
