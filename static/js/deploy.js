@@ -149,14 +149,29 @@ export function ifaceTable(vm) {
   );
 }
 
+/**
+ * Where a cancelled job stopped: the first step that never ran (the job stops at a step
+ * boundary), or after the last step when every step had run.
+ */
+export function cancelledAt(dep) {
+  const steps = dep.steps || [];
+  const next = steps.find((s) => s.status === "pending");
+  if (next) return `Cancelled at step ${next.seq} of ${steps.length} (${next.description}, ${next.host})`;
+  const last = steps[steps.length - 1];
+  return last ? `Cancelled after step ${last.seq} (${last.description}, ${last.host})` : "Cancelled before the first step";
+}
+
 function rememberOpen(container) {
   const state = new Map();
   for (const node of container.querySelectorAll("details[data-key]")) state.set(node.dataset.key, node.open);
   return state;
 }
 
-/** Render a deployment (and the VMs of the slice) into ``container``. */
-export function renderDeployment(container, dep, vms) {
+/**
+ * Render a deployment (and the VMs of the slice) into ``container``; ``cancelling``: a cancel
+ * was asked for and the job has not stopped yet.
+ */
+export function renderDeployment(container, dep, vms, { cancelling = false } = {}) {
   const openState = rememberOpen(container);
   const pct = progressOf(dep);
   const steps = dep.steps || [];
@@ -170,7 +185,7 @@ export function renderDeployment(container, dep, vms) {
       "div",
       { class: "deploy-head" },
       el("h2", {}, `${KIND_LABEL[dep.kind] || dep.kind || "Job"} #${dep.id}`, dep.dry_run ? el("span", { class: "muted small" }, " · dry run") : null),
-      dep.status === "running" ? statusBadge("deploying", "Running") : statusBadge(dep.status),
+      cancelling ? statusBadge("deploying", "Cancelling…") : dep.status === "running" ? statusBadge("deploying", "Running") : statusBadge(dep.status),
     ),
     el(
       "div",
@@ -196,7 +211,11 @@ export function renderDeployment(container, dep, vms) {
       ),
       el("span", {}, formatDuration(deploymentDuration(dep)) || (dep.status === "queued" ? "waiting for a worker…" : "")),
     ),
-    dep.error ? el("div", { class: "deploy-error", role: "alert", "data-testid": "deploy-error" }, dep.error) : null,
+    dep.status === "cancelled"
+      ? el("div", { class: "deploy-cancelled", role: "status", "data-testid": "deploy-cancelled" }, el("strong", {}, cancelledAt(dep)), dep.error ? el("div", {}, dep.error) : null)
+      : dep.error
+        ? el("div", { class: "deploy-error", role: "alert", "data-testid": "deploy-error" }, dep.error)
+        : null,
     // After a success the VMs come first; while running or after a failure, the hosts.
     dep.status === "succeeded" ? results : null,
     el("h3", { class: "section-title" }, "Hosts"),

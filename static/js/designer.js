@@ -2,7 +2,7 @@
 // Every change goes through the REST API; the page only mirrors what the API answers.
 
 import { ApiError, api, config } from "./api.js";
-import { FINISHED, ifaceTable, renderDeployment } from "./deploy.js";
+import { FINISHED, cancelledAt, ifaceTable, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
 import { NODE_H, NODE_W, enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
 import { renderPlacement, renderPlan } from "./panels.js";
@@ -35,7 +35,24 @@ const state = {
   linkMode: false,
   pollTimer: null,
   pollErrors: 0,
+  // Every read of the slice and of the deployment is numbered when it is sent; an answer is
+  // shown only if nothing sent after it has been shown already (answers can cross on the wire).
+  sent: { slice: 0, deployment: 0 },
+  shown: { slice: 0, deployment: 0 },
 };
+
+/** Number a request of ``kind`` ("slice" or "deployment") as it is sent. */
+function numbered(kind) {
+  state.sent[kind] += 1;
+  return state.sent[kind];
+}
+
+/** Whether the answer to request ``seq`` of ``kind`` is still news (nothing newer shown); marks it shown. */
+function isNews(kind, seq) {
+  if (seq < state.shown[kind]) return false;
+  state.shown[kind] = seq;
+  return true;
+}
 
 const flavorNames = new Map([...$("vm_flavor").options].map((o) => [Number(o.value), o.textContent]));
 const imageNames = new Map([...$("vm_image").options].map((o) => [Number(o.value), o.textContent]));
@@ -83,34 +100,49 @@ function canvasError(message, elements) {
   }
 }
 
+function jobRunning() {
+  return Boolean(state.deployment) && !FINISHED.has(state.deployment.status);
+}
+
 function isBusy() {
-  return BUSY.has(state.slice?.status) || (state.deployment && !FINISHED.has(state.deployment.status));
+  return BUSY.has(state.slice?.status) || jobRunning();
+}
+
+/**
+ * The slice's status as shown: while a job runs the slice is not re-read (only the deployment
+ * is polled), so the job says what the slice is doing; the slice is read again when it ends.
+ */
+function sliceStatus() {
+  const dep = state.deployment;
+  if (!jobRunning()) return state.slice.status;
+  if (dep.status === "queued") return "queued";
+  return dep.kind === "destroy" ? "destroying" : "deploying";
 }
 
 // --- states shown on the canvas -------------------------------------------------------------
 
-function mentions(step, needles) {
-  const text = `${step.description || ""} ${Array.isArray(step.argv) ? step.argv.join(" ") : step.command || ""}`;
-  return needles.some((n) => text.includes(n));
-}
-
-function failedSteps() {
-  return (state.deployment?.steps || []).filter((s) => s.status === "failed");
+/** What the failed steps of the latest job touched: each step row names its VM id and VLAN. */
+function failedTargets() {
+  const vms = new Set();
+  const vlans = new Set();
+  for (const step of state.deployment?.steps || []) {
+    if (step.status !== "failed") continue;
+    if (step.vm !== null && step.vm !== undefined) vms.add(step.vm);
+    if (step.vlan !== null && step.vlan !== undefined) vlans.add(step.vlan);
+  }
+  return { vms, vlans };
 }
 
 function vmState(vm) {
-  const dep = state.deployment;
-  const jobRunning = dep && !FINISHED.has(dep.status);
-  if (failedSteps().some((s) => mentions(s, [`tap_${vm.id}_`, `vm${vm.id}/`, `vm${vm.id} `, ` ${vm.name} `]))) return "failed";
-  if (jobRunning && vm.status === "designed" && dep.kind !== "destroy") return "deploying";
+  if (failedTargets().vms.has(vm.id)) return "failed";
+  if (jobRunning() && vm.status === "designed" && state.deployment.kind !== "destroy") return "deploying";
   if (["designed", "deploying", "running", "failed", "stopped"].includes(vm.status)) return vm.status;
   return "designed";
 }
 
 function linkState(link) {
-  const dep = state.deployment;
-  if (failedSteps().some((s) => mentions(s, [`_v${link.vlan} `, `_v${link.vlan}\n`, `tag=${link.vlan}`, `vlan${link.vlan}`, `VLAN ${link.vlan}`]))) return "failed";
-  if (dep && !FINISHED.has(dep.status)) return "deploying";
+  if (failedTargets().vlans.has(link.vlan)) return "failed";
+  if (jobRunning()) return "deploying";
   const ends = [state.vms.get(link.a.vm), state.vms.get(link.b.vm)];
   if (ends.every((vm) => vm?.status === "running")) return "up";
   if (ends.some((vm) => vm?.status === "failed")) return "failed";
@@ -119,10 +151,17 @@ function linkState(link) {
 
 // --- loading and drawing -------------------------------------------------------------------
 
+/** Read the slice and show it, unless a newer answer (or a newer local change) is shown already. */
 async function loadSlice() {
+  const seq = numbered("slice");
   const slice = await api(`slices/${sliceId}/`);
-  applySlice(slice);
-  return slice;
+  if (isNews("slice", seq)) applySlice(slice);
+  return state.slice;
+}
+
+/** A change the page made itself (an API write's answer) is newer than any read still on the way. */
+function changedLocally() {
+  isNews("slice", numbered("slice"));
 }
 
 /** Mirror a slice detail (from the API) on the canvas and in the panels. */
@@ -243,7 +282,7 @@ cy.on("dragfree", "node.vm", (event) => {
 
 function renderHeader() {
   const badge = $("slice-status");
-  const status = state.slice.status;
+  const status = sliceStatus();
   badge.className = `badge status-${status}`;
   badge.textContent = status[0].toUpperCase() + status.slice(1);
   $("slice-name").textContent = state.slice.name;
@@ -261,7 +300,7 @@ function setAvailable(button, on, reasonOff) {
 }
 
 function updateActions() {
-  const status = state.slice?.status;
+  const status = sliceStatus();
   const busy = isBusy();
   const editOff = busy ? "A job is running on this slice: wait for it to finish." : "";
   const hasVMs = state.vms.size > 0;
@@ -274,6 +313,12 @@ function updateActions() {
   setAvailable($("btn-deploy"), !busy && status === "draft" && hasVMs, busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
   setAvailable($("btn-redeploy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Deploy the slice first.");
   setAvailable($("btn-destroy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Nothing is deployed.");
+  // While a job runs, Cancel takes the place of Destroy (which waits for the job anyway).
+  const cancel = $("btn-cancel");
+  cancel.hidden = !jobRunning();
+  $("btn-destroy").hidden = jobRunning();
+  cancel.disabled = isCancelling();
+  cancel.textContent = isCancelling() ? "Cancelling…" : "Cancel job";
   if (busy && state.linkMode) setLinkMode(false);
   cy.autoungrabify(state.linkMode);
 }
@@ -377,7 +422,7 @@ function renderInspector() {
       el(
         "div",
         { class: "inspector-card" },
-        el("div", { class: "inspector-head" }, el("h2", {}, s.name), statusBadge(s.status)),
+        el("div", { class: "inspector-head" }, el("h2", {}, s.name), statusBadge(sliceStatus())),
         s.description ? el("p", { class: "muted" }, s.description) : null,
         el(
           "dl",
@@ -546,6 +591,7 @@ vmForm.addEventListener("submit", async (event) => {
         api("vms/", { method: "POST", body: { ...values, slice: sliceId, x: Math.round(pos.x), y: Math.round(pos.y) } }),
       );
       vmDialog.close();
+      changedLocally();
       state.vms.set(created.id, created);
       cy.add(vmElement(created, vmState(created)));
       const node = cy.getElementById(`vm-${created.id}`);
@@ -587,6 +633,7 @@ async function createLink(a, b, ifaceA = "", ifaceB = "") {
   if (ifaceB) body.iface_b = ifaceB;
   try {
     const link = await api("links/", { method: "POST", body });
+    changedLocally();
     state.links.set(link.id, link);
     cy.add(linkElement(link, linkState(link)));
     toast(`Linked ${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface} on VLAN ${link.vlan} (${link.subnet}).`, {
@@ -667,6 +714,7 @@ async function deleteSelection() {
       await api(`links/${item.id}/`, { method: "DELETE" });
       toast(`Link on VLAN ${item.vlan} deleted.`, { kind: "ok" });
     }
+    changedLocally();
     cy.remove(kind === "vm" ? ele.union(ele.connectedEdges()) : ele);
     await loadSlice();
   } catch (err) {
@@ -713,6 +761,8 @@ function showTab(name) {
   }
 }
 
+const JOB_NAME = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
+
 async function startJob(kind, button) {
   if (kind === "destroy") {
     const ok = await confirmDialog(`Destroy “${state.slice.name}” on the cluster? Its VMs are stopped and every host resource is removed. The design stays.`, {
@@ -722,66 +772,125 @@ async function startJob(kind, button) {
     if (!ok) return;
   }
   try {
+    const seq = numbered("deployment");
     const dep = await withBusy(button, () => api(`slices/${sliceId}/${kind}/`, { method: "POST", body: {} }));
+    if (!isNews("deployment", seq)) return;
     state.deployment = dep;
+    state.pollErrors = 0;
     showTab("deploy");
     renderJob();
-    await loadSlice();
     poll();
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
-    toast(`${kind[0].toUpperCase() + kind.slice(1)} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
+    toast(`${JOB_NAME[kind]} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
   }
 }
 
+/** Show the job: its view, the canvas colours, and what follows from it (status, buttons). */
 function renderJob() {
   const dep = state.deployment;
   if (!dep) return;
-  renderDeployment($("deploy-view"), dep, [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true })));
+  renderDeployment($("deploy-view"), dep, [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true })), {
+    cancelling: isCancelling(),
+  });
   $("deploy-tab-dot").hidden = FINISHED.has(dep.status);
   refreshStates();
+  renderHeader();
+  updateActions();
+  // The overview card shows the slice's status: redraw it when that changes.
+  if (state.shownStatus !== sliceStatus() && !cy.$(":selected").length) renderInspector();
+  state.shownStatus = sliceStatus();
 }
 
+/**
+ * Follow the running job: only the deployment is read (the steps changed since the last answer,
+ * no plan); the slice is read once, when the job has ended.
+ */
 async function poll() {
   clearTimeout(state.pollTimer);
   const dep = state.deployment;
-  if (!dep) return;
+  if (!dep || FINISHED.has(dep.status)) return;
+  const seq = numbered("deployment");
   try {
-    // Only what changed since the last answer: the plan never changes and most steps have not moved.
-    const query = { plan: "false", steps_after: dep.steps_revision ?? 0 };
-    const [fresh] = await Promise.all([api(`deployments/${dep.id}/`, { query }), loadSlice()]);
-    if (state.deployment !== dep) return; // another job was started meanwhile: its own poll follows it
-    state.deployment = mergeSteps(dep, fresh);
+    const fresh = await api(`deployments/${dep.id}/`, { query: { plan: "false", steps_after: dep.steps_revision } });
     state.pollErrors = 0;
-    renderJob();
-    if (FINISHED.has(fresh.status)) {
-      await loadSlice();
-      renderJob();
-      updateActions();
-      const what = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" }[fresh.kind] || "Job";
-      if (fresh.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
-      else toast(`${what} failed: ${fresh.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
-      return;
-    }
+    if (state.deployment?.id !== dep.id) return; // another job was started meanwhile: its own poll follows it
+    if (isNews("deployment", seq)) showDeployment(fresh);
   } catch (err) {
     state.pollErrors += 1;
     if (state.pollErrors === 3) toast(`Lost contact with the server (${err.message}); still trying…`, { kind: "error" });
   }
+  if (state.deployment?.id !== dep.id || FINISHED.has(state.deployment.status)) return;
   state.pollTimer = setTimeout(poll, state.pollErrors ? Math.min(8000, config.pollMs * 2 ** state.pollErrors) : config.pollMs);
 }
 
-/** ``fresh`` (a poll's answer: changed steps only, no plan) laid over what we had. */
+/** Lay an answer about the current job over what the page has, and act on its end (once). */
+function showDeployment(fresh) {
+  const had = state.deployment;
+  state.deployment = mergeSteps(had, fresh);
+  renderJob();
+  if (!FINISHED.has(had.status) && FINISHED.has(fresh.status)) jobEnded(state.deployment);
+}
+
+/** The job has ended: read the slice again (statuses, workers, addresses) and say how it went. */
+async function jobEnded(dep) {
+  clearTimeout(state.pollTimer);
+  try {
+    await loadSlice();
+  } catch (err) {
+    canvasError(`Could not reload the slice: ${err.message}`);
+  }
+  renderJob();
+  const what = JOB_NAME[dep.kind];
+  if (dep.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
+  else if (dep.status === "cancelled") toast(`${what} cancelled: ${cancelledAt(dep)}.`, { kind: "info", testid: "job-cancelled" });
+  else toast(`${what} failed: ${dep.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
+}
+
+/**
+ * An answer (a poll's: the steps changed since our revision, no plan; or a cancel's) laid over
+ * what we had: steps merged by seq, the plan and, when the answer carries no steps, the revision kept.
+ */
 function mergeSteps(had, fresh) {
   const bySeq = new Map((had.steps || []).map((step) => [step.seq, step]));
   for (const step of fresh.steps || []) bySeq.set(step.seq, step);
   const steps = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
-  return { ...fresh, plan: had.plan, steps };
+  return { ...fresh, plan: had.plan, steps, steps_revision: fresh.steps_revision ?? had.steps_revision };
+}
+
+function isCancelling() {
+  const dep = state.deployment;
+  return jobRunning() && Boolean(dep.cancel_requested || state.cancelRequested === dep.id);
+}
+
+/** Ask the server to stop the running job at its next step boundary (after a confirmation). */
+async function cancelJob(button) {
+  const dep = state.deployment;
+  if (!jobRunning() || isCancelling()) return;
+  const ok = await confirmDialog(
+    `Stop the ${JOB_NAME[dep.kind].toLowerCase()} of “${state.slice.name}” after the step that is running? What has run stays on the hosts; the slice is marked failed until Deploy, Redeploy or Destroy repairs it.`,
+    { title: "Cancel the job?", ok: "Stop the job", dismiss: "Keep it running" },
+  );
+  if (!ok || state.deployment?.id !== dep.id || !jobRunning()) return;
+  const seq = numbered("deployment");
+  try {
+    const answer = await withBusy(button, () => api(`deployments/${dep.id}/cancel/`, { method: "POST", body: {} }));
+    state.cancelRequested = dep.id;
+    if (state.deployment?.id === dep.id && isNews("deployment", seq)) showDeployment(answer);
+    else renderJob();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    // 409: it ended meanwhile; the poll brings the end.
+    toast(err.status === 409 ? `Nothing to cancel: ${err.message}` : `Cancel refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
+  }
 }
 
 /** The slice's latest job (the deployments list is newest first), or null if it never had one. */
 async function findLatestDeployment() {
+  const seq = numbered("deployment");
   const page = await api("deployments/", { query: { slice: sliceId, limit: 1 } });
-  return page.results.length ? api(`deployments/${page.results[0].id}/`) : null;
+  const latest = page.results.length ? await api(`deployments/${page.results[0].id}/`) : null;
+  return isNews("deployment", seq) ? latest : state.deployment;
 }
 
 // --- export ---------------------------------------------------------------------------------------------
@@ -844,6 +953,7 @@ $("btn-plan").addEventListener("click", openPlan);
 $("btn-deploy").addEventListener("click", (e) => startJob("deploy", e.currentTarget));
 $("btn-redeploy").addEventListener("click", (e) => startJob("redeploy", e.currentTarget));
 $("btn-destroy").addEventListener("click", (e) => startJob("destroy", e.currentTarget));
+$("btn-cancel").addEventListener("click", (e) => cancelJob(e.currentTarget));
 for (const item of document.querySelectorAll("[data-export]")) item.addEventListener("click", () => doExport(item.dataset.export));
 document.addEventListener("click", (event) => {
   const menu = $("export-menu");
