@@ -150,6 +150,17 @@ export function ifaceTable(vm) {
 }
 
 /**
+ * An answer (a poll's: the steps changed since our revision, no plan; or a cancel's) laid over
+ * what we had: steps merged by seq, the plan and, when the answer carries no steps, the revision kept.
+ */
+export function mergeSteps(had, fresh) {
+  const bySeq = new Map((had.steps || []).map((step) => [step.seq, step]));
+  for (const step of fresh.steps || []) bySeq.set(step.seq, step);
+  const steps = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  return { ...fresh, plan: had.plan, steps, steps_revision: fresh.steps_revision ?? had.steps_revision };
+}
+
+/**
  * Where a cancelled job stopped: the first step that never ran (the job stops at a step
  * boundary), or after the last step when every step had run.
  */

@@ -2,21 +2,21 @@
 // Every change goes through the REST API; the page only mirrors what the API answers.
 
 import { ApiError, api, config } from "./api.js";
-import { FINISHED, cancelledAt, ifaceTable, renderDeployment } from "./deploy.js";
+import { FINISHED, cancelledAt, mergeSteps, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
-import { NODE_H, NODE_W, enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
+import { enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
+import { renderInspector as renderInspectorPanel, renderOutline as renderOutlinePanel } from "./inspector.js";
+import { arrangeInCircle, freeSpot, isInView, spreadCramped, stacked } from "./layout.js";
 import { renderPlacement, renderPlan } from "./panels.js";
 import {
   clearFormErrors,
   confirmDialog,
-  consoleBlock,
   download,
   el,
   formValues,
   openDialog,
   render,
   showFormErrors,
-  statusBadge,
   toast as pageToast,
   withBusy,
   wireDialogs,
@@ -208,52 +208,22 @@ function refreshStates() {
 
 /** Lay out VMs that sit on top of each other (e.g. all at 0,0 after an API-built slice) and save. */
 async function untangle() {
-  const nodes = cy.nodes(".vm");
-  if (nodes.length < 2) return;
-  const keys = new Set(nodes.map((n) => `${Math.round(n.position("x") / 20)}:${Math.round(n.position("y") / 20)}`));
-  if (keys.size === nodes.length) return;
-  await arrange();
+  if (stacked(cy)) await arrange();
 }
-
-// A link needs this much visible line between its two VMs for its labels (ends, VLAN, subnet).
-const MIN_FREE_LINK = 210;
 
 /** Spread a draft drawing whose links are too short to read (e.g. a dense template), and save it. */
 async function spreadIfCramped() {
-  if (state.slice.status !== "draft" || !cy.edges(".link").length) return;
-  let factor = 1;
-  cy.edges(".link").forEach((edge) => {
-    const a = edge.source().position();
-    const b = edge.target().position();
-    const d = Math.hypot(a.x - b.x, a.y - b.y);
-    if (d < 1) return;
-    // The part of the line hidden under the two nodes, by the link's direction.
-    const hidden = (Math.abs(a.x - b.x) / d) * NODE_W + (Math.abs(a.y - b.y) / d) * NODE_H;
-    if (d - hidden < MIN_FREE_LINK * 0.75) factor = Math.max(factor, (MIN_FREE_LINK + hidden) / d);
-  });
-  factor = Math.min(factor, 3);
-  if (factor === 1) return;
-  const nodes = cy.nodes(".vm");
-  const c = { x: 0, y: 0 };
-  nodes.forEach((n) => {
-    c.x += n.position("x") / nodes.length;
-    c.y += n.position("y") / nodes.length;
-  });
-  nodes.forEach((n) => {
-    n.position({ x: c.x + (n.position("x") - c.x) * factor, y: c.y + (n.position("y") - c.y) * factor });
-  });
+  if (state.slice.status !== "draft" || !spreadCramped(cy)) return;
   separateEndLabels(cy);
-  await Promise.all(nodes.map((node) => savePosition(node)));
+  await Promise.all(cy.nodes(".vm").map((node) => savePosition(node)));
 }
 
+/** The Arrange button: the VMs on a circle, in view, saved. */
 async function arrange() {
-  const nodes = cy.nodes(".vm");
-  if (!nodes.length) return;
-  const layout = nodes.layout({ name: "circle", radius: Math.max(150, nodes.length * 34), animate: false, fit: false, avoidOverlap: true });
-  layout.run();
+  if (!arrangeInCircle(cy)) return;
   separateEndLabels(cy);
   cy.fit(undefined, 60);
-  await Promise.all(nodes.map((node) => savePosition(node)));
+  await Promise.all(cy.nodes(".vm").map((node) => savePosition(node)));
 }
 
 async function savePosition(node) {
@@ -340,172 +310,40 @@ function selectElement(id, { center = true } = {}) {
   if (center) cy.animate({ center: { eles: ele }, duration: 200 });
 }
 
-function outlineItem(id, label, meta, selectedId) {
-  return el(
-    "li",
-    {},
-    el(
-      "button",
-      {
-        type: "button",
-        class: "outline-item",
-        "data-element": id,
-        "aria-selected": String(id === selectedId),
-        onclick: () => selectElement(id),
-      },
-      label,
-      meta,
-    ),
-  );
+/** What the Design tab shows, and what its buttons do. */
+function panelView() {
+  const sel = selected();
+  return {
+    slice: state.slice,
+    status: sliceStatus(),
+    vms: state.vms,
+    links: state.links,
+    selection: sel?.item ? sel : null,
+    selectedId: cy.$(":selected").id(),
+    busy: isBusy(),
+    vmState,
+    flavorName: (id) => flavorNames.get(id),
+    imageName: (id) => imageNames.get(id),
+    onSelect: (id) => selectElement(id),
+    onAddVm: () => openVmDialog(),
+    onEditVm: (vm) => openVmDialog(vm),
+    onDelete: () => deleteSelection(),
+  };
 }
 
 function renderOutline() {
-  const selectedId = cy.$(":selected").id();
-  const vms = [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
-  const links = [...state.links.values()].sort((a, b) => a.vlan - b.vlan);
-  render(
-    $("outline"),
-    el("h3", { class: "section-title" }, `VMs (${vms.length})`, el("button", { type: "button", class: "link-btn", onclick: () => openVmDialog(), disabled: isBusy() }, "+ Add")),
-    vms.length
-      ? el(
-          "ul",
-          { class: "outline-list", "data-testid": "outline-vms" },
-          vms.map((vm) =>
-            outlineItem(
-              `vm-${vm.id}`,
-              [el("span", { class: `dot st-${vmState(vm)}`, "aria-hidden": "true" }), el("span", { class: "grow" }, vm.name)],
-              el("span", { class: "meta" }, vm.host_name || `${vm.data_interfaces_count} if`),
-              selectedId,
-            ),
-          ),
-        )
-      : el("p", { class: "muted small" }, "None yet."),
-    el("h3", { class: "section-title" }, `Links (${links.length})`),
-    links.length
-      ? el(
-          "ul",
-          { class: "outline-list", "data-testid": "outline-links" },
-          links.map((link) =>
-            outlineItem(
-              `link-${link.id}`,
-              el("span", { class: "grow" }, `${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface}`),
-              [el("span", { class: "vlan-chip", "data-testid": "link-vlan" }, `VLAN ${link.vlan}`), el("span", { class: "meta" }, link.subnet)],
-              selectedId,
-            ),
-          ),
-        )
-      : el("p", { class: "muted small" }, state.vms.size > 1 ? "Switch on Draw links and drag from one VM to another." : "Add two VMs to link them."),
-    el(
-      "p",
-      { class: "kbd-hint" },
-      el("kbd", {}, "A"),
-      " add VM · ",
-      el("kbd", {}, "L"),
-      " draw links · ",
-      el("kbd", {}, "Del"),
-      " delete · ",
-      el("kbd", {}, "F"),
-      " fit · ",
-      el("kbd", {}, "Esc"),
-      " cancel",
-    ),
-  );
+  renderOutlinePanel($("outline"), panelView());
 }
 
 function renderInspector() {
-  const box = $("inspector");
-  const sel = selected();
-  if (!sel || !sel.item) {
-    const s = state.slice;
-    render(
-      box,
-      el(
-        "div",
-        { class: "inspector-card" },
-        el("div", { class: "inspector-head" }, el("h2", {}, s.name), statusBadge(sliceStatus())),
-        s.description ? el("p", { class: "muted" }, s.description) : null,
-        el(
-          "dl",
-          { class: "kv" },
-          el("dt", {}, "VMs"),
-          el("dd", {}, String(state.vms.size)),
-          el("dt", {}, "Links"),
-          el("dd", {}, String(state.links.size)),
-          el("dt", {}, "VLAN pool"),
-          el("dd", { class: "mono" }, (s.vlan_pool || []).join(", ") || "— (given with the first link)"),
-        ),
-        el("p", { class: "muted small", style: "margin:0" }, "Select a VM or a link to see its details."),
-      ),
-    );
-    return;
-  }
-  if (sel.kind === "vm") {
-    const vm = sel.item;
-    render(
-      box,
-      el(
-        "div",
-        { class: "inspector-card", "data-testid": "vm-inspector" },
-        el("div", { class: "inspector-head" }, el("h2", {}, vm.name), statusBadge(vmState(vm))),
-        el(
-          "dl",
-          { class: "kv" },
-          el("dt", {}, "Worker"),
-          el("dd", { "data-testid": "vm-worker" }, vm.host_name || "placed at deploy"),
-          el("dt", {}, "Flavor"),
-          el("dd", {}, flavorNames.get(vm.flavor) || String(vm.flavor ?? "default")),
-          el("dt", {}, "Image"),
-          el("dd", {}, imageNames.get(vm.image) || String(vm.image ?? "default")),
-          el("dt", {}, "Internet"),
-          el("dd", {}, vm.internet_enabled ? "yes (eth0 on VLAN 400)" : "no"),
-        ),
-        el("h3", { class: "section-title" }, "Interfaces"),
-        ifaceTable(vm),
-        el("h3", { class: "section-title" }, "Serial console"),
-        consoleBlock(vm.console_tail, { "data-testid": "vm-console" }),
-        el(
-          "div",
-          { class: "inspector-actions" },
-          el("button", { type: "button", class: "btn btn-sm", onclick: () => openVmDialog(vm), disabled: isBusy() }, "Edit"),
-          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: () => deleteSelection(), disabled: isBusy() }, "Delete VM"),
-        ),
-      ),
-    );
-  } else {
-    const link = sel.item;
-    render(
-      box,
-      el(
-        "div",
-        { class: "inspector-card", "data-testid": "link-inspector" },
-        el("div", { class: "inspector-head" }, el("h2", {}, `${link.a.vm_name} ⟷ ${link.b.vm_name}`), el("span", { class: "vlan-chip" }, `VLAN ${link.vlan}`)),
-        el(
-          "dl",
-          { class: "kv" },
-          el("dt", {}, "Subnet"),
-          el("dd", { class: "mono" }, link.subnet),
-          el("dt", {}, "Gateway"),
-          el("dd", { class: "mono" }, link.gateway || "—"),
-          el("dt", {}, link.a.vm_name),
-          el("dd", { class: "mono" }, `${link.a.interface} · ${link.a.ip_address || "—"}`),
-          el("dt", {}, link.b.vm_name),
-          el("dd", { class: "mono" }, `${link.b.interface} · ${link.b.ip_address || "—"}`),
-        ),
-        el(
-          "div",
-          { class: "inspector-actions" },
-          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: () => deleteSelection(), disabled: isBusy() }, "Delete link"),
-        ),
-      ),
-    );
-  }
+  renderInspectorPanel($("inspector"), panelView());
 }
 
 cy.on("select unselect", () => {
   renderInspector();
   renderOutline();
   updateActions();
-  if (cy.$(":selected").length && !(state.deployment && !FINISHED.has(state.deployment.status))) showTab("inspector");
+  if (cy.$(":selected").length && !jobRunning()) showTab("inspector");
 });
 
 // --- VMs ---------------------------------------------------------------------------------------
@@ -518,39 +356,6 @@ let pendingPosition = null; // where a new VM goes (double-click position)
 function nextVmName() {
   const names = new Set([...state.vms.values()].map((vm) => vm.name));
   for (let i = 1; ; i++) if (!names.has(`vm${i}`)) return `vm${i}`;
-}
-
-// The grid new VMs are placed on: a link between two neighbours keeps room for its labels.
-const GRID_COL = NODE_W + MIN_FREE_LINK;
-const GRID_ROW = NODE_H + 174;
-// A grid cell is taken when a VM's centre is this close to it (any VM, also one moved off the grid).
-const CELL_FREE_X = NODE_W + 40;
-const CELL_FREE_Y = NODE_H + 40;
-
-/**
- * Where a new VM goes, like text being typed: right of the newest VM, and when the row
- * leaves the view, at the first grid column of the next row; the first free cell wins.
- * The grid starts at the newest VM when it is in view, else at the centre of the view
- * (where the first VM of a slice lands).
- */
-function freeSpot() {
-  const ext = cy.extent();
-  const taken = cy.nodes(".vm").map((n) => n.position());
-  const newest = cy.nodes(".vm").max((n) => n.data("vmId")).ele;
-  const fromNewest = newest && isVisible(newest);
-  const anchor = fromNewest ? newest.position() : { x: (ext.x1 + ext.x2) / 2, y: (ext.y1 + ext.y2) / 2 };
-  // The grid columns whose VM would be wholly in view (the anchor's own column always counts).
-  const marginX = NODE_W / 2 + 8;
-  const firstCol = Math.min(0, Math.ceil((ext.x1 + marginX - anchor.x) / GRID_COL));
-  const lastCol = Math.max(0, Math.floor((ext.x2 - marginX - anchor.x) / GRID_COL));
-  const free = (p) => taken.every((q) => Math.abs(q.x - p.x) >= CELL_FREE_X || Math.abs(q.y - p.y) >= CELL_FREE_Y);
-  for (let row = 0; row < 1000; row++) {
-    for (let col = row === 0 ? (fromNewest ? 1 : 0) : firstCol; col <= lastCol; col++) {
-      const spot = { x: anchor.x + col * GRID_COL, y: anchor.y + row * GRID_ROW };
-      if (free(spot)) return spot;
-    }
-  }
-  return anchor; // a thousand full rows: stack on the anchor rather than loop forever
 }
 
 function openVmDialog(vm = null, position = null) {
@@ -586,7 +391,7 @@ vmForm.addEventListener("submit", async (event) => {
       vmDialog.close();
       toast(`${updated.name} saved.`, { kind: "ok" });
     } else {
-      const pos = pendingPosition || freeSpot();
+      const pos = pendingPosition || freeSpot(cy);
       const created = await withBusy(submit, () =>
         api("vms/", { method: "POST", body: { ...values, slice: sliceId, x: Math.round(pos.x), y: Math.round(pos.y) } }),
       );
@@ -595,7 +400,7 @@ vmForm.addEventListener("submit", async (event) => {
       state.vms.set(created.id, created);
       cy.add(vmElement(created, vmState(created)));
       const node = cy.getElementById(`vm-${created.id}`);
-      selectElement(node.id(), { center: !isVisible(node) });
+      selectElement(node.id(), { center: !isInView(cy, node) });
     }
     await loadSlice();
   } catch (err) {
@@ -603,12 +408,6 @@ vmForm.addEventListener("submit", async (event) => {
     showFormErrors(vmForm, err);
   }
 });
-
-function isVisible(node) {
-  const ext = cy.extent();
-  const p = node.position();
-  return p.x > ext.x1 && p.x < ext.x2 && p.y > ext.y1 && p.y < ext.y2;
-}
 
 cy.on("dbltap", (event) => {
   if (state.linkMode) return;
@@ -845,17 +644,6 @@ async function jobEnded(dep) {
   if (dep.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
   else if (dep.status === "cancelled") toast(`${what} cancelled: ${cancelledAt(dep)}.`, { kind: "info", testid: "job-cancelled" });
   else toast(`${what} failed: ${dep.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
-}
-
-/**
- * An answer (a poll's: the steps changed since our revision, no plan; or a cancel's) laid over
- * what we had: steps merged by seq, the plan and, when the answer carries no steps, the revision kept.
- */
-function mergeSteps(had, fresh) {
-  const bySeq = new Map((had.steps || []).map((step) => [step.seq, step]));
-  for (const step of fresh.steps || []) bySeq.set(step.seq, step);
-  const steps = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
-  return { ...fresh, plan: had.plan, steps, steps_revision: fresh.steps_revision ?? had.steps_revision };
 }
 
 function isCancelling() {
