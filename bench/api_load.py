@@ -101,7 +101,7 @@ def dry_run_deployment(slice_id: int, user) -> tuple[int, int, int]:
     """
     from django.conf import settings
 
-    from provisioning import jobs, services
+    from provisioning import jobs, queue, services
     from provisioning.models import DeploymentStep
     from slices.models import Slice
 
@@ -109,7 +109,7 @@ def dry_run_deployment(slice_id: int, user) -> tuple[int, int, int]:
     make_hosts(2)
     deployment = services.deploy_request(slice_obj=Slice.objects.get(pk=slice_id), user=user, dry_run=True)
     status = jobs.run_deployment(deployment.pk)
-    services.provisioning_queue().empty()
+    queue.provisioning_queue().empty()
     if status != "succeeded":
         raise RuntimeError(f"the dry-run deployment ended {status}")
     rows = DeploymentStep.objects.filter(deployment_id=deployment.pk)

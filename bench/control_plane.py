@@ -139,7 +139,7 @@ def main() -> None:
         from django.conf import settings
 
         settings.PROVISIONING_QUEUE = QUEUE
-        from provisioning import services as prov_services
+        from provisioning import queue as prov_queue
 
         make_image()
         workers = make_hosts(max(args.hosts))[:-1]
@@ -175,7 +175,7 @@ def main() -> None:
                     )
                     log(f"{size} VMs / {hosts} workers: job {r['job_s'] * 1000:.0f} ms, {r['job_queries']} queries")
         finally:
-            prov_services.provisioning_queue().empty()  # the enqueued (never consumed) RQ jobs
+            prov_queue.provisioning_queue().empty()  # the enqueued (never consumed) RQ jobs
 
         print()
         print(

@@ -37,6 +37,7 @@ from labkit import (
     assert_fresh,
     bare_plan,
     bare_teardown,
+    deployment_gave_up,
     destroy_quietly,
     require_root,
     ring_ends,
@@ -59,7 +60,7 @@ def portal_run(slice_obj, client, worker) -> dict:
     t0_wall, t0 = time.time(), time.monotonic()
     dep_id = api_action(client, slice_obj.pk, "deploy")
     request_s = time.monotonic() - t0
-    ready = wait_ready(ends, t0)
+    ready = wait_ready(ends, t0, gave_up=deployment_gave_up(dep_id, worker))
     dep = wait_deployment(dep_id, worker)
     if dep.status != "succeeded":
         raise RuntimeError(f"deploy failed: {dep.error}")

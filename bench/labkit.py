@@ -9,7 +9,9 @@
   benchmarks' own Redis database, stopped by its process group id.
 - :func:`wait_ready`: "every VM has its lease on every linked NIC and its ping
   to its ring neighbour succeeds", read from the guests' own ``SP:`` lines
-  (``console.log``) and a ``ping`` typed on their serial consoles.
+  (``console.log``) and a ``ping`` typed on their serial consoles; it stops at
+  once, with the deployment's error, when :func:`deployment_gave_up` says the
+  deployment failed (or the worker died) instead of waiting out its timeout.
 - :func:`bare_run`: run host commands directly in a lab host's namespaces
   (``nsenter`` into its sshd's network and mount namespaces, ``sh -c SCRIPT``),
   no SSH, no portal, no queue.
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +82,6 @@ class LabSession:
         from provisioning.lab.topology import LabPaths
 
         self.paths = LabPaths(Path(settings.LAB_DIR).resolve())
-        self.known_hosts = Path(settings.PROVISIONING_KNOWN_HOSTS)
         self.keep_lab = keep_lab
         self.take_over = take_over
         self.brought_up = False
@@ -98,9 +99,14 @@ class LabSession:
         return any(root != self.paths.root for root in cluster.running_lab_roots())
 
     def __enter__(self) -> LabSession:
+        from django.conf import settings
+
         from provisioning.lab import guest, inventory
+        from provisioning.lab.hostkeys import untrusted_hint
 
         require_root()
+        if hint := untrusted_hint(self.paths, settings.PROVISIONING_KNOWN_HOSTS):
+            raise SystemExit(hint)  # every deploy would fail at its first SSH connection
         if self.is_up():
             log(f"lab already up under {self.paths.root}: using it (and leaving it up)")
         else:
@@ -361,14 +367,33 @@ def assert_fresh(ends: dict[int, GuestEnd]) -> None:
 LEASE_LINE = r"SP: DHCP {nic} ok ip=([0-9.]+) mask="  # mask=: the line is complete, not being written
 
 
-def wait_ready(ends: dict[int, GuestEnd], t0: float, *, timeout: float = LEASE_TIMEOUT) -> float:
-    """Seconds from ``t0`` until every VM has all its leases and one ping to its neighbour succeeded."""
+class GaveUp(RuntimeError):
+    """A wait stopped early: what it waited for cannot happen any more (the deployment failed)."""
+
+
+def wait_ready(
+    ends: dict[int, GuestEnd],
+    t0: float,
+    *,
+    timeout: float = LEASE_TIMEOUT,
+    gave_up: Callable[[], str | None] | None = None,
+    poll: float = 0.5,
+) -> float:
+    """Seconds from ``t0`` until every VM has all its leases and one ping to its neighbour succeeded.
+
+    ``gave_up`` (see :func:`deployment_gave_up`) is asked every ``poll`` seconds, in
+    this thread (it may read the database), why waiting is pointless; as soon as it
+    answers, the wait stops with :class:`GaveUp` and that reason instead of running
+    into ``timeout`` (a deployment that failed at its first SSH connection never
+    starts a guest).
+    """
     from provisioning.lab import console
 
     deadline = t0 + timeout
     failures: list[str] = []
+    stop = threading.Event()
 
-    def leases_of(end: GuestEnd) -> None:
+    def leases_of(end: GuestEnd) -> bool:
         while True:
             text = console.read_log(end.state_dir, end.vm_id)
             for nic in end.nics:
@@ -376,22 +401,25 @@ def wait_ready(ends: dict[int, GuestEnd], t0: float, *, timeout: float = LEASE_T
                     end.leases[nic] = m.group(1)
             if len(end.leases) == len(end.nics):
                 end.leased_at = time.monotonic() - t0
-                return
+                return True
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{end.name}: leases {end.leases} of {end.nics} after {timeout:.0f} s")
-            time.sleep(0.05)
+            if stop.wait(0.05):
+                return False
 
     def guest(end: GuestEnd) -> None:
         try:
-            leases_of(end)
+            if not leases_of(end):
+                return
             peer = ends[end.peer]
             while end.peer_nic not in peer.leases:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{end.name}: neighbour {peer.name} has no lease on {end.peer_nic}")
-                time.sleep(0.05)
+                if stop.wait(0.05):
+                    return
             address = peer.leases[end.peer_nic]
             sock = console.console_socket(end.state_dir, end.vm_id)
-            while True:
+            while not stop.is_set():
                 end.ping_tries += 1
                 result = console.run_command(sock, f"ping -c 1 -W 1 {address}", timeout=15)
                 if result.ok:
@@ -402,14 +430,37 @@ def wait_ready(ends: dict[int, GuestEnd], t0: float, *, timeout: float = LEASE_T
         except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=guest, args=(e,), name=f"ready-{e.name}") for e in ends.values()]
+    # Daemons: after a give-up, a thread still inside a console command ends on its own.
+    threads = [threading.Thread(target=guest, args=(e,), name=f"ready-{e.name}", daemon=True) for e in ends.values()]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        while t.is_alive():
+            if gave_up is not None and (reason := gave_up()):
+                stop.set()
+                raise GaveUp(reason)
+            t.join(timeout=poll)
     if failures:
+        # A deployment that failed explains missing leases better than the timeout does.
+        if gave_up is not None and (reason := gave_up()):
+            raise GaveUp(reason)
         raise RuntimeError("guests not ready: " + "; ".join(failures))
     return max(e.pinged_at for e in ends.values())
+
+
+def deployment_gave_up(deployment_id: int, worker: RqWorker) -> Callable[[], str | None]:
+    """For :func:`wait_ready`: the failed deployment's error, or that the RQ worker died; None meanwhile."""
+    from provisioning.models import Deployment
+
+    def reason() -> str | None:
+        row = Deployment.objects.filter(pk=deployment_id).values("status", "error").first()
+        if row and row["status"] == Deployment.Status.FAILED:
+            return f"deployment {deployment_id} failed: {row['error'] or '(no error recorded)'}"
+        if not worker.alive():
+            return f"the RQ worker died; see {worker.log_path}"
+        return None
+
+    return reason
 
 
 def wait_deployment(deployment_id: int, worker: RqWorker, *, timeout: float = 600):

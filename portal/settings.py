@@ -191,8 +191,17 @@ SLICE_QUOTA_VCPUS = int(os.environ.get("SLICE_QUOTA_VCPUS", "128"))
 SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
 
 # --- Provisioning ----------------------------------------------------------------------
-# Known-hosts file the operator manages; every SSH host key is checked against it.
-PROVISIONING_KNOWN_HOSTS = os.environ.get("PROVISIONING_KNOWN_HOSTS", str(VAR_DIR / "ssh" / "known_hosts"))
+# Local lab state (see `manage.py lab up`). A short absolute path: the lab's unix
+# sockets live below it and Linux caps their paths at 108 bytes.
+LAB_DIR = Path(os.environ.get("LAB_DIR", "/var/lib/slice-portal-lab"))
+# Known-hosts files every SSH host key is checked against, several joined by ":" (like PATH); a
+# missing one is skipped. Default: the local lab's LAB_DIR/ssh/known_hosts (written by `lab up`,
+# machine-wide like the lab, so every checkout on the machine trusts the lab that is up), then
+# the file the operator manages, var/ssh/known_hosts.
+PROVISIONING_KNOWN_HOSTS = os.environ.get(
+    "PROVISIONING_KNOWN_HOSTS",
+    os.pathsep.join([str(LAB_DIR / "ssh" / "known_hosts"), str(VAR_DIR / "ssh" / "known_hosts")]),
+)
 PROVISIONING_CONNECT_TIMEOUT = int(os.environ.get("PROVISIONING_CONNECT_TIMEOUT", "10"))
 PROVISIONING_COMMAND_TIMEOUT = int(os.environ.get("PROVISIONING_COMMAND_TIMEOUT", "300"))
 PROVISIONING_JOB_TIMEOUT = int(os.environ.get("PROVISIONING_JOB_TIMEOUT", "1800"))
@@ -202,11 +211,10 @@ PROVISIONING_RUNNER = os.environ.get("PROVISIONING_RUNNER", "fabric")
 PROVISIONING_LEASE_WAIT = int(os.environ.get("PROVISIONING_LEASE_WAIT", "60"))
 # A running job that has not stamped its heartbeat for this long is abandoned.
 PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
+# Seconds between runs of the scheduled reaper (manage.py rqcron provisioning.cron).
+PROVISIONING_REAP_INTERVAL = int(os.environ.get("PROVISIONING_REAP_INTERVAL", "60"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
-# Local lab state (see `manage.py lab up`). A short absolute path: the lab's unix
-# sockets live below it and Linux caps their paths at 108 bytes.
-LAB_DIR = Path(os.environ.get("LAB_DIR", "/var/lib/slice-portal-lab"))
 
 LOGGING = {
     "version": 1,

@@ -13,7 +13,9 @@
 - After a deploy, "observe" reads the DHCP leases on the network node (waiting at
   most ``PROVISIONING_LEASE_WAIT`` seconds) and every VM's console tail.
 - A heartbeat thread stamps the deployment every few seconds so that an
-  abandoned job (its worker process killed) is detected (services.reap_abandoned).
+  abandoned job (its worker process killed) is detected (reaper.reap_abandoned),
+  and reads whether someone asked to cancel the job: the runner then stops each
+  host at its next step boundary and no further stage starts.
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
 
+import django_rq
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from redis.exceptions import LockError
 
 from inventory.models import Host
+from slices.models import VM, Interface
 
-from . import plans, specs
+from . import lifecycle, plans, specs
 from .models import Deployment, DeploymentStep
 from .plans import HostCommand, Phase, Plan, SliceSpec, Stage
 from .runners import DryRunRunner, Event, FabricRunner, Runner, SshTarget
@@ -42,6 +48,7 @@ from .scripts import shell_text
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
+CANCEL_POLL_SECONDS = 1  # how soon a running job sees a cancel request
 OUTPUT_TAIL = 4000
 
 
@@ -86,9 +93,6 @@ def shared_lock(netnode: str) -> Iterator[None]:
     Held with a short TTL renewed by a thread: a killed worker's lock expires in
     seconds instead of blocking every other slice for the job timeout.
     """
-    import django_rq
-    from redis.exceptions import LockError
-
     ttl = lock_ttl()
     conn = django_rq.get_connection("provisioning")
     prefix = getattr(settings, "PROVISIONING_LOCK_PREFIX", "slice-portal")
@@ -152,6 +156,8 @@ class StepBook:
                     seq=self.next_seq,
                     host=host,
                     phase=phase,
+                    vm=cmd.vm,
+                    vlan=cmd.vlan,
                     description=cmd.description[:255],
                     command=shell_text(cmd.argv),
                     revision=revision,
@@ -213,6 +219,10 @@ class StageFailed(Exception):
     """A stage ended with at least one failed host; the message names host, step and output."""
 
 
+class JobCancelled(Exception):
+    """Someone cancelled the job; it stopped at a step boundary (the message says which)."""
+
+
 def _failure_message(host: str, description: str, event: Event) -> str:
     tail = "\n".join(event.output.strip().splitlines()[-15:])
     return f"{host}: step '{description}' failed with exit code {event.exit_code}" + (f": {tail}" if tail else "")
@@ -228,6 +238,8 @@ def run_commands(
     failures: list[str] = []
     for event in runner.run_stage({h: [c for _, c in items] for h, items in scripts.items()}):
         if event.kind == "host":
+            if event.cancelled:
+                continue
             if not event.ok and event.error:
                 failures.append(event.error)
                 book.fail_running(event.error)
@@ -255,6 +267,7 @@ class Executor:
         self.started_vms: set[int] = set()
         self.booted_vms: set[int] = set()  # QEMU started by this job (not skipped as running)
         self.relinked: set[str] = set()  # MACs of running guests' NICs whose link this job bounced
+        self.last_ended: tuple[str, str] | None = None  # (host, description) of the last step that ended
 
     # -- plan --
 
@@ -270,7 +283,15 @@ class Executor:
         for stage, stage_ids in zip(plan.stages, ids, strict=True):
             self.run_stage(stage, stage_ids, spec_for_guards)
 
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` (naming where the job stopped) when a cancel was asked."""
+        if not self.runner.stop.is_set():
+            return
+        where = f"after step '{self.last_ended[1]}' on {self.last_ended[0]}" if self.last_ended else "before any step"
+        raise JobCancelled(f"Cancelled {where}. Deploy, redeploy or destroy the slice to repair it.")
+
     def run_stage(self, stage: Stage, stage_ids: list[list[int]], spec: SliceSpec | None) -> None:
+        self.check_cancelled()
         shared = [p for p in stage.phases if p.shared]
         lock = self.lock_factory(spec.netnode.name) if shared and spec is not None else nullcontext()
         with lock:
@@ -284,6 +305,7 @@ class Executor:
             failures = run_commands(self.runner, self.book, scripts, self._on_ended)
         if failures:
             raise StageFailed("\n".join(failures))
+        self.check_cancelled()
 
     def _kept_reason(self, phase: Phase) -> str | None:
         """A shared teardown is re-checked now, under the lock: is another slice still using it?"""
@@ -299,6 +321,7 @@ class Executor:
         return None
 
     def _on_ended(self, host: str, cmd: HostCommand, event: Event) -> None:
+        self.last_ended = (host, cmd.description)
         if cmd.argv and cmd.argv[0] == plans.QEMU and event.status in ("ok", "skipped"):
             self.started_vms.add(_vm_id_of(cmd))
         if cmd.boots_vm is not None and event.status == "ok":
@@ -336,8 +359,6 @@ class Executor:
 
     def observe(self, spec: SliceSpec) -> None:
         """Leases from the network node (bounded wait), then console tails; never fails the deployment."""
-        from slices.models import VM, Interface
-
         booted = None if isinstance(self.runner, DryRunRunner) else self.booted_vms
         wait = plans.lease_wait_command(spec, lease_wait_seconds(), booted, self.relinked)
         if wait is not None:
@@ -382,14 +403,24 @@ def _vm_id_of(cmd: HostCommand) -> int:
 
 
 @contextmanager
-def heartbeat(deployment: Deployment, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
-    """Stamp the deployment every few seconds from a thread (with its own DB connection)."""
+def heartbeat(
+    deployment: Deployment, *, on_cancel: Callable[[], None] = lambda: None, every: float = HEARTBEAT_SECONDS
+) -> Iterator[None]:
+    """From a thread (with its own DB connection): stamp the deployment every few seconds, and
+    call ``on_cancel`` once as soon as someone asks to cancel it (read every second)."""
     stop = threading.Event()
 
     def beat() -> None:
+        last = time.monotonic()
+        cancelled = False
         try:
-            while not stop.wait(every):
-                deployment.heartbeat_now()
+            while not stop.wait(CANCEL_POLL_SECONDS):
+                if not cancelled and deployment.is_cancel_requested():
+                    cancelled = True
+                    on_cancel()
+                if time.monotonic() - last >= every:
+                    deployment.heartbeat_now()
+                    last = time.monotonic()
         finally:
             connection.close()
 
@@ -402,63 +433,56 @@ def heartbeat(deployment: Deployment, every: float = HEARTBEAT_SECONDS) -> Itera
         thread.join(timeout=every + 5)
 
 
-def build_plan(deployment: Deployment, target: SliceSpec | None) -> tuple[Plan, SliceSpec | None]:
-    """The plan for a deployment: (plan, the spec whose network node the shared lock guards)."""
-    footprint = specs.deployed_footprint(slice_id=deployment.slice_id, exclude_id=deployment.pk)
-    if deployment.kind == Deployment.Kind.DESTROY:
-        if footprint is None:
-            return Plan("destroy"), None
-        fresh = replace(
-            footprint,
-            keep_internet=specs.internet_users(slice_id=deployment.slice_id) is not None,
-            keep_isolation=specs.netnode_users(slice_id=deployment.slice_id) is not None,
-        )
-        return plans.destroy_plan(fresh), fresh
-    assert target is not None
-    return plans.apply_plan(footprint, target), target
+def job_hosts(*specs_: SliceSpec | None) -> list[str]:
+    """Every host the specs name (the runner connects to those it needs)."""
+    return sorted({s.netnode.name for s in specs_ if s} | {w.name for s in specs_ if s for w in s.workers})
 
 
 def execute(*, deployment_id: int, runner: Runner | None = None, lock_factory=shared_lock) -> Deployment:
-    """Run a queued deployment to the end (succeeded or failed). Returns it, reloaded."""
-    from . import services
-
-    deployment = Deployment.objects.select_related("slice").get(pk=deployment_id)
+    """Run a queued deployment to the end (succeeded, failed or cancelled). Returns it, reloaded."""
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is None:
+        log.warning("deployment %s no longer exists (its slice was deleted): nothing to run", deployment_id)
+        return Deployment(pk=deployment_id, status=Deployment.Status.CANCELLED)
     if not deployment.claim(worker=worker_identity()):
         log.warning("deployment %s is %s, not queued: not running it", deployment.pk, deployment.status)
         return deployment
-    services.on_started(deployment)
+    lifecycle.on_started(deployment)
     target = specs.spec_of(deployment)
     footprint = specs.deployed_footprint(slice_id=deployment.slice_id, exclude_id=deployment.pk)
-    hosts = {s.netnode.name for s in (target, footprint) if s} | {
-        w.name for s in (target, footprint) if s for w in s.workers
-    }
-    runner = runner or make_runner(dry_run=deployment.dry_run, hosts=sorted(hosts))
+    runner = runner or make_runner(dry_run=deployment.dry_run, hosts=job_hosts(target, footprint))
     executor = Executor(deployment, runner, lock_factory=lock_factory)
-    error = ""
+    error = cancelled = ""
     try:
-        with heartbeat(deployment), runner:
+        with heartbeat(deployment, on_cancel=runner.stop.set), runner:
             if target is not None:
                 target = executor.probe_accel(target)
                 Deployment.objects.filter(pk=deployment.pk).update(spec=target.to_dict())
-            plan, guard_spec = build_plan(deployment, target)
+            plan, guard_spec = specs.plan_for(
+                slice_id=deployment.slice_id, kind=deployment.kind, target=target, footprint=footprint
+            )
             Deployment.objects.filter(pk=deployment.pk).update(plan=plan.to_dict())
             try:
                 executor.run_plan(plan, guard_spec)
                 if target is not None and not deployment.dry_run:
                     executor.observe(target)
+                executor.check_cancelled()
             finally:
                 Deployment.objects.filter(pk=deployment.pk).update(
                     stats={h: s.to_dict() for h, s in runner.stats.items()}
                 )
+    except JobCancelled as exc:
+        cancelled = str(exc)
     except StageFailed as exc:
         error = str(exc)
     except Exception as exc:
         log.exception("deployment %s crashed", deployment.pk)
         error = f"internal error: {type(exc).__name__}: {exc}"
-    if error:
+    if cancelled:
+        lifecycle.on_cancelled(deployment, cancelled, started_vms=executor.started_vms)
+    elif error:
         executor.book.fail_running(error)
-        services.on_failed(deployment, error, started_vms=executor.started_vms)
+        lifecycle.on_failed(deployment, error, started_vms=executor.started_vms)
     else:
-        services.on_succeeded(deployment, spec=target)
-    deployment.refresh_from_db()
-    return deployment
+        lifecycle.on_succeeded(deployment, spec=target)
+    return Deployment.objects.filter(pk=deployment.pk).first() or deployment

@@ -22,6 +22,7 @@ class Deployment(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     slice = models.ForeignKey("slices.Slice", on_delete=models.CASCADE, related_name="deployments")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -38,6 +39,12 @@ class Deployment(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     job_id = models.CharField(max_length=64, blank=True)
+    cancel_requested = models.BooleanField(
+        default=False, help_text="Someone asked to stop the job: it stops at the next step boundary."
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -97,6 +104,33 @@ class Deployment(models.Model):
             self.status, self.finished, self.error = self.Status.FAILED, now, error
         return bool(done)
 
+    def request_cancel(self, *, user=None) -> bool:
+        """Ask the job to stop (queued or running only); False if it had already ended."""
+        done = Deployment.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
+            cancel_requested=True, cancelled_by=user if user is not None and user.is_authenticated else None
+        )
+        if done:
+            self.cancel_requested = True
+        return bool(done)
+
+    def is_cancel_requested(self) -> bool:
+        """Read from the database now (the job's own copy does not see the request)."""
+        return Deployment.objects.filter(pk=self.pk, cancel_requested=True).exists()
+
+    def mark_cancelled(self, reason: str, *, only_queued: bool = False) -> bool:
+        """Transition queued/running (or queued only) -> cancelled, saying where it stopped.
+
+        False if it was not in such a state (it had ended, or a job had claimed it meanwhile).
+        """
+        now = timezone.now()
+        allowed = (self.Status.QUEUED,) if only_queued else ACTIVE_STATUSES
+        done = Deployment.objects.filter(pk=self.pk, status__in=allowed).update(
+            status=self.Status.CANCELLED, finished=now, error=reason[:20000]
+        )
+        if done:
+            self.status, self.finished, self.error = self.Status.CANCELLED, now, reason
+        return bool(done)
+
     def latest_step_revision(self) -> int:
         """The highest revision written on this deployment's step rows (0 before any)."""
         return self.steps.aggregate(r=models.Max("revision"))["r"] or 0
@@ -118,12 +152,15 @@ class DeploymentStep(models.Model):
         RUNNING = "running", "Running"
         OK = "ok", "OK"
         SKIPPED = "skipped", "Skipped (already in place)"
+        NOT_RUN = "not_run", "Not run (the job stopped before it)"
         FAILED = "failed", "Failed"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="steps")
     seq = models.PositiveIntegerField()
     host = models.CharField(max_length=32)
     phase = models.CharField(max_length=32)
+    vm = models.PositiveIntegerField(null=True, blank=True, help_text="The id of the VM this step touches, if one.")
+    vlan = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The VLAN this step touches, if one.")
     description = models.CharField(max_length=255)
     command = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

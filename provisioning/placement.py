@@ -25,6 +25,7 @@ from django.db.models import Sum
 
 from inventory.models import Host
 from slices.errors import Conflict
+from slices.models import VM, Slice
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,6 @@ def place(demands: Sequence[Demand], workers: Sequence[Capacity]) -> tuple[dict[
 
 def worker_capacities(*, exclude_slice_id: int | None = None) -> list[Capacity]:
     """Enabled workers with what the VMs of non-draft slices (other than the one excluded) use."""
-    from slices.models import VM, Slice
-
     workers = list(Host.objects.filter(role=Host.Role.WORKER, enabled=True).order_by("name"))
     used_q = VM.objects.filter(host__in=workers).exclude(slice__status=Slice.Status.DRAFT)
     if exclude_slice_id is not None:
@@ -140,8 +139,6 @@ def place_slice(*, slice_obj, save: bool) -> SlicePlacement:
     (``select_for_update``) so two slices placed at the same time see each
     other's VMs.
     """
-    from slices.models import VM
-
     if save:
         list(Host.objects.select_for_update().filter(role=Host.Role.WORKER, enabled=True).order_by("pk"))
     vms = list(VM.objects.filter(slice=slice_obj).select_related("flavor", "host").order_by("name", "id"))

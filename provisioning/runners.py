@@ -16,6 +16,7 @@ round trips, commands and ``ovs-vsctl`` invocations.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,6 +28,8 @@ from .plans import HostCommand
 from .scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, new_token, render_script, shell_text
 
 log = logging.getLogger(__name__)
+
+CANCELLED = "cancelled"  # the error of a host's script stopped by a cancel (not a failure)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Event:
     duration: float = 0.0
     ok: bool = True
     error: str = ""
+    cancelled: bool = False  # a "host" event: the host stopped at a step boundary because the job was cancelled
     at: float = field(default_factory=time.time)
 
 
@@ -80,6 +84,8 @@ class Runner:
 
     def __init__(self) -> None:
         self.stats: dict[str, HostStats] = {}
+        # Set (from any thread) when the job is cancelled: each host stops at its next step boundary.
+        self.stop = threading.Event()
 
     def stat(self, host: str) -> HostStats:
         return self.stats.setdefault(host, HostStats())
@@ -175,6 +181,9 @@ class DryRunRunner(Runner):
                 }
             )
         for i, _cmd in enumerate(commands):
+            if self.stop.is_set():
+                emit(Event("host", host, ok=False, cancelled=True))
+                return
             emit(Event("began", host, i))
             emit(Event("ended", host, i, status="skipped", output="dry run: not executed"))
         emit(Event("host", host, ok=True))
@@ -199,13 +208,13 @@ class FabricRunner(Runner):
         self,
         targets: Mapping[str, SshTarget],
         *,
-        known_hosts: str,
+        known_hosts: str | Sequence[str],
         connect_timeout: float = 10,
         command_timeout: int = 300,
     ) -> None:
         super().__init__()
         self.targets = dict(targets)
-        self.known_hosts = known_hosts
+        self.known_hosts = known_hosts_files(known_hosts)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._connections: dict[str, object] = {}
@@ -240,18 +249,16 @@ class FabricRunner(Runner):
                 "auth_timeout": self.connect_timeout,
             },
         )
-        # Fabric trusts any new key by default; we only trust the operator's known-hosts file.
+        # Fabric trusts any new key by default; we only trust the configured known-hosts files.
         conn.client.set_missing_host_key_policy(RejectPolicy())
-        try:
-            conn.client.load_host_keys(self.known_hosts)
-        except OSError as exc:
-            raise HostUnreachable(f"{host}: cannot read known hosts file {self.known_hosts}: {exc}") from exc
+        load_known_hosts(conn.client, self.known_hosts, host=host)
         self.stat(host).connections += 1
         try:
             conn.open()
         except Exception as exc:
+            reason = _describe(exc, known_hosts=self.known_hosts)
             raise HostUnreachable(
-                f"{host}: cannot connect to {target.address}:{target.port} as {target.user}: {_describe(exc)}"
+                f"{host}: cannot connect to {target.address}:{target.port} as {target.user}: {reason}"
             ) from exc
         self._connections[host] = conn
         return conn
@@ -280,12 +287,20 @@ class FabricRunner(Runner):
             stat.commands += len(commands)
             started = time.monotonic()
             try:
-                ok, error = self._exchange(conn, script, token, host, emit)
+                ok, error = self._exchange(conn, script, token, host, emit, commands)
             finally:
                 stat.seconds += time.monotonic() - started
-            emit(Event("host", host, ok=ok, error=error))
+            if error == CANCELLED:
+                emit(Event("host", host, ok=False, cancelled=True))
+            else:
+                emit(Event("host", host, ok=ok, error=error))
 
-    def _exchange(self, conn, script: str, token: str, host: str, emit) -> tuple[bool, str]:
+    def _exchange(
+        self, conn, script: str, token: str, host: str, emit, commands: Sequence[HostCommand] = ()
+    ) -> tuple[bool, str]:
+        """Send the script, report its steps live; (ok, error). A cancel closes the session at a step
+        boundary (the script dies at its next marker, before the next step's command), or at once
+        during an interruptible (read-only) step."""
         from paramiko import SSHException
 
         transport = conn.transport
@@ -308,6 +323,8 @@ class FabricRunner(Runner):
                 try:
                     data = chan.recv(65536)
                 except TimeoutError:
+                    if self._cancel_now(parser, commands):
+                        return False, CANCELLED
                     if time.monotonic() - last > idle_limit:
                         step = parser.current
                         return False, f"{host}: no answer for {idle_limit} s (step {step}); connection abandoned"
@@ -317,6 +334,10 @@ class FabricRunner(Runner):
                 last = time.monotonic()
                 for ev in parser.feed(data):
                     failed = self._emit(host, ev, emit) or failed
+                    if isinstance(ev, StepEnded) and self.stop.is_set():
+                        return False, CANCELLED
+                if self._cancel_now(parser, commands):
+                    return False, CANCELLED
             for ev in parser.finish():
                 failed = self._emit(host, ev, emit) or failed
             rc = chan.recv_exit_status()
@@ -330,6 +351,11 @@ class FabricRunner(Runner):
             stray = "\n".join(parser.stray[-10:] or [parser.current_output()])
             return False, f"{host}: the script stopped early (exit {rc}): {stray}".strip()
         return True, ""
+
+    def _cancel_now(self, parser: MarkerParser, commands: Sequence[HostCommand]) -> bool:
+        """Cancelled while a read-only wait runs: no need to wait for its end."""
+        step = parser.current
+        return self.stop.is_set() and step is not None and 0 <= step < len(commands) and commands[step].interruptible
 
     @staticmethod
     def _emit(host: str, ev, emit) -> StepEnded | None:
@@ -353,13 +379,42 @@ class FabricRunner(Runner):
         return None
 
 
-def _describe(exc: BaseException) -> str:
+def known_hosts_files(setting: str | Sequence[str]) -> list[str]:
+    """The known-hosts files of a setting: one path, several joined by ``os.pathsep`` (like PATH), or a list."""
+    items = setting.split(os.pathsep) if isinstance(setting, str) else list(setting)
+    return [item for item in items if item]
+
+
+def load_known_hosts(client, files: Sequence[str], *, host: str) -> None:
+    """Load every existing file of ``files`` into a paramiko client; HostUnreachable when none can be read.
+
+    A missing file is skipped: the local lab's file (settings.PROVISIONING_KNOWN_HOSTS
+    lists it by default) exists only while a lab is up. On a host listed twice the
+    first file wins (paramiko takes the first key of a type), so the lab's own file
+    goes first and an old copy of its keys elsewhere cannot shadow it.
+    """
+    loaded = 0
+    for path in files:
+        try:
+            client.load_host_keys(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise HostUnreachable(f"{host}: cannot read known hosts file {path}: {exc}") from exc
+        loaded += 1
+    if not loaded:
+        raise HostUnreachable(f"{host}: no known hosts file: none of {', '.join(files) or '(none given)'} exists")
+
+
+def _describe(exc: BaseException, *, known_hosts: Sequence[str] = ()) -> str:
+    """A short reason for an SSH failure; host key problems name the known-hosts files that were read."""
     from paramiko import BadHostKeyException, SSHException
 
+    files = ", ".join(known_hosts) or "the known hosts file"
     if isinstance(exc, BadHostKeyException):
-        return "host key mismatch (the known hosts file has another key for it)"
+        return f"host key mismatch ({files} has another key for it)"
     if isinstance(exc, SSHException) and "not found in known_hosts" in str(exc):
-        return "unknown host key (not in the known hosts file)"
+        return f"unknown host key (not in {files})"
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc) or type(exc).__name__

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Max, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from inventory.models import Host
+from slices.models import VM, Slice
 
-from . import placement, plans, specs
+from . import placement, specs
 from .models import Deployment, DeploymentStep
 from .runners import DryRunRunner
 
@@ -46,7 +45,7 @@ def deployment_detail_queryset(
 
 
 def default_plan_kind(slice_obj) -> str:
-    return "deploy" if slice_obj.status == "draft" else "redeploy"
+    return "deploy" if slice_obj.status == Slice.Status.DRAFT else "redeploy"
 
 
 def plan_preview(*, slice_obj, kind: str | None = None) -> dict:
@@ -59,20 +58,10 @@ def plan_preview(*, slice_obj, kind: str | None = None) -> dict:
     kind = kind or default_plan_kind(slice_obj)
     footprint = specs.deployed_footprint(slice_id=slice_obj.pk)
     target = None
-    if kind == "destroy":
-        if footprint is None:
-            plan = plans.Plan("destroy")
-        else:
-            footprint = replace(
-                footprint,
-                keep_internet=specs.internet_users(slice_id=slice_obj.pk) is not None,
-                keep_isolation=specs.netnode_users(slice_id=slice_obj.pk) is not None,
-            )
-            plan = plans.destroy_plan(footprint)
-    else:
+    if kind != "destroy":
         where = placement.place_slice(slice_obj=slice_obj, save=False)
         target = specs.build_spec(slice_obj=slice_obj, hosts=where.hosts)
-        plan = plans.apply_plan(footprint, target)
+    plan, _ = specs.plan_for(slice_id=slice_obj.pk, kind=kind, target=target, footprint=footprint)
     runner = DryRunRunner()
     stages = []
     for stage in plan.stages:
@@ -117,8 +106,6 @@ def plan_preview(*, slice_obj, kind: str | None = None) -> dict:
 
 def placement_preview(*, slice_obj) -> dict:
     """Where each VM would run if the slice were deployed now (nothing is saved)."""
-    from slices.models import VM
-
     vms = list(VM.objects.filter(slice=slice_obj).select_related("flavor", "host").order_by("name", "id"))
     try:
         result = placement.place_slice(slice_obj=slice_obj, save=False)

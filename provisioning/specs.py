@@ -6,17 +6,20 @@
   so its target is merged in: a teardown of the union removes whatever exists).
 - :func:`internet_users` / :func:`netnode_users`: other slices that still need
   VLAN 400 + NAT / the network node's isolation chains, so a teardown keeps them.
+- :func:`plan_for`: the one place a job's plan is built (the job and the preview call it).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import replace
 
 from django.db.models import Q
 
 from inventory.models import Host
 from slices.errors import Conflict
+from slices.models import VM, Link, Slice
 from slices.naming import tap_name
 
 from .models import Deployment
@@ -24,11 +27,14 @@ from .plans import (
     ImageSpec,
     NetnodeSpec,
     NicSpec,
+    Plan,
     PlanError,
     SliceSpec,
     VlanSpec,
     VmSpec,
     WorkerSpec,
+    apply_plan,
+    destroy_plan,
     merge_specs,
     validate_spec,
 )
@@ -61,8 +67,6 @@ def image_spec(image) -> ImageSpec:
 
 def build_spec(*, slice_obj, hosts: Mapping[int, Host] | None = None) -> SliceSpec:
     """The slice as designed now. ``hosts`` maps VM id -> worker for VMs placed but not saved yet."""
-    from slices.models import VM, Link
-
     hosts = hosts or {}
     node = network_node()
     vms = list(
@@ -149,8 +153,6 @@ def deployed_footprint(*, slice_id: int, exclude_id: int | None = None) -> Slice
 
 
 def _other_live_slices(slice_id: int):
-    from slices.models import Slice
-
     return Slice.objects.exclude(pk=slice_id).exclude(status=Slice.Status.DRAFT)
 
 
@@ -162,8 +164,6 @@ def netnode_users(*, slice_id: int) -> str | None:
 
 def internet_users(*, slice_id: int) -> str | None:
     """Another live slice that uses VLAN 400 (designed with it, or deployed with it): NAT stays."""
-    from slices.models import VM
-
     live = _other_live_slices(slice_id)
     vm = VM.objects.filter(slice__in=live, internet_enabled=True).order_by("slice_id").first()
     if vm is not None:
@@ -175,3 +175,26 @@ def internet_users(*, slice_id: int) -> str | None:
         .first()
     )
     return f"slice {dep.slice_id}" if dep else None
+
+
+def plan_for(
+    *, slice_id: int, kind: str, target: SliceSpec | None, footprint: SliceSpec | None
+) -> tuple[Plan, SliceSpec | None]:
+    """The plan of a deploy/redeploy (``target``: the design) or a destroy, from the deployed ``footprint``.
+
+    Returns (plan, the spec whose network node the shared-phase lock guards; None when
+    nothing runs). A destroy keeps VLAN 400 + NAT and the isolation chains while other
+    slices need them.
+    """
+    if kind == Deployment.Kind.DESTROY:
+        if footprint is None:
+            return Plan("destroy"), None
+        fresh = replace(
+            footprint,
+            keep_internet=internet_users(slice_id=slice_id) is not None,
+            keep_isolation=netnode_users(slice_id=slice_id) is not None,
+        )
+        return destroy_plan(fresh), fresh
+    if target is None:
+        raise ValueError(f"a {kind} needs a target spec")
+    return apply_plan(footprint, target), target

@@ -20,7 +20,7 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 from django.http import HttpRequest
 
-from . import services
+from . import selectors, services
 from .errors import ServiceError
 from .models import VM, Interface, Link, Slice, UserQuota, VlanBlock
 
@@ -139,8 +139,6 @@ class SliceAdmin(StrictNamesMixin, admin.ModelAdmin):
     date_hierarchy = "created"
 
     def get_queryset(self, request: HttpRequest):
-        from . import selectors
-
         return selectors.slice_list(user=request.user).prefetch_related("vlan_blocks")
 
     @admin.display(description="VMs", ordering="vm_count")
@@ -255,7 +253,7 @@ class VMAdmin(StrictNamesMixin, admin.ModelAdmin):
         obj.refresh_from_db()
 
     def has_delete_permission(self, request: HttpRequest, obj: VM | None = None) -> bool:
-        if obj is not None and obj.slice.status in services.BUSY_STATUSES:
+        if obj is not None and obj.slice.is_busy:
             return False
         return super().has_delete_permission(request, obj)
 
@@ -299,7 +297,7 @@ class LinkAdmin(ReadOnlyAdmin):
     list_select_related = ["slice", "a__vm", "b__vm"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Link | None = None) -> bool:
-        if obj is not None and obj.slice.status in services.BUSY_STATUSES:
+        if obj is not None and obj.slice.is_busy:
             return False
         return admin.ModelAdmin.has_delete_permission(self, request, obj)
 

@@ -51,3 +51,10 @@ class PayloadTooLarge(ServiceError):
 
     status_code = 413
     code = "too_large"
+
+
+class NotFound(ServiceError):
+    """No such object for this user (404): another user's object is answered the same way."""
+
+    status_code = 404
+    code = "not_found"

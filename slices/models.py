@@ -46,6 +46,52 @@ class Slice(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_busy(self) -> bool:
+        """A job is queued or running: the design is frozen until it ends."""
+        return self.status in BUSY_STATUSES
+
+    # -- named transitions --------------------------------------------------------------------
+    # Each is a compare-and-set in the database (``filter(status__in=...).update``): it happens
+    # only from the states named, whatever another process did meanwhile, and says if it did.
+
+    def _transition(self, *, to: str, allowed: tuple[str, ...]) -> bool:
+        done = bool(Slice.objects.filter(pk=self.pk, status__in=allowed).update(status=to))
+        if done:
+            self.status = to
+        return done
+
+    def mark_queued(self, *, allowed: tuple[str, ...]) -> bool:
+        """A deploy, redeploy or destroy was accepted (from one of the states its kind allows)."""
+        return self._transition(to=self.Status.QUEUED, allowed=allowed)
+
+    def mark_deploying(self) -> bool:
+        """queued -> deploying: the job began building."""
+        return self._transition(to=self.Status.DEPLOYING, allowed=(self.Status.QUEUED,))
+
+    def mark_destroying(self) -> bool:
+        """queued -> destroying: the job began tearing down."""
+        return self._transition(to=self.Status.DESTROYING, allowed=(self.Status.QUEUED,))
+
+    def mark_active(self) -> bool:
+        """deploying -> active: every host holds the design."""
+        return self._transition(to=self.Status.ACTIVE, allowed=(self.Status.DEPLOYING,))
+
+    def mark_draft(self) -> bool:
+        """destroying -> draft: nothing of the slice is left on the hosts."""
+        return self._transition(to=self.Status.DRAFT, allowed=(self.Status.DESTROYING,))
+
+    def mark_failed(self) -> bool:
+        """queued/deploying/destroying -> failed: the job failed, was cancelled or abandoned.
+
+        The hosts may hold part of the design: deploy, redeploy or destroy repair it.
+        """
+        return self._transition(to=self.Status.FAILED, allowed=BUSY_STATUSES)
+
+
+# A job is queued or running on the slice (the designer and the admin freeze the design).
+BUSY_STATUSES = (Slice.Status.QUEUED, Slice.Status.DEPLOYING, Slice.Status.DESTROYING)
+
 
 class VlanBlock(models.Model):
     """A block of consecutive VLANs of the global range reserved for one slice.
@@ -68,6 +114,26 @@ class VlanBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.first_vlan}-{self.last_vlan}"
+
+
+class VMQuerySet(models.QuerySet):
+    """Named status transitions for the VMs of a slice (bulk, like the jobs make them)."""
+
+    def mark_deploying(self) -> int:
+        """VMs not running yet are being deployed."""
+        return self.exclude(status=VM.Status.RUNNING).update(status=VM.Status.DEPLOYING)
+
+    def mark_running(self) -> int:
+        return self.update(status=VM.Status.RUNNING)
+
+    def mark_designed(self) -> int:
+        """Destroyed: back to the design, leases forgotten."""
+        Interface.objects.filter(vm__in=self).update(lease_address=None)
+        return self.update(status=VM.Status.DESIGNED)
+
+    def mark_failed_if_deploying(self) -> int:
+        """The job ended before these VMs started."""
+        return self.filter(status=VM.Status.DEPLOYING).update(status=VM.Status.FAILED)
 
 
 class VM(models.Model):
@@ -100,6 +166,8 @@ class VM(models.Model):
     x = models.FloatField(default=0)
     y = models.FloatField(default=0)
     console_tail = models.TextField(blank=True, help_text="Last lines of the serial console.")
+
+    objects = VMQuerySet.as_manager()
 
     class Meta:
         # By id, not by the slice's own ordering: no join just to sort a VM list.

@@ -26,7 +26,6 @@ from .naming import MAX_DATA_INTERFACES, NAME_HELP, iface_index, iface_name, is_
 
 # QEMU's locally administered prefix; the last three bytes are random and unique.
 MAC_PREFIX = "52:54:00"
-BUSY_STATUSES = (Slice.Status.QUEUED, Slice.Status.DEPLOYING, Slice.Status.DESTROYING)
 DESCRIPTION_MAX_LENGTH = 2000
 # Canvas coordinates are kept within a sane box (the designer's canvas is far smaller).
 COORD_LIMIT = 1_000_000.0
@@ -73,7 +72,7 @@ def _lock_slice(slice_id: int) -> Slice:
 
 
 def _check_editable(slice_obj: Slice) -> None:
-    if slice_obj.status in BUSY_STATUSES:
+    if slice_obj.is_busy:
         raise Conflict(
             f"Slice {slice_obj.name!r} is {slice_obj.status}: wait for its job to finish.", code="slice_busy"
         )
@@ -178,6 +177,11 @@ def slice_delete(*, slice_obj: Slice) -> None:
     if locked.status != Slice.Status.DRAFT:
         raise Conflict(
             f"Slice {locked.name!r} is {locked.status}: destroy it before deleting it.", code="slice_deployed"
+        )
+    # A draft can still have a job in flight (a dry run): its record must outlive the job.
+    if locked.deployments.filter(finished__isnull=True).exists():
+        raise Conflict(
+            f"Slice {locked.name!r} has a job running: wait for it or cancel it, then delete.", code="slice_busy"
         )
     locked.delete()
 

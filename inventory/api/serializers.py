@@ -2,9 +2,8 @@
 
 from rest_framework import serializers
 
-from slices.api.fields import NamedChoiceField
-
 from ..models import Flavor, Host, Image
+from .fields import NamedChoiceField
 
 # Staff-only host fields: where the portal's SSH key lives is nobody else's business.
 HOST_PRIVATE_FIELDS = ("ssh_port", "ssh_user", "ssh_key_path", "state_dir")

@@ -2,9 +2,8 @@
 
 from rest_framework import viewsets
 
-from slices.api.permissions import ReadOnlyOrStaff
-
 from ..models import Flavor, Host, Image
+from .permissions import ReadOnlyOrStaff
 from .serializers import FlavorSerializer, HostSerializer, ImageSerializer
 
 

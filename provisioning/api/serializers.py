@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
+from inventory.api.fields import NamedChoiceField
 from provisioning.models import Deployment, DeploymentStep
-from slices.api.fields import NamedChoiceField
 
 
 class DeployRequestSerializer(serializers.Serializer):
@@ -23,6 +23,8 @@ class DeploymentStepSerializer(serializers.ModelSerializer):
         fields = [
             "seq",
             "host",
+            "vm",
+            "vlan",
             "phase",
             "description",
             "command",
@@ -55,6 +57,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "progress",
             "error",
             "requested_by",
+            "cancel_requested",
             "job_id",
             "created",
             "started",

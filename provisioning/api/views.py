@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -119,7 +120,7 @@ class SlicePlacementView(APIView):
 class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
     """Deployments of your slices (staff: all), newest first; ``?slice=ID`` filters one slice.
 
-    Reading them also detects abandoned jobs (worker killed): those are marked failed.
+    Reading never writes: abandoned jobs (worker killed) are failed by the scheduled reaper.
     """
 
     def get_queryset(self):
@@ -158,8 +159,6 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[OpenApiParameter("slice", OpenApiTypes.INT, description="Only this slice's deployments.")]
     )
     def list(self, request: Request, *args, **kwargs) -> Response:
-        if self.get_queryset().filter(status__in=["queued", "running"]).exists():
-            services.reap_abandoned(slice_id=None)
         return super().list(request, *args, **kwargs)
 
     @extend_schema(
@@ -174,7 +173,20 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
         ]
     )
     def retrieve(self, request: Request, *args, **kwargs) -> Response:
-        deployment = self.get_object()
-        if deployment.is_active and services.reap_abandoned(slice_id=deployment.slice_id):
-            deployment = self.get_object()
-        return Response(self.get_serializer(deployment).data)
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Cancel a queued or running job",
+        request=None,
+        responses={202: DeploymentSerializer, 404: ERROR, 409: ERROR},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Stop the job at its next step boundary; 409 when it has already ended.
+
+        The deployment ends ``cancelled`` and says at which step; the slice is left
+        failed, which deploy, redeploy or destroy repair.
+        """
+        deployment = get_object_or_404(selectors.deployment_list(user=request.user), pk=pk)
+        deployment = services.cancel_request(deployment=deployment, user=request.user)
+        return Response(DeploymentSerializer(deployment).data, status=202)

@@ -9,12 +9,15 @@
   the underlay veth as an untagged (trunk) port, and its own key-only ``sshd``
   whose sessions see that host's OVS through ``OVS_RUNDIR``;
 - the ``internet`` namespace behind the network node's uplink;
-- the host keys in the portal's known-hosts file.
+- the host keys in the lab's own known-hosts file, ``LAB_DIR/ssh/known_hosts``:
+  the lab is machine-wide, so its host keys are too — every checkout on the
+  machine finds them there (``settings.PROVISIONING_KNOWN_HOSTS`` lists that
+  file by default), whichever checkout brought the lab up.
 
-``down`` removes every namespace, process, link, file and known-hosts line the
-lab made — including what deploys left on the lab hosts (QEMU guests, DHCP
-namespaces) — and ``up`` starts with the same clean-up, so a crashed lab never
-gets in the way of the next one.
+``down`` removes every namespace, process, link and file the lab made —
+including what deploys left on the lab hosts (QEMU guests, DHCP namespaces) —
+and ``up`` starts with the same clean-up, so a crashed lab never gets in the
+way of the next one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioning.lab import system
+from provisioning.lab.hostkeys import remove_known_hosts, write_known_hosts
 from provisioning.lab.system import LabCommandError, run
 from provisioning.lab.topology import (
     BRIDGE,
@@ -113,40 +117,6 @@ def read_record(paths: LabPaths) -> dict:
         return {}
 
 
-# --- known hosts ----------------------------------------------------------------------
-
-
-def _is_lab_line(line: str) -> bool:
-    fields = line.split()
-    if len(fields) < 3 or line.lstrip().startswith("#"):
-        return False
-    if KNOWN_HOSTS_MARKER in fields[3:]:
-        return True
-    lab_addresses = {str(h.management_address) for h in HOSTS}
-    return any(
-        name in lab_addresses or name.strip("[]").split("]:")[0] in lab_addresses for name in fields[0].split(",")
-    )
-
-
-def write_known_hosts(path: Path, entries: dict[str, str]) -> None:
-    """Replace the lab's lines in ``path`` by ``entries`` (address -> "type key"); keep the rest."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kept = []
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines() if line.strip() and not _is_lab_line(line)]
-    lines = kept + [f"{address} {key} {KNOWN_HOSTS_MARKER}" for address, key in sorted(entries.items())]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o644)
-    tmp.replace(path)
-
-
-def remove_known_hosts(path: Path) -> None:
-    """Remove the lab's lines from ``path`` (the file stays, even when empty)."""
-    if path.exists():
-        write_known_hosts(path, {})
-
-
 def is_up(paths: LabPaths) -> bool:
     """Cheap check: every lab namespace exists and every host's daemons of this LAB_DIR are alive."""
     if not all(system.namespace_exists(ns) for ns in lab_namespaces()):
@@ -196,7 +166,7 @@ def check_not_foreign(paths: LabPaths) -> None:
         )
 
 
-def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool = False) -> list[str]:
+def clean(paths: LabPaths, *, keep_files: bool = False) -> list[str]:
     """Remove everything a lab (this one, or a crashed earlier one) left behind.
 
     Order matters: guests and dnsmasq first (by their pid files, then whatever
@@ -242,10 +212,10 @@ def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool 
             system.delete_link(bridge)
             removed.append(f"bridge {bridge}")
 
-    # 5. Files and known-hosts lines.
-    record = read_record(paths)
-    for path in {p for p in (known_hosts, record.get("known_hosts")) if p}:
-        remove_known_hosts(Path(path))
+    # 5. Files (the lab's known-hosts file is in LAB_DIR/ssh). A lab brought up by an
+    #    earlier version wrote its host keys into a checkout's file, named in its record.
+    if legacy := read_record(paths).get("known_hosts"):
+        remove_known_hosts(Path(legacy))
     # /run/sshd stays even if `lab up` created it: any other sshd on the machine (the
     # system's, a test's) needs it for every new connection.
     if not keep_files:
@@ -257,11 +227,11 @@ def clean(paths: LabPaths, *, known_hosts: Path | None = None, keep_files: bool 
     return removed
 
 
-def down(paths: LabPaths, *, known_hosts: Path | None = None, force: bool = False) -> list[str]:
+def down(paths: LabPaths, *, force: bool = False) -> list[str]:
     """Tear the lab down completely (the image cache in ``images/`` stays)."""
     if not force:
         check_not_foreign(paths)
-    return clean(paths, known_hosts=known_hosts)
+    return clean(paths)
 
 
 # --- up -------------------------------------------------------------------------------
@@ -532,7 +502,7 @@ def check_lab_dir(paths: LabPaths) -> None:
         )
 
 
-def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK, force: bool = False) -> dict[str, float]:
+def up(paths: LabPaths, *, uplink: str = DEFAULT_UPLINK, force: bool = False) -> dict[str, float]:
     """Clean up leftovers, then build the lab. Returns timings (seconds) by phase.
 
     Refuses (unless ``force``) when a lab under another LAB_DIR is running.
@@ -543,7 +513,7 @@ def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK, forc
         check_not_foreign(paths)
     timings: dict[str, float] = {}
     start = time.monotonic()
-    clean(paths, known_hosts=known_hosts, keep_files=True)
+    clean(paths, keep_files=True)
     # Files of a previous lab go, except the client key (users may have copied
     # it) and the image cache.
     if paths.hosts_dir.exists():
@@ -552,7 +522,7 @@ def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK, forc
 
     SSHD_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.record.write_text(json.dumps({"uplink": uplink, "known_hosts": str(known_hosts)}))
+    paths.record.write_text(json.dumps({"uplink": uplink}))
     _ensure_client_key(paths)
     _root_bridges()
     with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
@@ -560,7 +530,7 @@ def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK, forc
     _internet(uplink)
     timings["build"] = time.monotonic() - start - timings["clean"]
 
-    write_known_hosts(known_hosts, {str(h.management_address): key for h, key in host_keys.items()})
+    write_known_hosts(paths.known_hosts, {str(h.management_address): key for h, key in host_keys.items()})
     for host in HOSTS:
         system.wait_for(
             lambda h=host: _ssh_port_open(str(h.management_address)), timeout=10, what=f"sshd on {host.name}"
@@ -572,8 +542,11 @@ def up(paths: LabPaths, *, known_hosts: Path, uplink: str = DEFAULT_UPLINK, forc
 # --- status ---------------------------------------------------------------------------
 
 
-def ssh_connection(paths: LabPaths, host: LabHost, *, known_hosts: Path, timeout: int = 5):
-    """A Fabric connection to a lab host, the way the portal connects: key only, host key checked."""
+def ssh_connection(paths: LabPaths, host: LabHost, *, known_hosts: Path | None = None, timeout: int = 5):
+    """A Fabric connection to a lab host, the way the portal connects: key only, host key checked.
+
+    ``known_hosts`` defaults to the lab's own file.
+    """
     from fabric import Config, Connection
     from paramiko import RejectPolicy
 
@@ -588,11 +561,11 @@ def ssh_connection(paths: LabPaths, host: LabHost, *, known_hosts: Path, timeout
         connect_kwargs={"key_filename": str(paths.client_key), "look_for_keys": False, "allow_agent": False},
     )
     connection.client.set_missing_host_key_policy(RejectPolicy())
-    connection.client.load_host_keys(str(known_hosts))
+    connection.client.load_host_keys(str(known_hosts or paths.known_hosts))
     return connection
 
 
-def _host_health(paths: LabPaths, host: LabHost, known_hosts: Path) -> HostHealth:
+def _host_health(paths: LabPaths, host: LabHost) -> HostHealth:
     health = HostHealth(host.name)
     checks = health.checks
     checks["namespace"] = system.namespace_exists(host.namespace)
@@ -611,7 +584,7 @@ def _host_health(paths: LabPaths, host: LabHost, known_hosts: Path) -> HostHealt
     checks["trunk"] = trunk
     checks["sshd"] = False
     try:
-        with ssh_connection(paths, host, known_hosts=known_hosts) as connection:
+        with ssh_connection(paths, host) as connection:
             result = connection.run(f"true && ovs-vsctl br-exists {BRIDGE}", hide=True, warn=True, timeout=10)
             checks["sshd"] = result.ok
             if not result.ok:
@@ -624,10 +597,10 @@ def _host_health(paths: LabPaths, host: LabHost, known_hosts: Path) -> HostHealt
     return health
 
 
-def status(paths: LabPaths, *, known_hosts: Path) -> list[HostHealth]:
+def status(paths: LabPaths) -> list[HostHealth]:
     """The health of every lab host (checked in parallel) and of the shared parts."""
     with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
-        report = list(pool.map(lambda h: _host_health(paths, h, known_hosts), HOSTS))
+        report = list(pool.map(lambda h: _host_health(paths, h), HOSTS))
     shared = HostHealth("(shared)")
     shared.checks["mgmt bridge"] = system.link_exists(MGMT_BRIDGE)
     shared.checks["underlay bridge"] = system.link_exists(UNDERLAY_BRIDGE)

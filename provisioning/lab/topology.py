@@ -123,6 +123,11 @@ class LabPaths:
         return self.ssh_dir / "id_ed25519"
 
     @property
+    def known_hosts(self) -> Path:
+        """The lab hosts' SSH host keys, written by ``lab up`` (settings.PROVISIONING_KNOWN_HOSTS lists it)."""
+        return self.ssh_dir / "known_hosts"
+
+    @property
     def hosts_dir(self) -> Path:
         return self.root / "hosts"
 

@@ -55,7 +55,7 @@ from .constants import (
     STAGE_VMS,
 )
 from .layout import DhcpFiles, VmFiles, dhcp_dir, dhcp_files, dhcp_root, ip_forward_saved, vm_dir, vm_files, vms_dir
-from .model import HostCommand, Phase, Plan, Stage
+from .model import HostCommand, Phase, Plan, Stage, touching
 from .netnode import (
     dhcp_root_command,
     internet_commands,
@@ -213,6 +213,7 @@ __all__ = [
     "relink_command",
     "sh",
     "tap_commands",
+    "touching",
     "validate_spec",
     "vlan_service_commands",
     "vlans_commands",

@@ -224,6 +224,8 @@ def _left_internet(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dic
                 HostCommand(
                     internet_unguard_argv(vm.id, nic),
                     f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap} ({vm.name}.eth{nic.index})",
+                    vm=vm.id,
+                    vlan=INTERNET_VLAN,
                 )
             )
     return out

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from .constants import (
     OUTPUT_TAIL,
@@ -28,11 +29,14 @@ class HostCommand:
     capture: int = OUTPUT_TAIL
     boots_vm: int | None = None  # the VM this command boots (QEMU start), for the executor's bookkeeping
     relinks: str | None = None  # the MAC of the running guest NIC this command bounces (its VLAN changed)
+    vm: int | None = None  # the VM this command touches (its step row says so: the designer colours it)
+    vlan: int | None = None  # the VLAN this command touches
+    interruptible: bool = False  # read-only and long (a wait): a cancel may cut it short
 
     def undo_command(self) -> HostCommand | None:
         if self.undo is None:
             return None
-        return HostCommand(self.undo, self.undo_description or f"Undo: {self.description}")
+        return HostCommand(self.undo, self.undo_description or f"Undo: {self.description}", vm=self.vm, vlan=self.vlan)
 
     def to_dict(self) -> dict:
         return {
@@ -108,3 +112,11 @@ class Plan:
                 for s in self.stages
             ],
         }
+
+
+def touching(
+    commands: Iterable[HostCommand], *, vm: int | None = None, vlan: int | None = None
+) -> tuple[HostCommand, ...]:
+    """The commands, marked as touching ``vm`` and/or ``vlan`` (their step rows say so)."""
+    marks = {k: v for k, v in (("vm", vm), ("vlan", vlan)) if v is not None}
+    return tuple(replace(c, **marks) for c in commands)

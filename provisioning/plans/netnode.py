@@ -22,7 +22,7 @@ from .layout import (
     dhcp_root,
     ip_forward_saved,
 )
-from .model import HostCommand
+from .model import HostCommand, touching
 from .shell import (
     SH_DEL_NETNS,
     SH_IP_FORWARD_IS_ON,
@@ -232,10 +232,11 @@ def vlans_commands(node: NetnodeSpec, vlans: Sequence[VlanSpec]) -> tuple[HostCo
     cmds: list[HostCommand] = [dhcp_root_command(node)]
     if not vlans:
         return tuple(cmds)
-    cmds += [netns_command(v.vlan) for v in vlans]
-    cmds.append(netnode_ports_command(vlans))
     for v in vlans:
-        cmds += vlan_service_commands(node, v)
+        cmds += touching([netns_command(v.vlan)], vlan=v.vlan)
+    cmds += touching([netnode_ports_command(vlans)], vlan=vlans[0].vlan if len(vlans) == 1 else None)
+    for v in vlans:
+        cmds += touching(vlan_service_commands(node, v), vlan=v.vlan)
     return tuple(cmds)
 
 
@@ -243,7 +244,7 @@ def internet_commands(node: NetnodeSpec) -> tuple[HostCommand, ...]:
     """VLAN 400 served like a link VLAN (no reservations), forwarding on, NAT out of the uplink."""
     saved = ip_forward_saved(node.state_dir)
     gw = gateway_port_name(INTERNET_VLAN)
-    return (
+    commands = (
         netns_command(INTERNET_VLAN),
         netnode_ports_command([INTERNET]),
         *vlan_service_commands(node, INTERNET),
@@ -268,3 +269,4 @@ def internet_commands(node: NetnodeSpec) -> tuple[HostCommand, ...]:
             insert=True,
         ),
     )
+    return touching(commands, vlan=INTERNET_VLAN)

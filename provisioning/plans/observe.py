@@ -61,6 +61,7 @@ def lease_wait_command(
         sh(SH_WAIT_LEASES, "sp-leases", str(int(timeout)), *args),
         f"Wait up to {int(timeout)} s for DHCP leases of {count} interface(s)",
         capture=max(OUTPUT_TAIL, 64 * count),
+        interruptible=True,
     )
 
 
@@ -83,4 +84,5 @@ def console_tail_command(worker: WorkerSpec, vm: VmSpec, size: int = 2000) -> Ho
         sh(SH_CONSOLE_TAIL, "sp-console", vm_files(worker, vm).console_log, str(size)),
         f"Console of {vm.name}",
         capture=size + 200,
+        vm=vm.id,
     )

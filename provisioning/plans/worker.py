@@ -12,7 +12,7 @@ from .layout import (
     vm_files,
     vms_dir,
 )
-from .model import HostCommand
+from .model import HostCommand, touching
 from .netnode import (
     ovs_ports_check,
 )
@@ -52,6 +52,7 @@ def vm_dir_command(worker: WorkerSpec, vm: VmSpec) -> HostCommand:
         f"State directory of {vm.name}",
         undo=("rm", "-rf", path),
         undo_description=f"Remove the files of {vm.name} (console log, sockets, disk overlay)",
+        vm=vm.id,
     )
 
 
@@ -205,6 +206,7 @@ def disk_command(worker: WorkerSpec, vm: VmSpec) -> HostCommand:
         check=("test", "-e", files.disk),
         undo=("rm", "-f", files.disk),
         undo_description=f"Remove the disk overlay of {vm.name}",
+        vm=vm.id,
     )
 
 
@@ -217,6 +219,7 @@ def qemu_command(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> HostCommand
         undo=sh(SH_KILL_PIDFILE, "sp-kill", files.pidfile),
         undo_description=f"Stop QEMU of {vm.name}",
         boots_vm=vm.id,
+        vm=vm.id,
     )
 
 
@@ -227,6 +230,8 @@ def relink_command(worker: WorkerSpec, vm: VmSpec, nic: NicSpec) -> HostCommand:
         sh(SH_QMP_BOUNCE_LINK, "sp-relink", vm_files(worker, vm).qmp_sock, f"n{nic.index}"),
         f"Bounce the link of {vm.name}.eth{nic.index} (now on {vlan}): the guest renews DHCP",
         relinks=nic.mac,
+        vm=vm.id,
+        vlan=nic.vlan,
     )
 
 
@@ -250,10 +255,12 @@ def worker_ports_commands(
                 continue
             seen.add(nic.tap)
             chosen.append((vm, nic))
-            cmds += tap_commands(vm, nic)
+            cmds += touching(tap_commands(vm, nic), vm=vm.id, vlan=nic.vlan)
     if chosen:
         cmds.append(worker_ports_command([nic for _, nic in chosen]))
-    cmds += [internet_guard_command(vm, nic) for vm, nic in chosen if nic.vlan == INTERNET_VLAN]
+    for vm, nic in chosen:
+        if nic.vlan == INTERNET_VLAN:
+            cmds += touching([internet_guard_command(vm, nic)], vm=vm.id, vlan=INTERNET_VLAN)
     return tuple(cmds)
 
 

@@ -211,19 +211,18 @@ def deploy_env(request, transactional_db, settings):
     from provisioning.lab.topology import DEFAULT_UPLINK, LabPaths, lab_namespaces
 
     paths = LabPaths(Path(settings.LAB_DIR).resolve())
-    known_hosts = Path(settings.PROVISIONING_KNOWN_HOSTS)
-    was_up = all(h.healthy for h in cluster.status(paths, known_hosts=known_hosts))
+    was_up = all(h.healthy for h in cluster.status(paths))
     if not was_up and any(system.namespace_exists(ns) for ns in lab_namespaces()):
         # Namespaces are global: never tear down a lab that another run (another LAB_DIR) is using.
         pytest.skip(f"the lab's namespaces exist but are not a healthy lab of {paths.root}: another run uses them")
     if not was_up:
-        cluster.up(paths, known_hosts=known_hosts, uplink=DEFAULT_UPLINK)
+        cluster.up(paths, uplink=DEFAULT_UPLINK)
     try:
         image = guest.ensure_guest(paths.images_dir)
         Flavor.objects.get_or_create(name="tiny", defaults={"vcpus": 1, "ram_mib": 96, "is_default": True})
         hosts = inventory.register_hosts(paths, uplink=DEFAULT_UPLINK)
         inventory.register_image(image)
-        env = {"LAB_DIR": str(paths.root), "PROVISIONING_KNOWN_HOSTS": str(known_hosts)}
+        env = {"LAB_DIR": str(paths.root), "PROVISIONING_KNOWN_HOSTS": str(paths.known_hosts)}
         worker = Worker(settings, runner="fabric", env=env)
         try:
             yield {"kind": "lab", "hosts": hosts, "worker": worker}
@@ -231,7 +230,7 @@ def deploy_env(request, transactional_db, settings):
             worker.stop()
     finally:
         if not was_up:
-            cluster.down(paths, known_hosts=known_hosts)
+            cluster.down(paths)
 
 
 @pytest.fixture

@@ -66,11 +66,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 class Lab:
-    """The running lab as the tests see it: paths, known hosts, and a way to (re)build it."""
+    """The running lab as the tests see it: paths, its host keys, and a way to (re)build it."""
 
-    def __init__(self, paths: LabPaths, known_hosts: Path) -> None:
+    def __init__(self, paths: LabPaths) -> None:
         self.paths = paths
-        self.known_hosts = known_hosts
+        self.known_hosts = paths.known_hosts  # written by `lab up`, what the portal trusts
         self.uplink = DEFAULT_UPLINK
         self.guest: guest.GuestImage | None = None
         self.up_seconds: float | None = None
@@ -80,13 +80,13 @@ class Lab:
 
     def ensure_up(self) -> None:
         if not self.is_up():
-            timings = cluster.up(self.paths, known_hosts=self.known_hosts, uplink=self.uplink)
+            timings = cluster.up(self.paths, uplink=self.uplink)
             self.up_seconds = timings["total"]
         if self.guest is None:
             self.guest = guest.ensure_guest(self.paths.images_dir)
 
     def down(self) -> None:
-        cluster.down(self.paths, known_hosts=self.known_hosts)
+        cluster.down(self.paths)
 
     def connect(self, name: str):
         """A Fabric connection to lab host ``name`` (host key checked, key only)."""
@@ -109,7 +109,7 @@ def lab_session():
     others = sorted(str(root) for root in cluster.running_lab_roots() if root != paths.root)
     if others:
         pytest.skip(f"a lab under LAB_DIR={others[0]} is running on this machine: the lab tests would take it over")
-    lab = Lab(paths, Path(settings.PROVISIONING_KNOWN_HOSTS))
+    lab = Lab(paths)
     yield lab
     keep_logs(paths)
     try:

@@ -43,6 +43,7 @@ class Portal:
         self.test_name = test_name
         self.timings = timings
         self.deployed_at: dict[int, float] = {}  # slice id -> when its last deploy was requested (epoch)
+        self.last_deployment: dict[int, int] = {}  # slice id -> its last deployment's id
 
     # --- design ---------------------------------------------------------------------------
 
@@ -90,7 +91,20 @@ class Portal:
         """POST /api/slices/{id}/{action}/ (deploy, redeploy, destroy); returns the deployment."""
         if action != "destroy":
             self.deployed_at[slice_id] = time.time()
-        return self._ok(self.api.post(f"/api/slices/{slice_id}/{action}/", {}, format="json"), 202)
+        deployment = self._ok(self.api.post(f"/api/slices/{slice_id}/{action}/", {}, format="json"), 202)
+        self.last_deployment[slice_id] = deployment["id"]
+        return deployment
+
+    def deployment_failed(self, slice_id: int) -> str | None:
+        """The error of the slice's last deployment if it failed, else None (not failed, or none yet)."""
+        deployment_id = self.last_deployment.get(slice_id)
+        if deployment_id is None:
+            return None
+        data = self._ok(self.api.get(f"/api/deployments/{deployment_id}/"), 200)
+        if data["status"] != "failed":
+            return None
+        steps = [f"{s['host']}: {s['description']}" for s in data.get("steps", []) if s["status"] == "failed"]
+        return f"deployment {deployment_id} failed: {data.get('error')} (failed steps: {steps or 'none'})"
 
     def wait(self, deployment: dict, *, timeout: float = DEPLOY_TIMEOUT) -> dict:
         """Poll GET /api/deployments/{id}/ until the job ends; return the deployment with its steps."""
@@ -121,11 +135,16 @@ class Portal:
         return Host.objects.get(name=self.get_vm(vm)["host_name"]).state_dir
 
     def lease(self, vm: dict, nic: str, *, subnet: str | None = None, timeout: float = LEASE_TIMEOUT) -> Lease:
-        """Wait for the guest's ``SP: DHCP <nic> ok`` line (in ``subnet`` if given); record boot-to-lease."""
+        """Wait for the guest's ``SP: DHCP <nic> ok`` line (in ``subnet`` if given); record boot-to-lease.
+
+        Stops at once, with the deployment's error, when the slice's last deployment failed:
+        its guest may never have started.
+        """
         state_dir = self.state_dir(vm)
         regex = re.compile(LEASE_RE.format(nic=nic), re.MULTILINE)
         network = ipaddress.IPv4Network(subnet) if subnet else None
         deadline = time.monotonic() + timeout
+        next_check = 0.0
         while True:
             matches = [
                 m
@@ -134,6 +153,10 @@ class Portal:
             ]
             if matches:
                 break
+            if time.monotonic() >= next_check:  # once a second: an API request each time
+                if error := self.deployment_failed(vm["slice"]):
+                    raise AssertionError(f"{vm['name']}: no DHCP lease on {nic}: {error}")
+                next_check = time.monotonic() + 1
             if time.monotonic() > deadline:
                 tail = "\n".join(console.read_log(state_dir, vm["id"]).splitlines()[-20:])
                 raise AssertionError(f"{vm['name']}: no DHCP lease on {nic} after {timeout}s; console:\n{tail}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +26,7 @@ from provisioning.lab.topology import (
 )
 
 pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def machine_snapshot(lab) -> dict:
@@ -115,7 +118,7 @@ def test_lab_up_replaces_a_crashed_lab(lab_session):
     system.terminate([system.read_pid_file(lab.paths.ovs_dir("worker1") / "ovs-vswitchd.pid")])
     subprocess.run(["ip", "netns", "add", "ns-dhcp-vlan3999"], check=True)
     assert not lab.is_up()
-    cluster.up(lab.paths, known_hosts=lab.known_hosts)
+    cluster.up(lab.paths)
     assert lab.is_up()
     assert "ns-dhcp-vlan3999" not in system.namespaces()
 
@@ -238,13 +241,63 @@ def test_tagged_frames_cross_the_underlay_between_workers(lab, endpoints):
     assert "10.99.0.2" not in seen_by_other
 
 
-def test_a_lab_under_another_lab_dir_is_not_taken_over(lab, tmp_path):
+def test_a_lab_under_another_lab_dir_is_not_taken_over(lab):
     """Namespace names are global: a second LAB_DIR must not tear down a running lab."""
     other = LabPaths(Path("/tmp/sp-other-lab"))  # never created: both calls refuse first
     with pytest.raises(system.LabCommandError, match=f"LAB_DIR={lab.paths.root}"):
-        cluster.up(other, known_hosts=tmp_path / "known_hosts")
+        cluster.up(other)
     assert not other.root.exists()
     with pytest.raises(system.LabCommandError, match="is running on this machine"):
         cluster.down(other)
     assert lab.is_up()
     assert cluster.running_lab_roots() == {lab.paths.root}
+
+
+SECOND_CHECKOUT = """
+import django
+django.setup()
+from django.conf import settings
+from provisioning.lab.topology import HOSTS, LabPaths
+from provisioning.plans import HostCommand
+from provisioning.runners import FabricRunner, SshTarget
+
+paths = LabPaths(settings.LAB_DIR)
+targets = {h.name: SshTarget(h.name, str(h.management_address), 22, "root", str(paths.client_key)) for h in HOSTS}
+stage = {h.name: [HostCommand(("ovs-vsctl", "br-exists", "br-int"), "br-int")] for h in HOSTS}
+with FabricRunner(targets, known_hosts=settings.PROVISIONING_KNOWN_HOSTS, connect_timeout=5) as runner:
+    for event in runner.run_stage(stage):
+        if event.kind == "host":
+            print(event.host, "ok" if event.ok else f"FAILED {event.error}")
+"""
+
+
+def test_another_checkout_deploys_to_the_lab_with_its_own_settings(lab, tmp_path):
+    """The lab is machine-wide, and so are its host keys: a checkout that did not bring it up trusts it.
+
+    The "other checkout" is a process with its own var/ (SLICE_PORTAL_VAR, no known_hosts
+    there) and the default PROVISIONING_KNOWN_HOSTS; it connects to every lab host the way a
+    deploy does (the engine's FabricRunner, host keys checked). With a PROVISIONING_KNOWN_HOSTS
+    that leaves the lab's file out, the connection is refused naming the files, and
+    `lab status` says exactly what to set.
+    """
+    base = {k: v for k, v in os.environ.items() if k != "PROVISIONING_KNOWN_HOSTS"}
+    other = {**base, "SLICE_PORTAL_VAR": str(tmp_path / "var"), "LAB_DIR": str(lab.paths.root)}
+
+    def run(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    result = run("-c", SECOND_CHECKOUT, env=other)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:-1]) == ["netnode ok", "worker1 ok", "worker2 ok"], result.stdout
+
+    own = tmp_path / "own_known_hosts"
+    own.write_text("")
+    narrowed = {**other, "PROVISIONING_KNOWN_HOSTS": str(own)}
+    result = run("-c", SECOND_CHECKOUT, env=narrowed)
+    assert f"worker1 FAILED worker1: cannot connect to 192.168.77.11:22 as root: unknown host key (not in {own})" in (
+        result.stdout
+    )
+    status = run("manage.py", "lab", "status", env=narrowed)
+    assert status.returncode == 0, status.stdout + status.stderr  # the lab itself is healthy
+    assert f"does not list the lab's host keys, {lab.paths.known_hosts}" in status.stderr
+    assert f"PROVISIONING_KNOWN_HOSTS={lab.paths.known_hosts}{os.pathsep}{own}" in status.stderr

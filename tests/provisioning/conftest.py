@@ -108,10 +108,10 @@ def rq_queue(settings):
     """A queue of its own in the real Redis for this test; removed afterwards."""
     import uuid
 
-    from provisioning import services
+    from provisioning import queue
 
     settings.PROVISIONING_QUEUE = f"sp-test-{uuid.uuid4().hex[:10]}"
-    queue = services.provisioning_queue()
+    queue = queue.provisioning_queue()
     yield queue
     purge_queue(queue.connection, queue.name)
 

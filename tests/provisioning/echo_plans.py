@@ -51,25 +51,25 @@ def real_shell_by_host(plan: Plan) -> dict[str, list[str]]:
 
 
 def install(*, monkeypatch=None, fail: str = "", sleep: float = 0, seen: list | None = None):
-    """Patch provisioning.executor.build_plan so that jobs run echo plans (``seen`` gets the real plans).
+    """Patch provisioning.specs.plan_for so that jobs run echo plans (``seen`` gets the real plans).
 
     With pytest's ``monkeypatch`` the patch is undone after the test; without it (the
     worker process) it lasts for the process.
     """
     from inventory.models import Host
-    from provisioning import executor
+    from provisioning import specs
 
-    real = executor.build_plan
+    real = specs.plan_for
 
-    def build_plan(deployment, target):
-        plan, guard = real(deployment, target)
+    def plan_for(**kwargs):
+        plan, guard = real(**kwargs)
         if seen is not None:
             seen.append(plan)
         logs = {h.name: f"{h.state_dir}/commands.log" for h in Host.objects.all()}
         return echo_plan(plan, logs, fail=fail, sleep=sleep), guard
 
     if monkeypatch is not None:
-        monkeypatch.setattr(executor, "build_plan", build_plan)
+        monkeypatch.setattr(specs, "plan_for", plan_for)
     else:
-        executor.build_plan = build_plan
-    return build_plan
+        specs.plan_for = plan_for
+    return plan_for

@@ -29,7 +29,7 @@ def main() -> int:
 
     from rq import SimpleWorker
 
-    from provisioning.services import provisioning_queue
+    from provisioning.queue import provisioning_queue
     from tests.provisioning import echo_plans
 
     echo_plans.install(fail=os.environ.get("SP_FAIL", ""), sleep=float(os.environ.get("SP_SLEEP", "0")))

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from inventory.models import Host
+from provisioning import jobs, queue
 from provisioning.models import Deployment, DeploymentStep
 from slices import services as slice_services
 from slices.models import VM, Slice
@@ -155,15 +156,28 @@ def test_deployments_list_is_per_user_and_detail_has_steps(api, inventory, user,
     assert api.get(f"/api/deployments/?slice={theirs.pk}").json()["results"] == []
 
 
-def test_reading_a_deployment_detects_an_abandoned_job(api, inventory, user, make_slice, monkeypatch):
-    monkeypatch.setattr("provisioning.services._rq_status", lambda job_id: "failed")
+def test_reading_never_reaps_the_scheduled_reaper_does(api, inventory, user, make_slice, monkeypatch):
+    monkeypatch.setattr("provisioning.reaper._rq_status", lambda job_id: "failed")
     s = linked(make_slice, user)
     dep = Deployment.objects.create(slice=s, kind="deploy", status="running", job_id="deployment-x")
     Slice.objects.filter(pk=s.pk).update(status="deploying")
+    assert api.get(f"/api/deployments/{dep.pk}/").json()["status"] == "running"  # a GET never writes
+    assert api.get("/api/deployments/").json()["results"][0]["status"] == "running"
+    assert jobs.reap_abandoned() == "1 abandoned deployment(s) failed"  # what the cron job runs
     body = api.get(f"/api/deployments/{dep.pk}/").json()
     assert body["status"] == "failed" and body["error"].startswith("abandoned:")
     s.refresh_from_db()
     assert s.status == "failed"
+
+
+def test_the_reaper_is_scheduled_on_rqs_own_cron(settings):
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=queue.provisioning_queue().connection)
+    scheduler.load_config_from_file("provisioning.cron")
+    (job,) = scheduler.get_jobs()
+    assert job.func_name == "provisioning.jobs.reap_abandoned"
+    assert job.interval == settings.PROVISIONING_REAP_INTERVAL and job.queue_name == queue.queue_name()
 
 
 def test_schema_is_valid():

@@ -130,7 +130,7 @@ def test_a_failing_step_stops_its_host_and_names_host_step_and_stderr(ssh_hosts,
     assert failed.host == vm2_host and failed.exit_code == 3 and "Operation not permitted" in failed.output_tail
     # steps after it on that host never ran; no observation after a failure
     later = DeploymentStep.objects.filter(deployment=done, host=vm2_host, seq__gt=failed.seq, phase="vms")
-    assert {st.status for st in later} <= {"pending"}
+    assert {st.status for st in later} <= {"not_run"}  # never ran, and says so
     assert not DeploymentStep.objects.filter(deployment=done, phase="observe").exists()
     assert VM.objects.get(slice=s, name="vm2").status == "failed"
     # no rollback: the other worker's VMs were started and stay running; a retry continues
@@ -150,7 +150,7 @@ def test_unreachable_host_fails_the_deployment_then_destroy_cleans_up(ssh_hosts,
     assert s.status == "failed"
     # the network stage ran on the reachable hosts; the vms stage never started
     assert log_lines(Host.objects.get(name="netnode"))
-    assert not DeploymentStep.objects.filter(deployment=done, phase="vms").exclude(status="pending").exists()
+    assert not DeploymentStep.objects.filter(deployment=done, phase="vms").exclude(status="not_run").exists()
     # the host comes back; destroy removes the union of what may exist
     Host.objects.filter(name="worker2").update(ssh_port=ssh_hosts["netnode"].ssh_port)
     destroy = services.destroy_request(slice_obj=s, user=user)

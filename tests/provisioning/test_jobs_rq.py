@@ -21,7 +21,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from inventory.models import Flavor, Host, Image
-from provisioning import services
+from provisioning import jobs, queue
 from provisioning.models import Deployment, DeploymentStep
 from slices import services as slice_services
 from slices.models import VM, Slice
@@ -92,7 +92,7 @@ def workers(queue_name, sshd):
         return worker
 
     yield start
-    redis = services.provisioning_queue().connection
+    redis = queue.provisioning_queue().connection
     for worker in started:
         worker.kill()
         worker.forget(redis)  # before the queue's keys go (rq_queue's teardown runs after this)
@@ -133,7 +133,7 @@ def test_deploy_and_destroy_jobs_on_a_real_worker_with_live_steps(cluster, worke
     assert r.status_code == 202
     dep_id = r.data["id"]
     dep = Deployment.objects.get(pk=dep_id)
-    assert services.provisioning_queue().fetch_job(dep.job_id) is not None  # enqueued at commit
+    assert queue.provisioning_queue().fetch_job(dep.job_id) is not None  # enqueued at commit
     worker = workers(SP_SLEEP="0.15")
     # live: a step is running while later ones are still pending, and progress moves
     seen_running = wait_for(
@@ -162,7 +162,7 @@ def test_deploy_and_destroy_jobs_on_a_real_worker_with_live_steps(cluster, worke
     dep.refresh_from_db()
     assert dep.status == "succeeded", (dep.error, output)
     assert set(DeploymentStep.objects.filter(deployment=dep).values_list("status", flat=True)) == {"ok"}
-    assert services.provisioning_queue().fetch_job(dep.job_id).get_status() == "finished"
+    assert queue.provisioning_queue().fetch_job(dep.job_id).get_status() == "finished"
     s.refresh_from_db()
     assert s.status == "active"
     assert dep.stats["netnode"]["connections"] == 1
@@ -186,7 +186,7 @@ def test_failing_step_on_a_real_worker(cluster, workers):
     s.refresh_from_db()
     assert s.status == "failed"
     # the job itself ended normally (the failure is the deployment's, recorded)
-    assert services.provisioning_queue().fetch_job(dep.job_id).get_status() == "finished"
+    assert queue.provisioning_queue().fetch_job(dep.job_id).get_status() == "finished"
     # retry through the API works at once
     assert client.post(f"/api/slices/{s.pk}/deploy/").status_code == 202
 
@@ -201,7 +201,9 @@ def test_killed_worker_leaves_no_slice_stuck(cluster, workers):
     assert dep.status == "running"  # nobody told the database yet
     s.refresh_from_db()
     assert s.status == "deploying"
-    # the next read notices
+    # a read never writes; the scheduled reaper (what provisioning.cron enqueues) notices
+    assert client.get(f"/api/deployments/{dep_id}/").json()["status"] == "running"
+    assert jobs.reap_abandoned() == "1 abandoned deployment(s) failed"
     body = client.get(f"/api/deployments/{dep_id}/").json()
     assert body["status"] == "failed"
     assert body["error"].startswith("abandoned: the worker process running it (")

@@ -179,3 +179,47 @@ def test_one_connection_per_host_for_many_stages(sshd, count):
     assert {h: (s.connections, s.round_trips) for h, s in runner.stats.items()} == {
         h: (1, count) for h in ("netnode", "worker1", "worker2")
     }
+
+
+def test_several_known_hosts_files_missing_ones_skipped_and_the_first_key_wins(sshd, tmp_path):
+    """PROVISIONING_KNOWN_HOSTS lists the lab's file first (absent while no lab is up), then the operator's.
+
+    A host listed in two files takes the key of the first: a stale copy further down
+    (an old checkout's file) cannot shadow the current one.
+    """
+    import os
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    key_type, key = (tmp_path / "k.pub").read_text().split()[:2]
+    stale = tmp_path / "stale_known_hosts"
+    stale.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
+    missing = tmp_path / "no-lab" / "known_hosts"
+    listed = os.pathsep.join([str(missing), str(sshd.known_hosts), str(stale)])
+    with runner_for(sshd, "worker1", known_hosts=listed) as runner:
+        events = collect(runner, {"worker1": [HostCommand(("true",), "x")]})
+    assert [e.ok for e in events if e.kind == "host"] == [True]
+
+    reversed_order = os.pathsep.join([str(stale), str(sshd.known_hosts)])
+    with runner_for(sshd, "worker1", known_hosts=reversed_order) as runner:
+        events = collect(runner, {"worker1": [HostCommand(("true",), "x")]})
+    (host,) = [e for e in events if e.kind == "host"]
+    assert not host.ok and f"host key mismatch ({stale}, {sshd.known_hosts} has another key" in host.error
+
+
+def test_unknown_host_key_names_the_known_hosts_files(sshd, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    missing = tmp_path / "lab" / "known_hosts"
+    with runner_for(sshd, "worker1", known_hosts=f"{missing}:{empty}") as runner:
+        events = collect(runner, {"worker1": [HostCommand(("true",), "x")]})
+    (host,) = [e for e in events if e.kind == "host"]
+    assert f"unknown host key (not in {missing}, {empty})" in host.error
+
+
+def test_no_known_hosts_file_at_all_is_reported(sshd, tmp_path):
+    missing = [tmp_path / "a", tmp_path / "b"]
+    with runner_for(sshd, "worker1", known_hosts=f"{missing[0]}:{missing[1]}") as runner:
+        events = collect(runner, {"worker1": [HostCommand(("true",), "x")]})
+    (host,) = [e for e in events if e.kind == "host"]
+    assert host.error == f"worker1: no known hosts file: none of {missing[0]}, {missing[1]} exists"

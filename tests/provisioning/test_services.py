@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from inventory.models import Host
-from provisioning import services, specs
+from provisioning import lifecycle, queue, reaper, services, specs
 from provisioning.models import Deployment, DeploymentStep
 from provisioning.plans import SliceSpec
 from slices import services as slice_services
@@ -190,18 +190,18 @@ def test_transitions_of_a_job(inventory, user, make_slice, rq_queue):
     s = make_slice(user, vms=2)
     dep = services.deploy_request(slice_obj=s, user=user)
     assert dep.claim(worker="here:1")
-    services.on_started(dep)
+    lifecycle.on_started(dep)
     s.refresh_from_db()
     assert s.status == "deploying" and set(VM.objects.filter(slice=s).values_list("status", flat=True)) == {"deploying"}
-    services.on_succeeded(dep, spec=specs.spec_of(dep))
+    lifecycle.on_succeeded(dep, spec=specs.spec_of(dep))
     s.refresh_from_db()
     assert s.status == "active" and set(VM.objects.filter(slice=s).values_list("status", flat=True)) == {"running"}
     destroy = services.destroy_request(slice_obj=s, user=user)
     destroy.claim(worker="here:1")
-    services.on_started(destroy)
+    lifecycle.on_started(destroy)
     s.refresh_from_db()
     assert s.status == "destroying"
-    services.on_succeeded(destroy, spec=None)
+    lifecycle.on_succeeded(destroy, spec=None)
     s.refresh_from_db()
     assert s.status == "draft" and set(VM.objects.filter(slice=s).values_list("status", flat=True)) == {"designed"}
 
@@ -210,9 +210,9 @@ def test_failure_keeps_started_vms_running(inventory, user, make_slice, rq_queue
     s = make_slice(user, vms=2)
     dep = services.deploy_request(slice_obj=s, user=user)
     dep.claim(worker="here:1")
-    services.on_started(dep)
+    lifecycle.on_started(dep)
     vm1 = VM.objects.get(slice=s, name="vm1")
-    services.on_failed(dep, "worker2: step 'Start QEMU for vm2' failed", started_vms={vm1.pk})
+    lifecycle.on_failed(dep, "worker2: step 'Start QEMU for vm2' failed", started_vms={vm1.pk})
     s.refresh_from_db()
     dep.refresh_from_db()
     assert s.status == "failed" and dep.status == "failed" and "worker2" in dep.error
@@ -225,7 +225,7 @@ def test_retry_only_failed(inventory, user, make_slice, rq_queue):
     dep.claim(worker="x:1")
     with pytest.raises(Conflict):
         services.retry_deployment(deployment=dep, user=user)
-    services.on_failed(dep, "boom")
+    lifecycle.on_failed(dep, "boom")
     again = services.retry_deployment(deployment=dep, user=user)
     assert again.pk != dep.pk and again.kind == "deploy" and again.status == "queued"
 
@@ -237,14 +237,14 @@ def test_stale_heartbeat_is_abandoned(inventory, user, make_slice, rq_queue):
     s = make_slice(user, vms=1)
     dep = services.deploy_request(slice_obj=s, user=user)
     dep.claim(worker="elsewhere:4242")
-    services.on_started(dep)
+    lifecycle.on_started(dep)
     DeploymentStep.objects.create(
         deployment=dep, seq=1, host="worker1", phase="vms", description="Start QEMU for vm1", command="x",
         status="running",
     )  # fmt: skip
-    assert services.reap_abandoned(slice_id=s.pk) == []  # fresh heartbeat, job in Redis: alive
+    assert reaper.reap_abandoned(slice_id=s.pk) == []  # fresh heartbeat, job in Redis: alive
     Deployment.objects.filter(pk=dep.pk).update(heartbeat=timezone.now() - timedelta(minutes=5))
-    (found,) = services.reap_abandoned(slice_id=s.pk)
+    (found,) = reaper.reap_abandoned(slice_id=s.pk)
     dep.refresh_from_db()
     s.refresh_from_db()
     assert dep.status == "failed" and s.status == "failed"
@@ -261,7 +261,7 @@ def test_dead_local_worker_process_is_abandoned_at_once(inventory, user, make_sl
     s = make_slice(user, vms=1)
     dep = services.deploy_request(slice_obj=s, user=user)
     dep.claim(worker=f"{socket.gethostname()}:{proc.pid}")
-    (found,) = services.reap_abandoned(slice_id=s.pk)
+    (found,) = reaper.reap_abandoned(slice_id=s.pk)
     assert f"{proc.pid}) is gone" in found.reason
     dep.claim(worker=f"{socket.gethostname()}:{os.getpid()}")  # (no-op: already failed)
     assert Deployment.objects.get(pk=dep.pk).status == "failed"
@@ -270,9 +270,9 @@ def test_dead_local_worker_process_is_abandoned_at_once(inventory, user, make_sl
 def test_queued_job_missing_from_redis_is_abandoned_after_a_grace(inventory, user, make_slice, rq_queue):
     s = make_slice(user, vms=1)
     dep = services.deploy_request(slice_obj=s, user=user)  # on_commit never runs here: no RQ job
-    assert services.reap_abandoned(slice_id=s.pk) == []
+    assert reaper.reap_abandoned(slice_id=s.pk) == []
     later = timezone.now() + timedelta(minutes=2)
-    (found,) = services.reap_abandoned(slice_id=s.pk, now=later)
+    (found,) = reaper.reap_abandoned(slice_id=s.pk, now=later)
     assert "gone from the queue" in found.reason
     s.refresh_from_db()
     assert s.status == "failed"
@@ -288,7 +288,7 @@ def test_failed_rq_job_is_abandoned(inventory, user, make_slice, rq_queue, djang
     dep.refresh_from_db()
     job = rq_queue.fetch_job(dep.job_id)
     job.set_status("failed")
-    (found,) = services.reap_abandoned(slice_id=s.pk)
+    (found,) = reaper.reap_abandoned(slice_id=s.pk)
     assert "is failed" in found.reason
 
 
@@ -296,10 +296,10 @@ def test_enqueue_failure_fails_the_deployment(inventory, user, make_slice, monke
     def broken():
         raise ConnectionError("redis down")
 
-    monkeypatch.setattr(services, "provisioning_queue", broken)
+    monkeypatch.setattr(queue, "provisioning_queue", broken)
     s = make_slice(user, vms=1)
     dep = services.deploy_request(slice_obj=s, user=user)
-    services.enqueue(dep.pk)
+    queue.enqueue(dep.pk)
     dep.refresh_from_db()
     s.refresh_from_db()
     assert dep.status == "failed" and "could not queue the job" in dep.error and s.status == "failed"

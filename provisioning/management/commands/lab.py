@@ -9,17 +9,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.lab import cluster, guest, inventory
+from provisioning.lab import cluster, console, guest, inventory
+from provisioning.lab.hostkeys import untrusted_hint
 from provisioning.lab.system import LabCommandError
 from provisioning.lab.topology import HOSTS, LabPaths
+from slices.models import VM
 
 
 def lab_paths() -> LabPaths:
     return LabPaths(Path(settings.LAB_DIR).resolve())
-
-
-def known_hosts() -> Path:
-    return Path(settings.PROVISIONING_KNOWN_HOSTS)
 
 
 class Command(BaseCommand):
@@ -56,7 +54,7 @@ class Command(BaseCommand):
     def do_up(self, *, no_image: bool = False, force: bool = False, **_):
         paths = lab_paths()
         uplink = inventory.network_node_uplink()
-        timings = cluster.up(paths, known_hosts=known_hosts(), uplink=uplink, force=force)
+        timings = cluster.up(paths, uplink=uplink, force=force)
         inventory.register_hosts(paths, uplink=uplink)
         for host in HOSTS:
             self.stdout.write(
@@ -64,28 +62,36 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             f"lab up in {timings['total']:.2f}s (clean-up {timings['clean']:.2f}s, build {timings['build']:.2f}s); "
-            f"known hosts in {known_hosts()}; ssh key {paths.client_key}"
+            f"host keys in {paths.known_hosts}; ssh key {paths.client_key}"
         )
+        self.warn_untrusted(paths)
         if not no_image:
             self.do_image()
 
     def do_down(self, *, force: bool = False, **_):
         start = time.monotonic()
-        removed = cluster.down(lab_paths(), known_hosts=known_hosts(), force=force)
+        removed = cluster.down(lab_paths(), force=force)
         disabled = inventory.disable_hosts()
         for item in removed:
             self.stdout.write(f"removed {item}")
         self.stdout.write(f"lab down in {time.monotonic() - start:.2f}s; {disabled} Host row(s) disabled")
 
     def do_status(self, **_):
-        report = cluster.status(lab_paths(), known_hosts=known_hosts())
+        paths = lab_paths()
+        report = cluster.status(paths)
         for health in report:
             checks = "  ".join(f"{name}={'ok' if good else 'FAIL'}" for name, good in health.checks.items())
             self.stdout.write(f"{health.name:9} {'healthy  ' if health.healthy else 'UNHEALTHY'}  {checks}")
             for note in health.notes:
                 self.stdout.write(f"          {note}")
+        self.warn_untrusted(paths)
         if not all(h.healthy for h in report):
             raise CommandError("the lab is not healthy (`manage.py lab up` rebuilds it)")
+
+    def warn_untrusted(self, paths: LabPaths) -> None:
+        """Say exactly what to change when this checkout's settings do not trust the lab's host keys."""
+        if hint := untrusted_hint(paths, settings.PROVISIONING_KNOWN_HOSTS):
+            self.stderr.write(self.style.WARNING(f"!! {hint}"))
 
     def do_image(self, *, refresh: bool = False, rebuild: bool = False, disk: bool = False, **_):
         start = time.monotonic()
@@ -102,9 +108,6 @@ class Command(BaseCommand):
             self.stdout.write(f"image {row.name} (kind disk): {disk_path}")
 
     def do_console(self, *, vm_id: int, cmd: str, timeout: float = 30, **_):
-        from provisioning.lab import console
-        from slices.models import VM
-
         vm = VM.objects.select_related("host").filter(pk=vm_id).first()
         if vm is None or vm.host is None:
             raise CommandError(f"VM {vm_id} does not exist or is not placed on a host")

@@ -1,0 +1,20 @@
+"""Scheduled jobs, on RQ's own cron scheduler: ``manage.py rqcron provisioning.cron``.
+
+The scheduler process only enqueues; the jobs run on the provisioning queue's
+RQ workers like any other job. Intervals come from the settings.
+"""
+
+from django.conf import settings
+from rq import cron
+
+from . import jobs
+from .queue import queue_name
+
+cron.register(
+    jobs.reap_abandoned,
+    queue_name=queue_name(),
+    interval=settings.PROVISIONING_REAP_INTERVAL,
+    job_timeout=120,
+    result_ttl=3600,
+    name="reap-abandoned-deployments",
+)
