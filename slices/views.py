@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.views.generic import TemplateView
 
 from slices import selectors
+from slices.models import BUSY_STATUSES
 from slices.naming import MAX_DATA_INTERFACES
-from slices.services import BUSY_STATUSES
 
 from .forms import SliceCreateForm, SliceImportForm, VMForm
 

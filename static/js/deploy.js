@@ -4,6 +4,8 @@
 import { consoleBlock, el, formatDuration, render, statusBadge } from "./ui.js";
 
 export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// Step statuses of a step that ran to its end (not_run: the job stopped before it).
+const ENDED = new Set(["ok", "skipped", "failed"]);
 const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
 
 /** How long a step took (the server's figure once it ended), or has been running so far. */
@@ -161,15 +163,15 @@ export function mergeSteps(had, fresh) {
 }
 
 /**
- * Where a cancelled job stopped: the first step that never ran (the job stops at a step
- * boundary), or after the last step when every step had run.
+ * Where a cancelled job stopped, counted like the progress line ("33 of 68 steps"): at the
+ * step after those that ended; the others never ran (the server marks them not_run). Hosts
+ * run in parallel, so the server's error names the last step that ended, and on which host.
  */
 export function cancelledAt(dep) {
   const steps = dep.steps || [];
-  const next = steps.find((s) => s.status === "pending");
-  if (next) return `Cancelled at step ${next.seq} of ${steps.length} (${next.description}, ${next.host})`;
-  const last = steps[steps.length - 1];
-  return last ? `Cancelled after step ${last.seq} (${last.description}, ${last.host})` : "Cancelled before the first step";
+  const ended = steps.filter((s) => ENDED.has(s.status)).length;
+  if (ended === steps.length) return steps.length ? `Cancelled after the last step (${steps.length})` : "Cancelled before the first step";
+  return `Cancelled at step ${ended + 1} of ${steps.length}: ${steps.length - ended} did not run`;
 }
 
 function rememberOpen(container) {
@@ -186,7 +188,7 @@ export function renderDeployment(container, dep, vms, { cancelling = false } = {
   const openState = rememberOpen(container);
   const pct = progressOf(dep);
   const steps = dep.steps || [];
-  const done = steps.filter((s) => ["ok", "skipped", "failed"].includes(s.status)).length;
+  const done = steps.filter((s) => ENDED.has(s.status)).length;
   const running = !FINISHED.has(dep.status);
   const lanes = stepsByHost(steps);
   const results = !running && dep.kind !== "destroy" && vms.length ? renderResults(vms, openState) : null;

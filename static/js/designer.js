@@ -2,7 +2,7 @@
 // Every change goes through the REST API; the page only mirrors what the API answers.
 
 import { ApiError, api, config } from "./api.js";
-import { FINISHED, cancelledAt, mergeSteps, renderDeployment } from "./deploy.js";
+import { FINISHED, mergeSteps, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
 import { enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
 import { renderInspector as renderInspectorPanel, renderOutline as renderOutlinePanel } from "./inspector.js";
@@ -23,7 +23,7 @@ import {
 } from "./ui.js";
 
 const sliceId = config.sliceId;
-// The slice statuses that mean "a job runs" (slices.services.BUSY_STATUSES, given by the page).
+// The slice statuses that mean "a job runs" (slices.models.BUSY_STATUSES, given by the page).
 const BUSY = new Set(config.busyStatuses);
 const $ = (id) => document.getElementById(id);
 
@@ -642,7 +642,7 @@ async function jobEnded(dep) {
   renderJob();
   const what = JOB_NAME[dep.kind];
   if (dep.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
-  else if (dep.status === "cancelled") toast(`${what} cancelled: ${cancelledAt(dep)}.`, { kind: "info", testid: "job-cancelled" });
+  else if (dep.status === "cancelled") toast(`${what} cancelled.`, { kind: "info", testid: "job-cancelled" });
   else toast(`${what} failed: ${dep.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
 }
 

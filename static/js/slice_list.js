@@ -22,7 +22,7 @@ const createDialog = document.getElementById("create-dialog");
 const createForm = document.getElementById("create-form");
 const importDialog = document.getElementById("import-dialog");
 const importForm = document.getElementById("import-form");
-// The slice statuses that mean "a job runs" (slices.services.BUSY_STATUSES, given by the page).
+// The slice statuses that mean "a job runs" (slices.models.BUSY_STATUSES, given by the page).
 const BUSY = new Set(config.busyStatuses);
 let topologies = [];
 let refreshTimer = null;

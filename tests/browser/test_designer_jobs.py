@@ -181,6 +181,10 @@ def test_cancel_a_running_job(page, ui_user, inventory, provisioning_worker):
     expect(cancel).to_be_hidden()
     expect(pg.get_by_test_id("slice-status")).to_have_text("Failed")
     expect(pg.get_by_test_id("redeploy")).to_be_enabled()
+    # The server's message names the last step that ended; the steps after it did not run.
+    expect(view.get_by_test_id("deploy-cancelled")).to_contain_text("Cancelled after step")
+    expect(view.locator('.step[data-status="not_run"]').first).to_be_attached()
+    pg.wait_for_timeout(300)  # colour transitions
     shot(pg, "73-cancelled")
     s.refresh_from_db()
     assert s.status == "failed"
