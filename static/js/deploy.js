@@ -3,12 +3,14 @@
 
 import { consoleBlock, el, formatDuration, render, statusBadge } from "./ui.js";
 
-export const FINISHED = new Set(["succeeded", "failed", "cancelled", "canceled"]);
+export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// Step statuses of a step that ran to its end (not_run: the job stopped before it).
+const ENDED = new Set(["ok", "skipped", "failed"]);
 const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
 
+/** How long a step took (the server's figure once it ended), or has been running so far. */
 function stepDuration(step) {
-  if (typeof step.duration_ms === "number") return step.duration_ms;
-  if (step.started && step.finished) return new Date(step.finished) - new Date(step.started);
+  if (step.duration_ms !== null) return step.duration_ms;
   if (step.started && step.status === "running") return Date.now() - new Date(step.started);
   return null;
 }
@@ -43,11 +45,6 @@ export function stepsByHost(steps) {
     lanes.get(host).push(step);
   }
   return lanes;
-}
-
-function stepCommand(step) {
-  if (Array.isArray(step.argv)) return step.argv.join(" ");
-  return step.command || "";
 }
 
 function laneStatus(steps, jobFinished) {
@@ -87,9 +84,9 @@ function renderLane(host, steps, openState, jobFinished) {
       steps.map((s) =>
         el(
           "li",
-          { class: `step s-${s.status}`, "data-status": s.status, title: stepCommand(s) },
+          { class: `step s-${s.status}`, "data-status": s.status, title: s.command },
           el("span", { class: "icon", "aria-label": s.status }),
-          el("span", { class: "desc" }, s.description || stepCommand(s), s.phase ? el("span", { class: "phase" }, ` · ${s.phase}`) : null),
+          el("span", { class: "desc" }, s.description, s.phase ? el("span", { class: "phase" }, ` · ${s.phase}`) : null),
           el("span", { class: "dur" }, formatDuration(stepDuration(s))),
           s.status === "failed"
             ? el(
@@ -97,8 +94,8 @@ function renderLane(host, steps, openState, jobFinished) {
                 { "data-testid": "failed-step-output" },
                 [
                   s.exit_code !== null && s.exit_code !== undefined ? `exit ${s.exit_code}\n` : "",
-                  `$ ${stepCommand(s)}\n`,
-                  s.output_tail || s.stderr || "(no output)",
+                  `$ ${s.command}\n`,
+                  s.output_tail || "(no output)",
                 ].join(""),
               )
             : null,
@@ -154,18 +151,44 @@ export function ifaceTable(vm) {
   );
 }
 
+/**
+ * An answer (a poll's: the steps changed since our revision, no plan; or a cancel's) laid over
+ * what we had: steps merged by seq, the plan and, when the answer carries no steps, the revision kept.
+ */
+export function mergeSteps(had, fresh) {
+  const bySeq = new Map((had.steps || []).map((step) => [step.seq, step]));
+  for (const step of fresh.steps || []) bySeq.set(step.seq, step);
+  const steps = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  return { ...fresh, plan: had.plan, steps, steps_revision: fresh.steps_revision ?? had.steps_revision };
+}
+
+/**
+ * Where a cancelled job stopped, counted like the progress line ("33 of 68 steps"): at the
+ * step after those that ended; the others never ran (the server marks them not_run). Hosts
+ * run in parallel, so the server's error names the last step that ended, and on which host.
+ */
+export function cancelledAt(dep) {
+  const steps = dep.steps || [];
+  const ended = steps.filter((s) => ENDED.has(s.status)).length;
+  if (ended === steps.length) return steps.length ? `Cancelled after the last step (${steps.length})` : "Cancelled before the first step";
+  return `Cancelled at step ${ended + 1} of ${steps.length}: ${steps.length - ended} did not run`;
+}
+
 function rememberOpen(container) {
   const state = new Map();
   for (const node of container.querySelectorAll("details[data-key]")) state.set(node.dataset.key, node.open);
   return state;
 }
 
-/** Render a deployment (and the VMs of the slice) into ``container``. */
-export function renderDeployment(container, dep, vms) {
+/**
+ * Render a deployment (and the VMs of the slice) into ``container``; ``cancelling``: a cancel
+ * was asked for and the job has not stopped yet.
+ */
+export function renderDeployment(container, dep, vms, { cancelling = false } = {}) {
   const openState = rememberOpen(container);
   const pct = progressOf(dep);
   const steps = dep.steps || [];
-  const done = steps.filter((s) => ["ok", "skipped", "failed"].includes(s.status)).length;
+  const done = steps.filter((s) => ENDED.has(s.status)).length;
   const running = !FINISHED.has(dep.status);
   const lanes = stepsByHost(steps);
   const results = !running && dep.kind !== "destroy" && vms.length ? renderResults(vms, openState) : null;
@@ -175,7 +198,7 @@ export function renderDeployment(container, dep, vms) {
       "div",
       { class: "deploy-head" },
       el("h2", {}, `${KIND_LABEL[dep.kind] || dep.kind || "Job"} #${dep.id}`, dep.dry_run ? el("span", { class: "muted small" }, " · dry run") : null),
-      dep.status === "running" ? statusBadge("deploying", "Running") : statusBadge(dep.status),
+      cancelling ? statusBadge("deploying", "Cancelling…") : dep.status === "running" ? statusBadge("deploying", "Running") : statusBadge(dep.status),
     ),
     el(
       "div",
@@ -201,7 +224,11 @@ export function renderDeployment(container, dep, vms) {
       ),
       el("span", {}, formatDuration(deploymentDuration(dep)) || (dep.status === "queued" ? "waiting for a worker…" : "")),
     ),
-    dep.error ? el("div", { class: "deploy-error", role: "alert", "data-testid": "deploy-error" }, dep.error) : null,
+    dep.status === "cancelled"
+      ? el("div", { class: "deploy-cancelled", role: "status", "data-testid": "deploy-cancelled" }, el("strong", {}, cancelledAt(dep)), dep.error ? el("div", {}, dep.error) : null)
+      : dep.error
+        ? el("div", { class: "deploy-error", role: "alert", "data-testid": "deploy-error" }, dep.error)
+        : null,
     // After a success the VMs come first; while running or after a failure, the hosts.
     dep.status === "succeeded" ? results : null,
     el("h3", { class: "section-title" }, "Hosts"),

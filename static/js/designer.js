@@ -2,29 +2,29 @@
 // Every change goes through the REST API; the page only mirrors what the API answers.
 
 import { ApiError, api, config } from "./api.js";
-import { FINISHED, ifaceTable, renderDeployment } from "./deploy.js";
+import { FINISHED, mergeSteps, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
-import { NODE_H, NODE_W, enableLinkDrawing, linkElement, styles, vmElement, vmLabel, linkLabel } from "./graph.js";
+import { enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
+import { renderInspector as renderInspectorPanel, renderOutline as renderOutlinePanel } from "./inspector.js";
+import { arrangeInCircle, freeSpot, isInView, spreadCramped, stacked } from "./layout.js";
 import { renderPlacement, renderPlan } from "./panels.js";
 import {
   clearFormErrors,
   confirmDialog,
-  consoleBlock,
   download,
   el,
   formValues,
   openDialog,
   render,
   showFormErrors,
-  statusBadge,
-  toast,
+  toast as pageToast,
   withBusy,
   wireDialogs,
 } from "./ui.js";
 
-const features = config.features || {};
 const sliceId = config.sliceId;
-const BUSY = new Set(["queued", "deploying", "destroying"]);
+// The slice statuses that mean "a job runs" (slices.models.BUSY_STATUSES, given by the page).
+const BUSY = new Set(config.busyStatuses);
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -35,7 +35,24 @@ const state = {
   linkMode: false,
   pollTimer: null,
   pollErrors: 0,
+  // Every read of the slice and of the deployment is numbered when it is sent; an answer is
+  // shown only if nothing sent after it has been shown already (answers can cross on the wire).
+  sent: { slice: 0, deployment: 0 },
+  shown: { slice: 0, deployment: 0 },
 };
+
+/** Number a request of ``kind`` ("slice" or "deployment") as it is sent. */
+function numbered(kind) {
+  state.sent[kind] += 1;
+  return state.sent[kind];
+}
+
+/** Whether the answer to request ``seq`` of ``kind`` is still news (nothing newer shown); marks it shown. */
+function isNews(kind, seq) {
+  if (seq < state.shown[kind]) return false;
+  state.shown[kind] = seq;
+  return true;
+}
 
 const flavorNames = new Map([...$("vm_flavor").options].map((o) => [Number(o.value), o.textContent]));
 const imageNames = new Map([...$("vm_image").options].map((o) => [Number(o.value), o.textContent]));
@@ -67,42 +84,65 @@ const linkDrawing = enableLinkDrawing(cy, {
   },
 });
 
+/**
+ * Every message of the designer shows at the top of the canvas, never over the side panel,
+ * whose tables (addresses, steps) are what the user reads when a job ends.
+ */
+function toast(message, options = {}) {
+  return pageToast(message, { ...options, where: $("canvas-toasts") });
+}
+
 function canvasError(message, elements) {
-  toast(message, { kind: "error", where: $("canvas-toasts"), testid: "canvas-error" });
+  toast(message, { kind: "error", testid: "canvas-error" });
   if (elements) {
     elements.addClass("flash-error");
     setTimeout(() => elements.removeClass("flash-error"), 1600);
   }
 }
 
+function jobRunning() {
+  return Boolean(state.deployment) && !FINISHED.has(state.deployment.status);
+}
+
 function isBusy() {
-  return BUSY.has(state.slice?.status) || (state.deployment && !FINISHED.has(state.deployment.status));
+  return BUSY.has(state.slice?.status) || jobRunning();
+}
+
+/**
+ * The slice's status as shown: while a job runs the slice is not re-read (only the deployment
+ * is polled), so the job says what the slice is doing; the slice is read again when it ends.
+ */
+function sliceStatus() {
+  const dep = state.deployment;
+  if (!jobRunning()) return state.slice.status;
+  if (dep.status === "queued") return "queued";
+  return dep.kind === "destroy" ? "destroying" : "deploying";
 }
 
 // --- states shown on the canvas -------------------------------------------------------------
 
-function mentions(step, needles) {
-  const text = `${step.description || ""} ${Array.isArray(step.argv) ? step.argv.join(" ") : step.command || ""}`;
-  return needles.some((n) => text.includes(n));
-}
-
-function failedSteps() {
-  return (state.deployment?.steps || []).filter((s) => s.status === "failed");
+/** What the failed steps of the latest job touched: each step row names its VM id and VLAN. */
+function failedTargets() {
+  const vms = new Set();
+  const vlans = new Set();
+  for (const step of state.deployment?.steps || []) {
+    if (step.status !== "failed") continue;
+    if (step.vm !== null && step.vm !== undefined) vms.add(step.vm);
+    if (step.vlan !== null && step.vlan !== undefined) vlans.add(step.vlan);
+  }
+  return { vms, vlans };
 }
 
 function vmState(vm) {
-  const dep = state.deployment;
-  const jobRunning = dep && !FINISHED.has(dep.status);
-  if (failedSteps().some((s) => mentions(s, [`tap_${vm.id}_`, `vm${vm.id}/`, `vm${vm.id} `, ` ${vm.name} `]))) return "failed";
-  if (jobRunning && vm.status === "designed" && dep.kind !== "destroy") return "deploying";
+  if (failedTargets().vms.has(vm.id)) return "failed";
+  if (jobRunning() && vm.status === "designed" && state.deployment.kind !== "destroy") return "deploying";
   if (["designed", "deploying", "running", "failed", "stopped"].includes(vm.status)) return vm.status;
   return "designed";
 }
 
 function linkState(link) {
-  const dep = state.deployment;
-  if (failedSteps().some((s) => mentions(s, [`_v${link.vlan} `, `_v${link.vlan}\n`, `tag=${link.vlan}`, `vlan${link.vlan}`, `VLAN ${link.vlan}`]))) return "failed";
-  if (dep && !FINISHED.has(dep.status)) return "deploying";
+  if (failedTargets().vlans.has(link.vlan)) return "failed";
+  if (jobRunning()) return "deploying";
   const ends = [state.vms.get(link.a.vm), state.vms.get(link.b.vm)];
   if (ends.every((vm) => vm?.status === "running")) return "up";
   if (ends.some((vm) => vm?.status === "failed")) return "failed";
@@ -111,10 +151,17 @@ function linkState(link) {
 
 // --- loading and drawing -------------------------------------------------------------------
 
+/** Read the slice and show it, unless a newer answer (or a newer local change) is shown already. */
 async function loadSlice() {
+  const seq = numbered("slice");
   const slice = await api(`slices/${sliceId}/`);
-  applySlice(slice);
-  return slice;
+  if (isNews("slice", seq)) applySlice(slice);
+  return state.slice;
+}
+
+/** A change the page made itself (an API write's answer) is newer than any read still on the way. */
+function changedLocally() {
+  isNews("slice", numbered("slice"));
 }
 
 /** Mirror a slice detail (from the API) on the canvas and in the panels. */
@@ -145,6 +192,7 @@ function applySlice(slice) {
       if (!seen.has(ele.id())) cy.remove(ele);
     });
   });
+  separateEndLabels(cy);
   renderHeader();
   renderOutline();
   renderInspector();
@@ -160,50 +208,22 @@ function refreshStates() {
 
 /** Lay out VMs that sit on top of each other (e.g. all at 0,0 after an API-built slice) and save. */
 async function untangle() {
-  const nodes = cy.nodes(".vm");
-  if (nodes.length < 2) return;
-  const keys = new Set(nodes.map((n) => `${Math.round(n.position("x") / 20)}:${Math.round(n.position("y") / 20)}`));
-  if (keys.size === nodes.length) return;
-  await arrange();
+  if (stacked(cy)) await arrange();
 }
-
-// A link needs this much visible line between its two VMs for its labels (ends, VLAN, subnet).
-const MIN_FREE_LINK = 210;
 
 /** Spread a draft drawing whose links are too short to read (e.g. a dense template), and save it. */
 async function spreadIfCramped() {
-  if (state.slice.status !== "draft" || !cy.edges(".link").length) return;
-  let factor = 1;
-  cy.edges(".link").forEach((edge) => {
-    const a = edge.source().position();
-    const b = edge.target().position();
-    const d = Math.hypot(a.x - b.x, a.y - b.y);
-    if (d < 1) return;
-    // The part of the line hidden under the two nodes, by the link's direction.
-    const hidden = (Math.abs(a.x - b.x) / d) * NODE_W + (Math.abs(a.y - b.y) / d) * NODE_H;
-    if (d - hidden < MIN_FREE_LINK * 0.75) factor = Math.max(factor, (MIN_FREE_LINK + hidden) / d);
-  });
-  factor = Math.min(factor, 3);
-  if (factor === 1) return;
-  const nodes = cy.nodes(".vm");
-  const c = { x: 0, y: 0 };
-  nodes.forEach((n) => {
-    c.x += n.position("x") / nodes.length;
-    c.y += n.position("y") / nodes.length;
-  });
-  nodes.forEach((n) => {
-    n.position({ x: c.x + (n.position("x") - c.x) * factor, y: c.y + (n.position("y") - c.y) * factor });
-  });
-  await Promise.all(nodes.map((node) => savePosition(node)));
+  if (state.slice.status !== "draft" || !spreadCramped(cy)) return;
+  separateEndLabels(cy);
+  await Promise.all(cy.nodes(".vm").map((node) => savePosition(node)));
 }
 
+/** The Arrange button: the VMs on a circle, in view, saved. */
 async function arrange() {
-  const nodes = cy.nodes(".vm");
-  if (!nodes.length) return;
-  const layout = nodes.layout({ name: "circle", radius: Math.max(150, nodes.length * 34), animate: false, fit: false, avoidOverlap: true });
-  layout.run();
+  if (!arrangeInCircle(cy)) return;
+  separateEndLabels(cy);
   cy.fit(undefined, 60);
-  await Promise.all(nodes.map((node) => savePosition(node)));
+  await Promise.all(cy.nodes(".vm").map((node) => savePosition(node)));
 }
 
 async function savePosition(node) {
@@ -223,13 +243,16 @@ async function savePosition(node) {
   }
 }
 
-cy.on("dragfree", "node.vm", (event) => savePosition(event.target));
+cy.on("dragfree", "node.vm", (event) => {
+  separateEndLabels(cy);
+  savePosition(event.target);
+});
 
 // --- header, actions ---------------------------------------------------------------------------
 
 function renderHeader() {
   const badge = $("slice-status");
-  const status = state.slice.status;
+  const status = sliceStatus();
   badge.className = `badge status-${status}`;
   badge.textContent = status[0].toUpperCase() + status.slice(1);
   $("slice-name").textContent = state.slice.name;
@@ -237,16 +260,17 @@ function renderHeader() {
   $("canvas-empty").hidden = state.vms.size > 0;
 }
 
+// What each toolbar button says about itself when enabled (its title in the template).
+for (const button of document.querySelectorAll(".toolbar button")) button.dataset.hint = button.title;
+
+/** Enable or disable a toolbar button; its tooltip says why when it is off, what it does when on. */
 function setAvailable(button, on, reasonOff) {
   button.disabled = !on;
-  button.title = on ? button.dataset.title || button.title : reasonOff;
+  button.title = on ? button.dataset.hint : reasonOff;
 }
 
 function updateActions() {
-  for (const button of document.querySelectorAll(".toolbar button")) {
-    if (!button.dataset.title) button.dataset.title = button.title || "";
-  }
-  const status = state.slice?.status;
+  const status = sliceStatus();
   const busy = isBusy();
   const editOff = busy ? "A job is running on this slice: wait for it to finish." : "";
   const hasVMs = state.vms.size > 0;
@@ -254,13 +278,17 @@ function updateActions() {
   setAvailable($("btn-link-mode"), !busy && state.vms.size > 1, editOff || "Add at least two VMs first.");
   setAvailable($("btn-delete"), !busy && cy.$(":selected").length > 0, editOff || "Select a VM or a link first.");
   setAvailable($("btn-layout"), !busy && hasVMs, editOff);
-  const missing = (name) => `This server has no ${name} endpoint yet.`;
-  setAvailable($("btn-placement"), features.placement && hasVMs, features.placement ? "Add VMs first." : missing("placement"));
-  setAvailable($("btn-plan"), features.plan && hasVMs, features.plan ? "Add VMs first." : missing("plan"));
-  setAvailable($("btn-deploy"), features.deploy && !busy && status === "draft" && hasVMs, !features.deploy ? missing("deploy") : busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
-  setAvailable($("btn-redeploy"), features.redeploy && !busy && ["active", "failed"].includes(status), !features.redeploy ? missing("redeploy") : busy ? editOff : "Deploy the slice first.");
-  setAvailable($("btn-destroy"), features.destroy && !busy && ["active", "failed"].includes(status), !features.destroy ? missing("destroy") : busy ? editOff : "Nothing is deployed.");
-  for (const item of document.querySelectorAll("[data-export=yaml], [data-export=json]")) item.hidden = !features.export;
+  setAvailable($("btn-placement"), hasVMs, "Add VMs first.");
+  setAvailable($("btn-plan"), hasVMs, "Add VMs first.");
+  setAvailable($("btn-deploy"), !busy && status === "draft" && hasVMs, busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
+  setAvailable($("btn-redeploy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Deploy the slice first.");
+  setAvailable($("btn-destroy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Nothing is deployed.");
+  // While a job runs, Cancel takes the place of Destroy (which waits for the job anyway).
+  const cancel = $("btn-cancel");
+  cancel.hidden = !jobRunning();
+  $("btn-destroy").hidden = jobRunning();
+  cancel.disabled = isCancelling();
+  cancel.textContent = isCancelling() ? "Cancelling…" : "Cancel job";
   if (busy && state.linkMode) setLinkMode(false);
   cy.autoungrabify(state.linkMode);
 }
@@ -282,172 +310,40 @@ function selectElement(id, { center = true } = {}) {
   if (center) cy.animate({ center: { eles: ele }, duration: 200 });
 }
 
-function outlineItem(id, label, meta, selectedId) {
-  return el(
-    "li",
-    {},
-    el(
-      "button",
-      {
-        type: "button",
-        class: "outline-item",
-        "data-element": id,
-        "aria-selected": String(id === selectedId),
-        onclick: () => selectElement(id),
-      },
-      label,
-      meta,
-    ),
-  );
+/** What the Design tab shows, and what its buttons do. */
+function panelView() {
+  const sel = selected();
+  return {
+    slice: state.slice,
+    status: sliceStatus(),
+    vms: state.vms,
+    links: state.links,
+    selection: sel?.item ? sel : null,
+    selectedId: cy.$(":selected").id(),
+    busy: isBusy(),
+    vmState,
+    flavorName: (id) => flavorNames.get(id),
+    imageName: (id) => imageNames.get(id),
+    onSelect: (id) => selectElement(id),
+    onAddVm: () => openVmDialog(),
+    onEditVm: (vm) => openVmDialog(vm),
+    onDelete: () => deleteSelection(),
+  };
 }
 
 function renderOutline() {
-  const selectedId = cy.$(":selected").id();
-  const vms = [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
-  const links = [...state.links.values()].sort((a, b) => a.vlan - b.vlan);
-  render(
-    $("outline"),
-    el("h3", { class: "section-title" }, `VMs (${vms.length})`, el("button", { type: "button", class: "link-btn", onclick: () => openVmDialog(), disabled: isBusy() }, "+ Add")),
-    vms.length
-      ? el(
-          "ul",
-          { class: "outline-list", "data-testid": "outline-vms" },
-          vms.map((vm) =>
-            outlineItem(
-              `vm-${vm.id}`,
-              [el("span", { class: `dot st-${vmState(vm)}`, "aria-hidden": "true" }), el("span", { class: "grow" }, vm.name)],
-              el("span", { class: "meta" }, vm.host_name || `${vm.data_interfaces_count} if`),
-              selectedId,
-            ),
-          ),
-        )
-      : el("p", { class: "muted small" }, "None yet."),
-    el("h3", { class: "section-title" }, `Links (${links.length})`),
-    links.length
-      ? el(
-          "ul",
-          { class: "outline-list", "data-testid": "outline-links" },
-          links.map((link) =>
-            outlineItem(
-              `link-${link.id}`,
-              el("span", { class: "grow" }, `${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface}`),
-              [el("span", { class: "vlan-chip", "data-testid": "link-vlan" }, `VLAN ${link.vlan}`), el("span", { class: "meta" }, link.subnet)],
-              selectedId,
-            ),
-          ),
-        )
-      : el("p", { class: "muted small" }, state.vms.size > 1 ? "Switch on Draw links and drag from one VM to another." : "Add two VMs to link them."),
-    el(
-      "p",
-      { class: "kbd-hint" },
-      el("kbd", {}, "A"),
-      " add VM · ",
-      el("kbd", {}, "L"),
-      " draw links · ",
-      el("kbd", {}, "Del"),
-      " delete · ",
-      el("kbd", {}, "F"),
-      " fit · ",
-      el("kbd", {}, "Esc"),
-      " cancel",
-    ),
-  );
+  renderOutlinePanel($("outline"), panelView());
 }
 
 function renderInspector() {
-  const box = $("inspector");
-  const sel = selected();
-  if (!sel || !sel.item) {
-    const s = state.slice;
-    render(
-      box,
-      el(
-        "div",
-        { class: "inspector-card" },
-        el("div", { class: "inspector-head" }, el("h2", {}, s.name), statusBadge(s.status)),
-        s.description ? el("p", { class: "muted" }, s.description) : null,
-        el(
-          "dl",
-          { class: "kv" },
-          el("dt", {}, "VMs"),
-          el("dd", {}, String(state.vms.size)),
-          el("dt", {}, "Links"),
-          el("dd", {}, String(state.links.size)),
-          el("dt", {}, "VLAN pool"),
-          el("dd", { class: "mono" }, (s.vlan_pool || []).join(", ") || "— (given with the first link)"),
-        ),
-        el("p", { class: "muted small", style: "margin:0" }, "Select a VM or a link to see its details."),
-      ),
-    );
-    return;
-  }
-  if (sel.kind === "vm") {
-    const vm = sel.item;
-    render(
-      box,
-      el(
-        "div",
-        { class: "inspector-card", "data-testid": "vm-inspector" },
-        el("div", { class: "inspector-head" }, el("h2", {}, vm.name), statusBadge(vmState(vm))),
-        el(
-          "dl",
-          { class: "kv" },
-          el("dt", {}, "Worker"),
-          el("dd", { "data-testid": "vm-worker" }, vm.host_name || "placed at deploy"),
-          el("dt", {}, "Flavor"),
-          el("dd", {}, flavorNames.get(vm.flavor) || String(vm.flavor ?? "default")),
-          el("dt", {}, "Image"),
-          el("dd", {}, imageNames.get(vm.image) || String(vm.image ?? "default")),
-          el("dt", {}, "Internet"),
-          el("dd", {}, vm.internet_enabled ? "yes (eth0 on VLAN 400)" : "no"),
-        ),
-        el("h3", { class: "section-title" }, "Interfaces"),
-        ifaceTable(vm),
-        el("h3", { class: "section-title" }, "Serial console"),
-        consoleBlock(vm.console_tail, { "data-testid": "vm-console" }),
-        el(
-          "div",
-          { class: "inspector-actions" },
-          el("button", { type: "button", class: "btn btn-sm", onclick: () => openVmDialog(vm), disabled: isBusy() }, "Edit"),
-          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: () => deleteSelection(), disabled: isBusy() }, "Delete VM"),
-        ),
-      ),
-    );
-  } else {
-    const link = sel.item;
-    render(
-      box,
-      el(
-        "div",
-        { class: "inspector-card", "data-testid": "link-inspector" },
-        el("div", { class: "inspector-head" }, el("h2", {}, `${link.a.vm_name} ⟷ ${link.b.vm_name}`), el("span", { class: "vlan-chip" }, `VLAN ${link.vlan}`)),
-        el(
-          "dl",
-          { class: "kv" },
-          el("dt", {}, "Subnet"),
-          el("dd", { class: "mono" }, link.subnet),
-          el("dt", {}, "Gateway"),
-          el("dd", { class: "mono" }, link.gateway || "—"),
-          el("dt", {}, link.a.vm_name),
-          el("dd", { class: "mono" }, `${link.a.interface} · ${link.a.ip_address || "—"}`),
-          el("dt", {}, link.b.vm_name),
-          el("dd", { class: "mono" }, `${link.b.interface} · ${link.b.ip_address || "—"}`),
-        ),
-        el(
-          "div",
-          { class: "inspector-actions" },
-          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: () => deleteSelection(), disabled: isBusy() }, "Delete link"),
-        ),
-      ),
-    );
-  }
+  renderInspectorPanel($("inspector"), panelView());
 }
 
 cy.on("select unselect", () => {
   renderInspector();
   renderOutline();
   updateActions();
-  if (cy.$(":selected").length && !(state.deployment && !FINISHED.has(state.deployment.status))) showTab("inspector");
+  if (cy.$(":selected").length && !jobRunning()) showTab("inspector");
 });
 
 // --- VMs ---------------------------------------------------------------------------------------
@@ -460,29 +356,6 @@ let pendingPosition = null; // where a new VM goes (double-click position)
 function nextVmName() {
   const names = new Set([...state.vms.values()].map((vm) => vm.name));
   for (let i = 1; ; i++) if (!names.has(`vm${i}`)) return `vm${i}`;
-}
-
-const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
-
-/**
- * Where a new VM goes: the centre of the view for the first one, then the first free
- * spot of a sunflower spiral around the first VM. The spiral keeps a handful of VMs
- * in a compact cluster where no three sit in a line, so any link can be drawn cleanly.
- */
-function freeSpot() {
-  const ext = cy.extent();
-  const centre = { x: (ext.x1 + ext.x2) / 2, y: (ext.y1 + ext.y2) / 2 };
-  const taken = cy.nodes(".vm").map((n) => n.position());
-  if (!taken.length) return centre;
-  const clear = (p) => taken.every((q) => Math.abs(q.x - p.x) >= NODE_W + 90 || Math.abs(q.y - p.y) >= NODE_H + 90);
-  const origin = taken[0];
-  const step = 190;
-  for (let k = 1; k < 400; k++) {
-    const r = step * Math.sqrt(k);
-    const p = { x: origin.x + r * Math.cos(k * GOLDEN_ANGLE) * 1.3, y: origin.y + r * Math.sin(k * GOLDEN_ANGLE) * 0.8 };
-    if (clear(p)) return p;
-  }
-  return { x: centre.x + NODE_W * 2, y: centre.y };
 }
 
 function openVmDialog(vm = null, position = null) {
@@ -518,15 +391,16 @@ vmForm.addEventListener("submit", async (event) => {
       vmDialog.close();
       toast(`${updated.name} saved.`, { kind: "ok" });
     } else {
-      const pos = pendingPosition || freeSpot();
+      const pos = pendingPosition || freeSpot(cy);
       const created = await withBusy(submit, () =>
         api("vms/", { method: "POST", body: { ...values, slice: sliceId, x: Math.round(pos.x), y: Math.round(pos.y) } }),
       );
       vmDialog.close();
+      changedLocally();
       state.vms.set(created.id, created);
       cy.add(vmElement(created, vmState(created)));
       const node = cy.getElementById(`vm-${created.id}`);
-      selectElement(node.id(), { center: !isVisible(node) });
+      selectElement(node.id(), { center: !isInView(cy, node) });
     }
     await loadSlice();
   } catch (err) {
@@ -534,12 +408,6 @@ vmForm.addEventListener("submit", async (event) => {
     showFormErrors(vmForm, err);
   }
 });
-
-function isVisible(node) {
-  const ext = cy.extent();
-  const p = node.position();
-  return p.x > ext.x1 && p.x < ext.x2 && p.y > ext.y1 && p.y < ext.y2;
-}
 
 cy.on("dbltap", (event) => {
   if (state.linkMode) return;
@@ -564,11 +432,11 @@ async function createLink(a, b, ifaceA = "", ifaceB = "") {
   if (ifaceB) body.iface_b = ifaceB;
   try {
     const link = await api("links/", { method: "POST", body });
+    changedLocally();
     state.links.set(link.id, link);
     cy.add(linkElement(link, linkState(link)));
     toast(`Linked ${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface} on VLAN ${link.vlan} (${link.subnet}).`, {
       kind: "ok",
-      where: $("canvas-toasts"),
       testid: "canvas-ok",
       timeout: 2500,
     });
@@ -640,11 +508,12 @@ async function deleteSelection() {
   try {
     if (kind === "vm") {
       await api(`vms/${item.id}/`, { method: "DELETE" });
-      toast(`${item.name} deleted${ele.connectedEdges().length ? " with its links" : ""}.`, { kind: "ok", where: $("canvas-toasts") });
+      toast(`${item.name} deleted${ele.connectedEdges().length ? " with its links" : ""}.`, { kind: "ok" });
     } else {
       await api(`links/${item.id}/`, { method: "DELETE" });
-      toast(`Link on VLAN ${item.vlan} deleted.`, { kind: "ok", where: $("canvas-toasts") });
+      toast(`Link on VLAN ${item.vlan} deleted.`, { kind: "ok" });
     }
+    changedLocally();
     cy.remove(kind === "vm" ? ele.union(ele.connectedEdges()) : ele);
     await loadSlice();
   } catch (err) {
@@ -691,6 +560,8 @@ function showTab(name) {
   }
 }
 
+const JOB_NAME = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
+
 async function startJob(kind, button) {
   if (kind === "destroy") {
     const ok = await confirmDialog(`Destroy “${state.slice.name}” on the cluster? Its VMs are stopped and every host resource is removed. The design stays.`, {
@@ -700,76 +571,114 @@ async function startJob(kind, button) {
     if (!ok) return;
   }
   try {
+    const seq = numbered("deployment");
     const dep = await withBusy(button, () => api(`slices/${sliceId}/${kind}/`, { method: "POST", body: {} }));
+    if (!isNews("deployment", seq)) return;
     state.deployment = dep;
+    state.pollErrors = 0;
     showTab("deploy");
     renderJob();
-    await loadSlice();
     poll();
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
-    toast(`${kind[0].toUpperCase() + kind.slice(1)} refused: ${err.message}`, { kind: "error", where: $("canvas-toasts"), testid: "canvas-error" });
+    toast(`${JOB_NAME[kind]} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
   }
 }
 
+/** Show the job: its view, the canvas colours, and what follows from it (status, buttons). */
 function renderJob() {
   const dep = state.deployment;
   if (!dep) return;
-  renderDeployment($("deploy-view"), dep, [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true })));
+  renderDeployment($("deploy-view"), dep, [...state.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true })), {
+    cancelling: isCancelling(),
+  });
   $("deploy-tab-dot").hidden = FINISHED.has(dep.status);
   refreshStates();
+  renderHeader();
+  updateActions();
+  // The overview card shows the slice's status: redraw it when that changes.
+  if (state.shownStatus !== sliceStatus() && !cy.$(":selected").length) renderInspector();
+  state.shownStatus = sliceStatus();
 }
 
+/**
+ * Follow the running job: only the deployment is read (the steps changed since the last answer,
+ * no plan); the slice is read once, when the job has ended.
+ */
 async function poll() {
   clearTimeout(state.pollTimer);
   const dep = state.deployment;
-  if (!dep) return;
+  if (!dep || FINISHED.has(dep.status)) return;
+  const seq = numbered("deployment");
   try {
-    // Only what changed since the last answer: the plan never changes and most steps have not moved.
-    const query = { plan: "false", steps_after: dep.steps_revision ?? 0 };
-    const [fresh] = await Promise.all([api(`deployments/${dep.id}/`, { query }), loadSlice()]);
-    if (state.deployment !== dep) return; // another job was started meanwhile: its own poll follows it
-    state.deployment = mergeSteps(dep, fresh);
+    const fresh = await api(`deployments/${dep.id}/`, { query: { plan: "false", steps_after: dep.steps_revision } });
     state.pollErrors = 0;
-    renderJob();
-    if (FINISHED.has(fresh.status)) {
-      await loadSlice();
-      renderJob();
-      updateActions();
-      const what = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" }[fresh.kind] || "Job";
-      if (fresh.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
-      else toast(`${what} failed: ${fresh.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
-      return;
-    }
+    if (state.deployment?.id !== dep.id) return; // another job was started meanwhile: its own poll follows it
+    if (isNews("deployment", seq)) showDeployment(fresh);
   } catch (err) {
     state.pollErrors += 1;
     if (state.pollErrors === 3) toast(`Lost contact with the server (${err.message}); still trying…`, { kind: "error" });
   }
+  if (state.deployment?.id !== dep.id || FINISHED.has(state.deployment.status)) return;
   state.pollTimer = setTimeout(poll, state.pollErrors ? Math.min(8000, config.pollMs * 2 ** state.pollErrors) : config.pollMs);
 }
 
-/** ``fresh`` (a poll's answer: changed steps only, no plan) laid over what we had. */
-function mergeSteps(had, fresh) {
-  const bySeq = new Map((had.steps || []).map((step) => [step.seq, step]));
-  for (const step of fresh.steps || []) bySeq.set(step.seq, step);
-  const steps = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
-  return { ...fresh, plan: had.plan, steps };
+/** Lay an answer about the current job over what the page has, and act on its end (once). */
+function showDeployment(fresh) {
+  const had = state.deployment;
+  state.deployment = mergeSteps(had, fresh);
+  renderJob();
+  if (!FINISHED.has(had.status) && FINISHED.has(fresh.status)) jobEnded(state.deployment);
 }
 
-/** The slice's latest job, from the slice detail or the deployments list, when the server has one. */
-async function findLatestDeployment() {
-  const s = state.slice;
-  const ref = s.last_deployment ?? s.latest_deployment ?? s.deployment ?? (Array.isArray(s.deployments) ? s.deployments[0] : null);
-  const id = ref && typeof ref === "object" ? ref.id : ref;
-  if (id) return api(`deployments/${id}/`);
-  if (!features.deployments) return null;
+/** The job has ended: read the slice again (statuses, workers, addresses) and say how it went. */
+async function jobEnded(dep) {
+  clearTimeout(state.pollTimer);
   try {
-    const page = await api("deployments/", { query: { slice: sliceId, limit: 1 } });
-    const rows = Array.isArray(page) ? page : page.results || [];
-    return rows.length ? api(`deployments/${rows[0].id}/`) : null;
-  } catch {
-    return null;
+    await loadSlice();
+  } catch (err) {
+    canvasError(`Could not reload the slice: ${err.message}`);
   }
+  renderJob();
+  const what = JOB_NAME[dep.kind];
+  if (dep.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
+  else if (dep.status === "cancelled") toast(`${what} cancelled.`, { kind: "info", testid: "job-cancelled" });
+  else toast(`${what} failed: ${dep.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
+}
+
+function isCancelling() {
+  const dep = state.deployment;
+  return jobRunning() && Boolean(dep.cancel_requested || state.cancelRequested === dep.id);
+}
+
+/** Ask the server to stop the running job at its next step boundary (after a confirmation). */
+async function cancelJob(button) {
+  const dep = state.deployment;
+  if (!jobRunning() || isCancelling()) return;
+  const ok = await confirmDialog(
+    `Stop the ${JOB_NAME[dep.kind].toLowerCase()} of “${state.slice.name}” after the step that is running? What has run stays on the hosts; the slice is marked failed until Deploy, Redeploy or Destroy repairs it.`,
+    { title: "Cancel the job?", ok: "Stop the job", dismiss: "Keep it running" },
+  );
+  if (!ok || state.deployment?.id !== dep.id || !jobRunning()) return;
+  const seq = numbered("deployment");
+  try {
+    const answer = await withBusy(button, () => api(`deployments/${dep.id}/cancel/`, { method: "POST", body: {} }));
+    state.cancelRequested = dep.id;
+    if (state.deployment?.id === dep.id && isNews("deployment", seq)) showDeployment(answer);
+    else renderJob();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    // 409: it ended meanwhile; the poll brings the end.
+    toast(err.status === 409 ? `Nothing to cancel: ${err.message}` : `Cancel refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
+  }
+}
+
+/** The slice's latest job (the deployments list is newest first), or null if it never had one. */
+async function findLatestDeployment() {
+  const seq = numbered("deployment");
+  const page = await api("deployments/", { query: { slice: sliceId, limit: 1 } });
+  const latest = page.results.length ? await api(`deployments/${page.results[0].id}/`) : null;
+  return isNews("deployment", seq) ? latest : state.deployment;
 }
 
 // --- export ---------------------------------------------------------------------------------------------
@@ -832,6 +741,7 @@ $("btn-plan").addEventListener("click", openPlan);
 $("btn-deploy").addEventListener("click", (e) => startJob("deploy", e.currentTarget));
 $("btn-redeploy").addEventListener("click", (e) => startJob("redeploy", e.currentTarget));
 $("btn-destroy").addEventListener("click", (e) => startJob("destroy", e.currentTarget));
+$("btn-cancel").addEventListener("click", (e) => cancelJob(e.currentTarget));
 for (const item of document.querySelectorAll("[data-export]")) item.addEventListener("click", () => doExport(item.dataset.export));
 document.addEventListener("click", (event) => {
   const menu = $("export-menu");
@@ -884,8 +794,8 @@ wireDialogs();
   }
   try {
     state.deployment = await findLatestDeployment();
-  } catch {
-    state.deployment = null;
+  } catch (err) {
+    canvasError(`Could not load the latest deployment: ${err.message}`);
   }
   if (state.deployment) {
     renderJob();

@@ -18,6 +18,9 @@ const GLOBE = `data:image/svg+xml;utf8,${encodeURIComponent(
 
 export const NODE_W = 112;
 export const NODE_H = 46;
+// How far from its VM an interface label sits along its link, and how far it moves to make room.
+const END_LABEL_OFFSET = 26;
+const END_LABEL_STEP = 14;
 
 export function styles() {
   const s = [
@@ -91,8 +94,8 @@ export function styles() {
         "text-background-shape": "roundrectangle",
         "source-label": "data(ifaceA)",
         "target-label": "data(ifaceB)",
-        "source-text-offset": 26,
-        "target-text-offset": 26,
+        "source-text-offset": "data(offsetA)",
+        "target-text-offset": "data(offsetB)",
         "overlay-opacity": 0,
         "underlay-color": "#4f46e5",
         "underlay-opacity": 0,
@@ -158,10 +161,58 @@ export function linkElement(link, state) {
       ifaceA: link.a.interface,
       ifaceB: link.b.interface,
       vlan: link.vlan,
+      offsetA: END_LABEL_OFFSET,
+      offsetB: END_LABEL_OFFSET,
       state,
     },
     classes: "link",
   };
+}
+
+function endLabelBox(end) {
+  return end.edge.boundingBox({
+    includeNodes: false,
+    includeEdges: false,
+    includeMainLabels: false,
+    includeOverlays: false,
+    includeUnderlays: false,
+    includeSourceLabels: end.key === "offsetA",
+    includeTargetLabels: end.key === "offsetB",
+  });
+}
+
+function boxesMeet(a, b, gap = 2) {
+  return a.x1 < b.x2 + gap && b.x1 < a.x2 + gap && a.y1 < b.y2 + gap && b.y1 < a.y2 + gap;
+}
+
+/**
+ * Keep the interface labels of the links meeting at one VM apart: links leaving a VM in
+ * nearly the same direction would print "eth1" over "eth2". At each VM the shortest link
+ * keeps its label next to the VM; a label that meets one already placed moves out along its
+ * link, step by step, but never past the first third of the line (where the VLAN label is).
+ */
+export function separateEndLabels(cy) {
+  cy.batch(() => cy.edges(".link").data({ offsetA: END_LABEL_OFFSET, offsetB: END_LABEL_OFFSET }));
+  cy.nodes(".vm").forEach((node) => {
+    const ends = node
+      .connectedEdges(".link")
+      .map((edge) => {
+        const a = edge.sourceEndpoint();
+        const b = edge.targetEndpoint();
+        return { edge, key: edge.source().same(node) ? "offsetA" : "offsetB", free: Math.hypot(a.x - b.x, a.y - b.y) };
+      })
+      .sort((p, q) => p.free - q.free);
+    const placed = [];
+    for (const end of ends) {
+      const limit = Math.max(END_LABEL_OFFSET, end.free / 3);
+      let box = endLabelBox(end);
+      while (placed.some((other) => boxesMeet(box, other)) && end.edge.data(end.key) + END_LABEL_STEP <= limit) {
+        end.edge.data(end.key, end.edge.data(end.key) + END_LABEL_STEP);
+        box = endLabelBox(end);
+      }
+      placed.push(box);
+    }
+  });
 }
 
 /**

@@ -2,15 +2,6 @@
 
 import { el, render, toast } from "./ui.js";
 
-const SAFE_ARG = /^[A-Za-z0-9_@%+=:,./-]+$/;
-
-/** Quote one argument the way a POSIX shell would read it back. */
-export function shellQuote(arg) {
-  const text = String(arg);
-  if (text && SAFE_ARG.test(text)) return text;
-  return `'${text.replaceAll("'", "'\"'\"'")}'`;
-}
-
 // --- placement ------------------------------------------------------------------------
 
 /** The engine's placement preview: {fits, error, vms: [{name, host, vcpus, ram_mib, proposed}], workers: [...]}. */
@@ -73,12 +64,6 @@ function capacity(info) {
 }
 
 // --- plan ---------------------------------------------------------------------------------
-
-function commandText(step) {
-  if (step.shell) return step.shell;
-  if (Array.isArray(step.argv)) return step.argv.map(shellQuote).join(" ");
-  return step.command || "";
-}
 
 /** The plan's stages regrouped per host: [{host, stages: [{name, steps, script}]}], hosts in first-seen order. */
 export function planByHost(data) {
@@ -167,7 +152,7 @@ export function renderPlan(container, data) {
                   "ol",
                   { class: "plan-steps" },
                   st.steps.map((step) =>
-                    el("li", { class: "plan-step" }, el("div", { class: "desc" }, step.description || ""), el("pre", {}, el("code", {}, commandText(step)))),
+                    el("li", { class: "plan-step" }, el("div", { class: "desc" }, step.description || ""), el("pre", {}, el("code", {}, step.shell))),
                   ),
                 ),
                 st.script

@@ -17,13 +17,13 @@ import {
   wireDialogs,
 } from "./ui.js";
 
-const features = config.features || {};
 const listBox = document.getElementById("slice-list");
 const createDialog = document.getElementById("create-dialog");
 const createForm = document.getElementById("create-form");
 const importDialog = document.getElementById("import-dialog");
 const importForm = document.getElementById("import-form");
-const BUSY = new Set(["queued", "deploying", "destroying"]);
+// The slice statuses that mean "a job runs" (slices.models.BUSY_STATUSES, given by the page).
+const BUSY = new Set(config.busyStatuses);
 let topologies = [];
 let refreshTimer = null;
 
@@ -80,12 +80,8 @@ function renderSlices(slices) {
           "div",
           { class: "row-actions" },
           el("a", { class: "btn btn-sm btn-primary", href: designerUrl(s.id) }, "Open"),
-          features.export
-            ? [
-                el("button", { type: "button", class: "btn btn-sm", onclick: (e) => doExport(e.currentTarget, s, "yaml"), "aria-label": `Export ${s.name} as YAML` }, "YAML"),
-                el("button", { type: "button", class: "btn btn-sm", onclick: (e) => doExport(e.currentTarget, s, "json"), "aria-label": `Export ${s.name} as JSON` }, "JSON"),
-              ]
-            : null,
+          el("button", { type: "button", class: "btn btn-sm", onclick: (e) => doExport(e.currentTarget, s, "yaml"), "aria-label": `Export ${s.name} as YAML` }, "YAML"),
+          el("button", { type: "button", class: "btn btn-sm", onclick: (e) => doExport(e.currentTarget, s, "json"), "aria-label": `Export ${s.name} as JSON` }, "JSON"),
           el(
             "button",
             {
@@ -137,9 +133,7 @@ async function doDelete(button, slice) {
   } catch (err) {
     toast(err.message, { kind: "error" });
   }
-  loadSlices().finally(() => {
-  document.body.dataset.ready = "1";
-});
+  loadSlices();
 }
 
 // --- create -------------------------------------------------------------------------
@@ -233,7 +227,7 @@ createForm.addEventListener("submit", async (event) => {
     createDialog.close();
     window.location.assign(designerUrl(created.id));
   } catch (err) {
-    if (err instanceof ApiError) showFormErrors(createForm, err, { template: "topology", kind: "topology" });
+    if (err instanceof ApiError) showFormErrors(createForm, err);
     else throw err;
   }
 });
@@ -283,19 +277,12 @@ importForm.addEventListener("submit", async (event) => {
 
 wireDialogs();
 document.querySelector('[data-open="create-dialog"]').addEventListener("click", syncTopology);
-if (!features.fromTemplate) {
-  topologySelect.closest(".field").hidden = true;
-  countField.hidden = true;
-}
-if (!features.import) document.querySelector('[data-open="import-dialog"]').hidden = true;
-if (features.templates) {
-  api("templates/")
-    .then((data) => {
-      topologies = Array.isArray(data) ? data : data.results || [];
-      syncTopology();
-    })
-    .catch(() => {});
-}
+api("templates/")
+  .then((data) => {
+    topologies = data;
+    syncTopology();
+  })
+  .catch((err) => toast(`Could not load the topologies: ${err.message}`, { kind: "error" }));
 loadSlices().finally(() => {
   document.body.dataset.ready = "1";
 });

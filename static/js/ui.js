@@ -115,11 +115,12 @@ export function openDialog(dialog) {
   return dialog;
 }
 
-/** Ask a yes/no question in the page's confirm dialog. Resolves to true on OK. */
-export function confirmDialog(text, { title = "Are you sure?", ok = "OK", danger = true } = {}) {
+/** Ask a yes/no question in the page's confirm dialog (``dismiss`` labels the "no"). Resolves to true on OK. */
+export function confirmDialog(text, { title = "Are you sure?", ok = "OK", dismiss = "Cancel", danger = true } = {}) {
   const dialog = document.getElementById("confirm-dialog");
   dialog.querySelector("h2").textContent = title;
   dialog.querySelector("#confirm-text").textContent = text;
+  dialog.querySelector('[value="cancel"]').textContent = dismiss;
   const okButton = dialog.querySelector('[value="ok"]');
   okButton.textContent = ok;
   okButton.className = `btn ${danger ? "btn-danger" : "btn-primary"}`;

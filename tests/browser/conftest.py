@@ -168,10 +168,11 @@ def provisioning_worker(transactional_db, settings, request):
 
     The worker reads the live server's test database. Parametrize indirectly with
     ``{"fail": "text"}`` to make the first step described with that text fail once
-    (see ``rq_worker.py``).
+    (see ``rq_worker.py``), or with ``{"delay": seconds}`` to slow each step further.
     """
     options = getattr(request, "param", None) or {}
-    worker = Worker(settings, runner="dry-run", delay=DRY_RUN_STEP_DELAY, fail=options.get("fail", ""))
+    delay = options.get("delay", DRY_RUN_STEP_DELAY)
+    worker = Worker(settings, runner="dry-run", delay=delay, fail=options.get("fail", ""))
     yield worker
     worker.stop()
 

@@ -1,0 +1,166 @@
+// The Design tab of the side panel: the outline of the slice and the card of the selection.
+// Pure rendering: the designer passes what to show and what the buttons do (see panelView()).
+
+import { ifaceTable } from "./deploy.js";
+import { consoleBlock, el, render, statusBadge } from "./ui.js";
+
+function outlineItem(id, label, meta, view) {
+  return el(
+    "li",
+    {},
+    el(
+      "button",
+      {
+        type: "button",
+        class: "outline-item",
+        "data-element": id,
+        "aria-selected": String(id === view.selectedId),
+        onclick: () => view.onSelect(id),
+      },
+      label,
+      meta,
+    ),
+  );
+}
+
+/** The outline of every VM and link (a click selects it), with the keyboard hints. */
+export function renderOutline(container, view) {
+  const vms = [...view.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+  const links = [...view.links.values()].sort((a, b) => a.vlan - b.vlan);
+  render(
+    container,
+    el("h3", { class: "section-title" }, `VMs (${vms.length})`, el("button", { type: "button", class: "link-btn", onclick: view.onAddVm, disabled: view.busy }, "+ Add")),
+    vms.length
+      ? el(
+          "ul",
+          { class: "outline-list", "data-testid": "outline-vms" },
+          vms.map((vm) =>
+            outlineItem(
+              `vm-${vm.id}`,
+              [el("span", { class: `dot st-${view.vmState(vm)}`, "aria-hidden": "true" }), el("span", { class: "grow" }, vm.name)],
+              el("span", { class: "meta" }, vm.host_name || `${vm.data_interfaces_count} if`),
+              view,
+            ),
+          ),
+        )
+      : el("p", { class: "muted small" }, "None yet."),
+    el("h3", { class: "section-title" }, `Links (${links.length})`),
+    links.length
+      ? el(
+          "ul",
+          { class: "outline-list", "data-testid": "outline-links" },
+          links.map((link) =>
+            outlineItem(
+              `link-${link.id}`,
+              el("span", { class: "grow" }, `${link.a.vm_name}.${link.a.interface} ⟷ ${link.b.vm_name}.${link.b.interface}`),
+              [el("span", { class: "vlan-chip", "data-testid": "link-vlan" }, `VLAN ${link.vlan}`), el("span", { class: "meta" }, link.subnet)],
+              view,
+            ),
+          ),
+        )
+      : el("p", { class: "muted small" }, view.vms.size > 1 ? "Switch on Draw links and drag from one VM to another." : "Add two VMs to link them."),
+    el(
+      "p",
+      { class: "kbd-hint" },
+      el("kbd", {}, "A"),
+      " add VM · ",
+      el("kbd", {}, "L"),
+      " draw links · ",
+      el("kbd", {}, "Del"),
+      " delete · ",
+      el("kbd", {}, "F"),
+      " fit · ",
+      el("kbd", {}, "Esc"),
+      " cancel",
+    ),
+  );
+}
+
+/** The card of the selected VM or link, or of the slice when nothing is selected. */
+export function renderInspector(box, view) {
+  const sel = view.selection;
+  if (!sel) {
+    const s = view.slice;
+    render(
+      box,
+      el(
+        "div",
+        { class: "inspector-card" },
+        el("div", { class: "inspector-head" }, el("h2", {}, s.name), statusBadge(view.status)),
+        s.description ? el("p", { class: "muted" }, s.description) : null,
+        el(
+          "dl",
+          { class: "kv" },
+          el("dt", {}, "VMs"),
+          el("dd", {}, String(view.vms.size)),
+          el("dt", {}, "Links"),
+          el("dd", {}, String(view.links.size)),
+          el("dt", {}, "VLAN pool"),
+          el("dd", { class: "mono" }, (s.vlan_pool || []).join(", ") || "— (given with the first link)"),
+        ),
+        el("p", { class: "muted small", style: "margin:0" }, "Select a VM or a link to see its details."),
+      ),
+    );
+    return;
+  }
+  if (sel.kind === "vm") {
+    const vm = sel.item;
+    render(
+      box,
+      el(
+        "div",
+        { class: "inspector-card", "data-testid": "vm-inspector" },
+        el("div", { class: "inspector-head" }, el("h2", {}, vm.name), statusBadge(view.vmState(vm))),
+        el(
+          "dl",
+          { class: "kv" },
+          el("dt", {}, "Worker"),
+          el("dd", { "data-testid": "vm-worker" }, vm.host_name || "placed at deploy"),
+          el("dt", {}, "Flavor"),
+          el("dd", {}, view.flavorName(vm.flavor) || String(vm.flavor ?? "default")),
+          el("dt", {}, "Image"),
+          el("dd", {}, view.imageName(vm.image) || String(vm.image ?? "default")),
+          el("dt", {}, "Internet"),
+          el("dd", {}, vm.internet_enabled ? "yes (eth0 on VLAN 400)" : "no"),
+        ),
+        el("h3", { class: "section-title" }, "Interfaces"),
+        ifaceTable(vm),
+        el("h3", { class: "section-title" }, "Serial console"),
+        consoleBlock(vm.console_tail, { "data-testid": "vm-console" }),
+        el(
+          "div",
+          { class: "inspector-actions" },
+          el("button", { type: "button", class: "btn btn-sm", onclick: () => view.onEditVm(vm), disabled: view.busy }, "Edit"),
+          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: view.onDelete, disabled: view.busy }, "Delete VM"),
+        ),
+      ),
+    );
+  } else {
+    const link = sel.item;
+    render(
+      box,
+      el(
+        "div",
+        { class: "inspector-card", "data-testid": "link-inspector" },
+        el("div", { class: "inspector-head" }, el("h2", {}, `${link.a.vm_name} ⟷ ${link.b.vm_name}`), el("span", { class: "vlan-chip" }, `VLAN ${link.vlan}`)),
+        el(
+          "dl",
+          { class: "kv" },
+          el("dt", {}, "Subnet"),
+          el("dd", { class: "mono" }, link.subnet),
+          el("dt", {}, "Gateway"),
+          el("dd", { class: "mono" }, link.gateway || "—"),
+          el("dt", {}, link.a.vm_name),
+          el("dd", { class: "mono" }, `${link.a.interface} · ${link.a.ip_address || "—"}`),
+          el("dt", {}, link.b.vm_name),
+          el("dd", { class: "mono" }, `${link.b.interface} · ${link.b.ip_address || "—"}`),
+        ),
+        el(
+          "div",
+          { class: "inspector-actions" },
+          el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: view.onDelete, disabled: view.busy }, "Delete link"),
+        ),
+      ),
+    );
+  }
+}
