@@ -3,11 +3,11 @@
 from rest_framework import serializers
 
 from provisioning.models import Deployment, DeploymentStep
-from slices.api.fields import NamedChoiceField
+from slices.api.fields import NamedChoiceField, StrictTypesMixin
 
 
-class DeployRequestSerializer(serializers.Serializer):
-    """Body of POST deploy/redeploy/destroy (optional)."""
+class DeployRequestSerializer(StrictTypesMixin, serializers.Serializer):
+    """Body of POST deploy/redeploy/destroy: none, or a JSON object."""
 
     dry_run = serializers.BooleanField(
         default=False, help_text="Record the commands instead of running them; the slice's state does not change."

@@ -1,10 +1,12 @@
 """Serializer fields of the API, with their OpenAPI schema."""
 
+from collections.abc import Mapping
+
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent, build_choice_field
 from rest_framework import serializers
 
-from slices.naming import NAME_HELP, is_valid_name
+from slices.naming import NAME_HELP, NAME_MAX_LENGTH, NAME_PATTERN, is_valid_name
 
 
 class NamedChoiceField(serializers.ChoiceField):
@@ -51,3 +53,78 @@ class NameField(serializers.CharField):
         kwargs.setdefault("max_length", 256)  # a guard; the pattern allows 32 and says so
         kwargs.setdefault("help_text", NAME_HELP)
         super().__init__(trim_whitespace=False, validators=[validate_name], **kwargs)
+
+
+class NameFieldExtension(OpenApiSerializerFieldExtension):
+    """A name's schema says what the validator accepts, so generated clients (and fuzzers) send valid names."""
+
+    target_class = NameField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": NAME_MAX_LENGTH}
+
+
+class OwnedRelatedField(serializers.PrimaryKeyRelatedField):
+    """The id of a slice or VM the requesting user may use (staff: any).
+
+    Another user's object and a missing one get the same 400 ("No such
+    slice."), so that the answer never tells which ids other users hold.
+    """
+
+    def __init__(self, *, model, owner_path: str, noun: str, **kwargs):
+        self.owner_path = owner_path
+        kwargs.setdefault(
+            "error_messages",
+            {"does_not_exist": f"No such {noun}.", "incorrect_type": f"A {noun} id: a whole number."},
+        )
+        super().__init__(queryset=model.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return queryset.none()
+        return queryset if user.is_staff else queryset.filter(**{self.owner_path: user})
+
+
+# JSON types each kind of field accepts. DRF itself is lenient (the string "5" for an integer, 5 for a string,
+# "yes" or 0 for a boolean); the API's schema promises JSON types, so anything else is refused.
+_JSON_TYPES: list[tuple[type, tuple[type, ...], str]] = [
+    (serializers.BooleanField, (bool,), "a boolean (true or false)"),
+    (serializers.IntegerField, (int,), "a whole number"),
+    (serializers.FloatField, (int, float), "a number"),
+    (serializers.PrimaryKeyRelatedField, (int,), "an id (a whole number)"),
+    (serializers.CharField, (str,), "a string"),
+    (serializers.ChoiceField, (str,), "a string"),
+]
+
+
+def _expected_json_type(field: serializers.Field) -> tuple[tuple[type, ...], str] | None:
+    for field_class, types, label in _JSON_TYPES:
+        if isinstance(field, field_class):
+            return types, label
+    return None
+
+
+class StrictTypesMixin:
+    """Serializer mixin: refuse a body that is not an object, and values of the wrong JSON type (400)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"Expected a JSON object, got {type(data).__name__}."]}, code="invalid"
+            )
+        errors = {}
+        for field in self._writable_fields:
+            if field.field_name not in data or data[field.field_name] is None:
+                continue  # missing and null: the field's own rules (required, allow_null) answer
+            expected = _expected_json_type(field)
+            value = data[field.field_name]
+            if expected and (
+                not isinstance(value, expected[0]) or (isinstance(value, bool) and bool not in expected[0])
+            ):
+                errors[field.field_name] = [f"Must be {expected[1]}."]
+        if errors:
+            raise serializers.ValidationError(errors, code="invalid")
+        return super().to_internal_value(data)
