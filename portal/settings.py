@@ -153,14 +153,27 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Request bodies are JSON only (the slice import declares its own parsers for YAML and file uploads):
+    # a form or multipart body is a 415, never read as something else.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The error answers (one Error body) are added to every operation of the schema.
+    "DEFAULT_SCHEMA_CLASS": "slices.api.schema.PortalAutoSchema",
+    # ?limit= (default 100, at most 1000) and ?offset=; nonsense is a 400.
+    "DEFAULT_PAGINATION_CLASS": "slices.api.pagination.PortalPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "slices.api.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Slice Portal API",
-    "DESCRIPTION": "Design VM slices (VMs and L2 links) and deploy them onto an Open vSwitch cluster.",
+    "DESCRIPTION": (
+        "Design VM slices (VMs and L2 links) and deploy them onto an Open vSwitch cluster.\n\n"
+        "Request bodies are JSON (the slice import also takes YAML or a file upload). "
+        "Lists are pages: `?limit=` rows (default 100, at most 1000: a larger limit is lowered to 1000) "
+        "from `?offset=` (0 to 2147483647); anything else is a 400. "
+        "Every refusal has one body, `Error`: `detail` (one sentence), `code` (for programs) and, only when "
+        "inputs were refused, `errors` (every message by field path). Another user's object and a "
+        "missing one get the same answer."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -7,7 +7,9 @@ Rules (pure, in :func:`place`):
   left with the most free capacity (the sum of its free vCPU and RAM shares),
   ties broken by worker name: load spreads and the result is deterministic;
 - a VM that fits nowhere stops the placement with an error naming the VM, its
-  size and every worker's free capacity.
+  size, every worker's free capacity *before this slice* (not after the slice's
+  own VMs placed so far, which would read "0 free" on a worker that had room)
+  and what the whole slice needs.
 
 "Used" capacity counts the VMs already on a worker: those of slices that are not
 drafts (deployed or on their way) and the pinned or placed VMs of the slice at
@@ -81,16 +83,29 @@ def _describe(workers: Sequence[Capacity]) -> str:
     return "; ".join(f"{w.name} has {w.free_vcpus} vCPU and {w.free_ram_mib} MiB free" for w in workers)
 
 
-def place(demands: Sequence[Demand], workers: Sequence[Capacity]) -> tuple[dict[int, str], list[Capacity]]:
-    """Choose a worker for each demand; returns ({vm id: worker name}, capacities after placement)."""
+def place(
+    demands: Sequence[Demand],
+    workers: Sequence[Capacity],
+    *,
+    before: Sequence[Capacity] | None = None,
+    needs: tuple[int, int] | None = None,
+) -> tuple[dict[int, str], list[Capacity]]:
+    """Choose a worker for each demand; returns ({vm id: worker name}, capacities after placement).
+
+    The error reports ``before`` (default ``workers``: what was free before this
+    slice) and ``needs`` (default: the demands' sum; vCPUs, MiB of the whole slice).
+    """
     state = {w.name: w for w in sorted(workers, key=lambda w: w.name)}
     chosen: dict[int, str] = {}
     for vm in sorted(demands, key=lambda d: (-d.ram_mib, -d.vcpus, d.name, d.id)):
         candidates = [w for w in state.values() if w.fits(vm.vcpus, vm.ram_mib)]
         if not candidates:
+            vcpus, ram_mib = needs or (sum(d.vcpus for d in demands), sum(d.ram_mib for d in demands))
+            free = sorted(workers if before is None else before, key=lambda w: w.name)
             raise PlacementError(
-                f"VM {vm.name!r} ({vm.vcpus} vCPU, {vm.ram_mib} MiB) fits on no enabled worker: "
-                f"{_describe(list(state.values()))}."
+                f"VM {vm.name!r} ({vm.vcpus} vCPU, {vm.ram_mib} MiB) fits on no enabled worker. "
+                f"Free before this slice: {_describe(free)}. "
+                f"This slice needs {vcpus} vCPU and {ram_mib} MiB in all."
             )
         best = min(candidates, key=lambda w: (-w.plus(vm.vcpus, vm.ram_mib).free_score(), w.name))
         state[best.name] = best.plus(vm.vcpus, vm.ram_mib)
@@ -158,7 +173,8 @@ def place_slice(*, slice_obj, save: bool) -> SlicePlacement:
             by_name[vm.host.name] = cap.plus(vm.flavor.vcpus, vm.flavor.ram_mib)
         else:
             demands.append(Demand(vm.pk, vm.name, vm.flavor.vcpus, vm.flavor.ram_mib))
-    chosen, after = place(demands, list(by_name.values()))
+    needs = (sum(vm.flavor.vcpus for vm in vms), sum(vm.flavor.ram_mib for vm in vms))
+    chosen, after = place(demands, list(by_name.values()), before=workers, needs=needs)
     if chosen:
         host_rows = {h.name: h for h in Host.objects.filter(name__in=set(chosen.values()))}
         for vm_id, name in chosen.items():

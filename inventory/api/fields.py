@@ -1,5 +1,7 @@
 """API building blocks shared by every app's API (the lowest app holds them, so all may import them)."""
 
+from collections.abc import Mapping
+
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent, build_choice_field
 from rest_framework import serializers
@@ -33,3 +35,45 @@ class NamedChoiceFieldExtension(OpenApiSerializerFieldExtension):
         )
         auto_schema.registry.register_on_missing(component)
         return component.ref
+
+
+# JSON types each kind of field accepts. DRF itself is lenient (the string "5" for an integer, 5 for a string,
+# "yes" or 0 for a boolean); the API's schema promises JSON types, so anything else is refused.
+_JSON_TYPES: list[tuple[type, tuple[type, ...], str]] = [
+    (serializers.BooleanField, (bool,), "a boolean (true or false)"),
+    (serializers.IntegerField, (int,), "a whole number"),
+    (serializers.FloatField, (int, float), "a number"),
+    (serializers.PrimaryKeyRelatedField, (int,), "an id (a whole number)"),
+    (serializers.CharField, (str,), "a string"),
+    (serializers.ChoiceField, (str,), "a string"),
+]
+
+
+def _expected_json_type(field: serializers.Field) -> tuple[tuple[type, ...], str] | None:
+    for field_class, types, label in _JSON_TYPES:
+        if isinstance(field, field_class):
+            return types, label
+    return None
+
+
+class StrictTypesMixin:
+    """Serializer mixin: refuse a body that is not an object, and values of the wrong JSON type (400)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"Expected a JSON object, got {type(data).__name__}."]}, code="invalid"
+            )
+        errors = {}
+        for field in self._writable_fields:
+            if field.field_name not in data or data[field.field_name] is None:
+                continue  # missing and null: the field's own rules (required, allow_null) answer
+            expected = _expected_json_type(field)
+            value = data[field.field_name]
+            if expected and (
+                not isinstance(value, expected[0]) or (isinstance(value, bool) and bool not in expected[0])
+            ):
+                errors[field.field_name] = [f"Must be {expected[1]}."]
+        if errors:
+            raise serializers.ValidationError(errors, code="invalid")
+        return super().to_internal_value(data)

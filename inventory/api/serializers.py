@@ -3,19 +3,19 @@
 from rest_framework import serializers
 
 from ..models import Flavor, Host, Image
-from .fields import NamedChoiceField
+from .fields import NamedChoiceField, StrictTypesMixin
 
 # Staff-only host fields: where the portal's SSH key lives is nobody else's business.
 HOST_PRIVATE_FIELDS = ("ssh_port", "ssh_user", "ssh_key_path", "state_dir")
 
 
-class FlavorSerializer(serializers.ModelSerializer):
+class FlavorSerializer(StrictTypesMixin, serializers.ModelSerializer):
     class Meta:
         model = Flavor
         fields = ["id", "name", "vcpus", "ram_mib", "disk_gib", "is_default"]
 
 
-class ImageSerializer(serializers.ModelSerializer):
+class ImageSerializer(StrictTypesMixin, serializers.ModelSerializer):
     kind = NamedChoiceField(choices=Image.Kind.choices, enum_name="ImageKindEnum", required=False)
 
     class Meta:
@@ -23,7 +23,7 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "kind", "disk_path", "kernel_path", "initrd_path", "kernel_args", "is_default"]
 
 
-class HostSerializer(serializers.ModelSerializer):
+class HostSerializer(StrictTypesMixin, serializers.ModelSerializer):
     """A cluster host; SSH details and the state folder are shown to staff only."""
 
     role = NamedChoiceField(choices=Host.Role.choices, enum_name="HostRoleEnum", required=False)

@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = SimpleRouter()  # no API root view: the slices router owns /api/
+router = SimpleRouter()  # the API root (portal.urls) lists this router's resources
 router.register("hosts", views.HostViewSet, basename="host")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("flavors", views.FlavorViewSet, basename="flavor")

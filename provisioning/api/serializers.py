@@ -2,12 +2,12 @@
 
 from rest_framework import serializers
 
-from inventory.api.fields import NamedChoiceField
+from inventory.api.fields import NamedChoiceField, StrictTypesMixin
 from provisioning.models import Deployment, DeploymentStep
 
 
-class DeployRequestSerializer(serializers.Serializer):
-    """Body of POST deploy/redeploy/destroy (optional)."""
+class DeployRequestSerializer(StrictTypesMixin, serializers.Serializer):
+    """Body of POST deploy/redeploy/destroy: none, or a JSON object."""
 
     dry_run = serializers.BooleanField(
         default=False, help_text="Record the commands instead of running them; the slice's state does not change."

@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = SimpleRouter()  # no API root view: the slices router owns /api/
+router = SimpleRouter()  # the API root (portal.urls) lists this router's resources
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
 
 urlpatterns = [

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from provisioning import selectors, services
 from provisioning.models import Deployment
 from slices import selectors as slice_selectors
+from slices.api.params import filter_by_id
 
 from .serializers import (
     DeploymentDetailSerializer,
@@ -21,6 +22,7 @@ from .serializers import (
     PlanSerializer,
 )
 
+# The schema class gives these answers the API's Error body.
 ERROR = OpenApiResponse(description="Refused: the body says why (`detail`, `code`).")
 
 
@@ -35,7 +37,8 @@ class _SliceActionView(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         slice_obj = _own_slice(request, pk)
-        body = DeployRequestSerializer(data=request.data or {})
+        # No body reads as {} (DRF's empty data); any body must be a JSON object ([] is a 400, not {}).
+        body = DeployRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         deployment = type(self).request_fn(
             slice_obj=slice_obj, user=request.user, dry_run=body.validated_data["dry_run"]
@@ -132,10 +135,7 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
             )
         else:
             qs = selectors.deployment_list(user=self.request.user)
-        slice_id = self.request.query_params.get("slice")
-        if slice_id:
-            qs = qs.filter(slice_id=slice_id) if slice_id.isdigit() else qs.none()
-        return qs
+        return filter_by_id(qs, self.request, "slice", "slice_id")
 
     def get_serializer_class(self):
         return DeploymentDetailSerializer if self.action == "retrieve" else DeploymentSerializer

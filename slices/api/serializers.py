@@ -11,8 +11,13 @@ from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
 from slices.naming import MAX_DATA_INTERFACES, tap_name
 
-from .fields import NameField
+from .fields import NameField, OwnedRelatedField, StrictTypesMixin
 from .fields import validate_name as validate_name  # re-exported for the UI and older imports
+
+
+def _no_such(noun: str) -> dict[str, str]:
+    """The messages of an id field: the same words as for slices and VMs (see OwnedRelatedField)."""
+    return {"does_not_exist": f"No such {noun}.", "incorrect_type": f"A {noun} id: a whole number."}
 
 
 class InterfaceSerializer(serializers.ModelSerializer):
@@ -64,15 +69,22 @@ class InterfaceSerializer(serializers.ModelSerializer):
         return str(net.gateway) if net else None
 
 
-class VMSerializer(serializers.ModelSerializer):
-    slice = serializers.PrimaryKeyRelatedField(queryset=Slice.objects.all())
+class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    slice = OwnedRelatedField(model=Slice, owner_path="owner", noun="slice")
     name = NameField()
-    flavor = serializers.PrimaryKeyRelatedField(queryset=Flavor.objects.all(), required=False)
-    image = serializers.PrimaryKeyRelatedField(queryset=Image.objects.all(), required=False)
-    host = serializers.PrimaryKeyRelatedField(
-        queryset=Host.objects.filter(role=Host.Role.WORKER), required=False, allow_null=True
+    flavor = serializers.PrimaryKeyRelatedField(
+        queryset=Flavor.objects.all(), required=False, error_messages=_no_such("flavor")
     )
-    host_name = serializers.CharField(source="host.name", read_only=True, default=None)
+    image = serializers.PrimaryKeyRelatedField(
+        queryset=Image.objects.all(), required=False, error_messages=_no_such("image")
+    )
+    host = serializers.PrimaryKeyRelatedField(
+        queryset=Host.objects.filter(role=Host.Role.WORKER),
+        required=False,
+        allow_null=True,
+        error_messages=_no_such("worker"),
+    )
+    host_name = serializers.CharField(source="host.name", read_only=True, default=None, allow_null=True)
     data_interfaces_count = serializers.IntegerField(min_value=0, max_value=MAX_DATA_INTERFACES, default=1)
     status = NamedChoiceField(choices=VM.Status.choices, enum_name="VMStatusEnum", read_only=True)
     x = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
@@ -100,9 +112,6 @@ class VMSerializer(serializers.ModelSerializer):
         read_only_fields = ["console_tail"]
 
     def validate_slice(self, value: Slice) -> Slice:
-        user = self.context["request"].user
-        if not user.is_staff and value.owner_id != user.pk:
-            raise serializers.ValidationError("No such slice.", code="does_not_exist")
         if self.instance is not None and value.pk != self.instance.slice_id:
             raise serializers.ValidationError("A VM cannot move to another slice.")
         return value
@@ -115,12 +124,12 @@ class LinkEndSerializer(serializers.Serializer):
     ip_address = serializers.IPAddressField(allow_null=True)
 
 
-class LinkSerializer(serializers.ModelSerializer):
+class LinkSerializer(StrictTypesMixin, serializers.ModelSerializer):
     """A link. Create with ``slice``, ``vm_a``, ``vm_b`` and optionally ``iface_a``/``iface_b``."""
 
-    slice = serializers.PrimaryKeyRelatedField(queryset=Slice.objects.all())
-    vm_a = serializers.PrimaryKeyRelatedField(queryset=VM.objects.select_related("slice"), write_only=True)
-    vm_b = serializers.PrimaryKeyRelatedField(queryset=VM.objects.select_related("slice"), write_only=True)
+    slice = OwnedRelatedField(model=Slice, owner_path="owner", noun="slice")
+    vm_a = OwnedRelatedField(model=VM, owner_path="slice__owner", noun="VM", write_only=True)
+    vm_b = OwnedRelatedField(model=VM, owner_path="slice__owner", noun="VM", write_only=True)
     iface_a = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=8, help_text="eth1.. (default: first free)"
     )
@@ -150,19 +159,8 @@ class LinkSerializer(serializers.ModelSerializer):
     def get_gateway(self, obj: Link) -> str:
         return str(ipam.vlan_network(obj.vlan, settings.SLICE_LINK_SUPERNET).gateway)
 
-    def validate(self, attrs: dict) -> dict:
-        user = self.context["request"].user
-        slice_obj = attrs["slice"]
-        if not user.is_staff and slice_obj.owner_id != user.pk:
-            raise serializers.ValidationError({"slice": "No such slice."}, code="does_not_exist")
-        for key in ("vm_a", "vm_b"):
-            # Never name another user's VM in an error (the service's cross-slice message would).
-            if not user.is_staff and attrs[key].slice.owner_id != user.pk:
-                raise serializers.ValidationError({key: "No such VM."}, code="does_not_exist")
-        return attrs
 
-
-class SliceSerializer(serializers.ModelSerializer):
+class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
     name = NameField()
     description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     owner = serializers.CharField(source="owner.username", read_only=True)
@@ -200,15 +198,25 @@ class TopologyKindSerializer(serializers.Serializer):
     max_count = serializers.IntegerField()
 
 
-class FromTemplateSerializer(serializers.Serializer):
+class FromTemplateSerializer(StrictTypesMixin, serializers.Serializer):
     """A new slice of ``count`` VMs wired as ``topology``."""
 
     name = NameField()
     description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
-    topology = serializers.CharField(max_length=32, help_text=f"One of: {', '.join(topologies.KINDS)}.")
+    topology = NamedChoiceField(
+        choices=list(topologies.KINDS),
+        enum_name="TopologyEnum",
+        error_messages={
+            "invalid_choice": f"Unknown topology {{input!r}}: choose one of {', '.join(topologies.KINDS)}."
+        },
+    )
     count = serializers.IntegerField(help_text="How many VMs (see /api/templates/ for each topology's limits).")
-    flavor = serializers.PrimaryKeyRelatedField(queryset=Flavor.objects.all(), required=False, allow_null=True)
-    image = serializers.PrimaryKeyRelatedField(queryset=Image.objects.all(), required=False, allow_null=True)
+    flavor = serializers.PrimaryKeyRelatedField(
+        queryset=Flavor.objects.all(), required=False, allow_null=True, error_messages=_no_such("flavor")
+    )
+    image = serializers.PrimaryKeyRelatedField(
+        queryset=Image.objects.all(), required=False, allow_null=True, error_messages=_no_such("image")
+    )
     internet_enabled = serializers.BooleanField(default=False)
 
 

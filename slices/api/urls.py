@@ -1,11 +1,11 @@
-"""Routes of the REST API under /api/."""
+"""Routes of the design API under /api/ (the API root, listing every app's resources, is in portal.urls)."""
 
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = DefaultRouter()
+router = SimpleRouter()
 router.register("slices", views.SliceViewSet, basename="slice")
 router.register("vms", views.VMViewSet, basename="vm")
 router.register("links", views.LinkViewSet, basename="link")

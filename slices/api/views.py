@@ -4,10 +4,17 @@ from dataclasses import asdict
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +23,7 @@ from slices import io, selectors, services, topologies
 from slices.errors import InvalidRequest, PayloadTooLarge
 from slices.models import VM, Interface, Link, Slice
 
+from .params import filter_by_id
 from .renderers import DOCUMENT_PARSERS, JSONDocumentRenderer, RawDocument, YAMLDocumentRenderer
 from .serializers import (
     FromTemplateSerializer,
@@ -38,14 +46,16 @@ def _schema_only(view) -> bool:
     return getattr(view, "swagger_fake_view", False)
 
 
-def _filter_by_id(qs, request: Request, param: str, field: str):
-    """Apply ``?param=ID`` when given; a non-numeric ID matches nothing."""
-    value = request.query_params.get(param)
-    if value:
-        return qs.filter(**{field: value}) if value.isdigit() else qs.none()
-    return qs
+def _id_filter(param: str, what: str):
+    """Schema of an ``?param=ID`` list filter."""
+    return extend_schema(parameters=[OpenApiParameter(param, OpenApiTypes.INT, description=f"Only {what}.")])
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("name", str, description="Only the slice of exactly this name (case-sensitive).")]
+    )
+)
 class SliceViewSet(viewsets.ModelViewSet):
     """Slices of the current user (staff: everyone's). Another user's slice is a 404."""
 
@@ -54,7 +64,11 @@ class SliceViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         if _schema_only(self):
             return Slice.objects.none()
-        if self.action in ("list", "export"):
+        if self.action == "list":
+            qs = selectors.slice_list(user=self.request.user)
+            name = self.request.query_params.get("name")
+            return qs if name is None else qs.filter(name=name)
+        if self.action == "export":
             return selectors.slice_list(user=self.request.user)
         return selectors.slice_detail_queryset(user=self.request.user)
 
@@ -99,6 +113,14 @@ class SliceViewSet(viewsets.ModelViewSet):
                 raise
             fmt = request.query_params.get("format")
             raise InvalidRequest(f"Unknown export format {fmt!r}: use yaml or json.", field="format") from exc
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+        # An export that fails (401, 404, 400) answers the API's JSON error body, whatever format was asked:
+        # the document renderers render documents, and YAML could not render an error at all.
+        if self.action == "export" and response.status_code >= 400 and isinstance(response, Response):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=list(io.FORMATS), description="yaml or json (default json).")],
@@ -184,6 +206,7 @@ class SliceViewSet(viewsets.ModelViewSet):
         return self._detail(slice_obj, status.HTTP_201_CREATED)
 
 
+@extend_schema_view(list=_id_filter("slice", "this slice's VMs"))
 class VMViewSet(viewsets.ModelViewSet):
     """VMs of the user's slices; ``?slice=ID`` filters one slice."""
 
@@ -192,7 +215,7 @@ class VMViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         if _schema_only(self):
             return VM.objects.none()
-        return _filter_by_id(selectors.vm_list(user=self.request.user), self.request, "slice", "slice_id")
+        return filter_by_id(selectors.vm_list(user=self.request.user), self.request, "slice", "slice_id")
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -218,6 +241,7 @@ class VMViewSet(viewsets.ModelViewSet):
         services.vm_delete(vm=instance)
 
 
+@extend_schema_view(list=_id_filter("slice", "this slice's links"))
 class LinkViewSet(
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -232,7 +256,7 @@ class LinkViewSet(
     def get_queryset(self):
         if _schema_only(self):
             return Link.objects.none()
-        return _filter_by_id(selectors.link_list(user=self.request.user), self.request, "slice", "slice_id")
+        return filter_by_id(selectors.link_list(user=self.request.user), self.request, "slice", "slice_id")
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -249,6 +273,7 @@ class LinkViewSet(
         services.link_delete(link=instance)
 
 
+@extend_schema_view(list=_id_filter("vm", "this VM's interfaces"))
 class InterfaceViewSet(viewsets.ReadOnlyModelViewSet):
     """Interfaces of the user's VMs (read-only: they follow the VM and its links); ``?vm=ID`` filters."""
 
@@ -257,7 +282,7 @@ class InterfaceViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if _schema_only(self):
             return Interface.objects.none()
-        return _filter_by_id(selectors.interface_list(user=self.request.user), self.request, "vm", "vm_id")
+        return filter_by_id(selectors.interface_list(user=self.request.user), self.request, "vm", "vm_id")
 
 
 class TemplateListView(APIView):

@@ -20,13 +20,13 @@ export class ApiError extends Error {
     this.fields = fields;
   }
 
-  /** DRF answers {"field": ["msg"]}, {"detail": "msg"} or {"non_field_errors": [...]}; the core adds "field". */
+  /** The API answers {"detail": "msg", "code": "...", "errors": {"field": ["msg"]}} (errors only for refused inputs). */
   static parse(status, body) {
     const fields = {};
     let message = "";
     if (body && typeof body === "object" && !Array.isArray(body)) {
-      for (const [key, value] of Object.entries(body)) {
-        if (["detail", "code", "field", "non_field_errors"].includes(key)) continue;
+      const byField = body.errors && typeof body.errors === "object" ? body.errors : {};
+      for (const [key, value] of Object.entries(byField)) {
         const text = flatten(value);
         if (text) fields[key] = text;
       }

@@ -254,7 +254,7 @@ importForm.addEventListener("submit", async (event) => {
     if (!(err instanceof ApiError)) throw err;
     // Errors inside the document name their path (vms[1].name): show them with the file.
     const byPath = err.body && typeof err.body.errors === "object" ? err.body.errors : null;
-    if (byPath && Object.keys(byPath).length) {
+    if (byPath && Object.keys(byPath).some((key) => key !== "name" && key !== "file")) {
       // Every problem of the document, by field path, under the file it came from.
       const lines = Object.entries(byPath).map(([path, messages]) => `${path}: ${[].concat(messages).join(" ")}`);
       err.fields = { file: lines.join("\n") };

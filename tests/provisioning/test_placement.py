@@ -48,6 +48,29 @@ def test_error_names_the_vm_and_every_workers_free_capacity():
     assert err.value.status_code == 409
 
 
+def test_error_reports_what_was_free_before_this_slice_and_what_it_needs():
+    # w2 has 1 vCPU free; the slice's first VM takes it, the second fits nowhere: the error must not say "0 free".
+    workers = caps(("w1", 4, 4096, 4, 0), ("w2", 4, 4096, 3, 0))
+    with pytest.raises(PlacementError) as err:
+        place([Demand(1, "a", 1, 128), Demand(2, "b", 1, 128)], workers)
+    message = err.value.message
+    assert "Free before this slice: w1 has 0 vCPU and 4096 MiB free; w2 has 1 vCPU and 4096 MiB free." in message
+    assert "This slice needs 2 vCPU and 256 MiB in all." in message
+
+
+def test_slice_placement_error_counts_its_pinned_vms_as_needs_not_as_used(inventory, user, make_slice):
+    mine = make_slice(user, vms=2)
+    Host.objects.filter(pk=inventory["workers"][0].pk).update(enabled=False)
+    quad = Flavor.objects.create(name="quad", vcpus=4, ram_mib=1024)
+    VM.objects.filter(slice=mine, name="vm1").update(host=inventory["workers"][1], flavor=quad)
+    with pytest.raises(PlacementError) as err:
+        place_slice(slice_obj=mine, save=False)
+    message = err.value.message
+    assert "'vm2' (1 vCPU, 128 MiB)" in message
+    assert "Free before this slice: worker2 has 4 vCPU and 4096 MiB free." in message
+    assert "This slice needs 5 vCPU and 1152 MiB in all." in message
+
+
 def test_no_worker_at_all():
     with pytest.raises(PlacementError, match="there is no enabled worker"):
         place([Demand(1, "vm1", 1, 128)], [])

@@ -92,12 +92,12 @@ def test_another_users_slice_or_vm_is_refused(other_api, other_user, designed, m
     vms = designed["vms"]
     r = _link(other_api, designed["slice"], vms["vm3"], vms["vm4"])
     assert r.status_code == 400
-    assert "No such slice" in str(r.json()["slice"])
+    assert "No such slice" in str(r.json()["errors"]["slice"])
     # linking into one's own slice with someone else's VM never reveals that VM's name
     mine = make_slice(other_user, name="mine", vms=1)
     r = _link(other_api, mine, vms_of(mine)["vm1"], vms["vm3"])
     assert r.status_code == 400
-    assert r.json() == {"vm_b": ["No such VM."]}
+    assert r.json() == {"detail": "vm_b: No such VM.", "code": "does_not_exist", "errors": {"vm_b": ["No such VM."]}}
 
 
 def test_lowering_data_interfaces_below_a_linked_interface_is_refused(api, designed):
@@ -107,7 +107,7 @@ def test_lowering_data_interfaces_below_a_linked_interface_is_refused(api, desig
     assert r.status_code == 400
     assert r.json()["code"] == "interface_linked"
     assert "eth2 carries a link" in r.json()["detail"]
-    assert r.json()["field"] == "data_interfaces_count"
+    assert list(r.json()["errors"]) == ["data_interfaces_count"]
     assert vms["vm3"].interfaces.count() == 3
     # lowering to a count that keeps the linked interface works and drops only the free ones
     r = api.patch(f"/api/vms/{vms['vm1'].pk}/", {"data_interfaces_count": 1}, format="json")

@@ -41,7 +41,7 @@ def test_services_refuse_hostile_names_too(user, designed, name):
 
 def test_name_error_explains_the_rule(api):
     r = api.post("/api/slices/", {"name": "$(id)"}, format="json")
-    assert "a letter first, then letters, digits, '-' or '_'" in str(r.json()["name"])
+    assert "a letter first, then letters, digits, '-' or '_'" in str(r.json()["errors"]["name"])
 
 
 def test_bad_coordinates_and_counts(api, designed):
