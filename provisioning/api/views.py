@@ -1,10 +1,10 @@
 """Provisioning API: deploy/redeploy/destroy a slice, preview its plan and placement, follow deployments."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404  # a malformed id is a 404, not a ValueError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView

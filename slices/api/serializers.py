@@ -4,14 +4,14 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from inventory.api.fields import NamedChoiceField
+from inventory.api.fields import NamedChoiceField, StrictTypesMixin
 from inventory.models import Flavor, Host, Image
 from slices import ipam, topologies
 from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
 from slices.naming import MAX_DATA_INTERFACES, tap_name
 
-from .fields import NameField, OwnedRelatedField, StrictTypesMixin
+from .fields import NameField, OwnedRelatedField
 from .fields import validate_name as validate_name  # re-exported for the UI and older imports
 
 
