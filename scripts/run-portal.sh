@@ -24,10 +24,11 @@ fi
 mkdir -p var
 $PY manage.py rqworker provisioning default > var/rqworker.log 2>&1 &
 WORKER=$!
-# Catch deployments whose worker died (no heartbeat) even when nobody is looking.
-( while sleep 60; do $PY manage.py reap_deployments >> var/reaper.log 2>&1; done ) &
-REAPER=$!
-trap 'kill $WORKER $REAPER 2>/dev/null || true' EXIT
+# RQ's own cron scheduler enqueues the scheduled jobs (provisioning.cron): the reaper that fails
+# deployments whose worker died, every PROVISIONING_REAP_INTERVAL seconds; the RQ worker runs them.
+$PY manage.py rqcron provisioning.cron > var/rqcron.log 2>&1 &
+CRON=$!
+trap 'kill $WORKER $CRON 2>/dev/null || true' EXIT
 echo "==> RQ worker pid $WORKER (log: var/rqworker.log)"
 echo "==> http://127.0.0.1:${PORT:-8000}/  (admin: /admin/, API: /api/, API docs: /api/docs/)"
 # --insecure: serve static files with DEBUG off (a local portal; use gunicorn behind a web server in production)
