@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .model import HostCommand
+from .shell import SH_RMDIR_IF_EMPTY, sh
 from .spec import (
     NetnodeSpec,
     VmSpec,
@@ -87,3 +89,13 @@ class DhcpFiles:
 
 def dhcp_files(node: NetnodeSpec, vlan: int) -> DhcpFiles:
     return DhcpFiles(dhcp_dir(node.state_dir, vlan))
+
+
+def shared_dir_command(path: str, what: str) -> HostCommand:
+    """Create a directory several slices share; its undo removes it only once it is empty."""
+    return HostCommand(
+        ("mkdir", "-p", path),
+        what,
+        undo=sh(SH_RMDIR_IF_EMPTY, "sp-rmdir", path),
+        undo_description=f"Remove the {what[0].lower()}{what[1:]} if empty",
+    )

@@ -21,6 +21,7 @@ from .layout import (
     dhcp_files,
     dhcp_root,
     ip_forward_saved,
+    shared_dir_command,
 )
 from .model import HostCommand, touching
 from .shell import (
@@ -34,7 +35,6 @@ from .shell import (
     SH_KILL_PIDFILE,
     SH_OVS_PORTS_CHECK,
     SH_PIDFILE_ALIVE,
-    SH_RMDIR_IF_EMPTY,
     sh,
 )
 from .spec import (
@@ -220,13 +220,7 @@ def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, 
 
 
 def dhcp_root_command(node: NetnodeSpec) -> HostCommand:
-    root = dhcp_root(node.state_dir)
-    return HostCommand(
-        ("mkdir", "-p", root),
-        "DHCP state directory",
-        undo=sh(SH_RMDIR_IF_EMPTY, "sp-rmdir", root),
-        undo_description="Remove the DHCP state directory if empty",
-    )
+    return shared_dir_command(dhcp_root(node.state_dir), "DHCP state directory")
 
 
 def vlans_commands(node: NetnodeSpec, vlans: Sequence[VlanSpec]) -> tuple[HostCommand, ...]:

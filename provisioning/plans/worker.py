@@ -8,6 +8,7 @@ from slices.ipam import INTERNET_VLAN
 
 from .constants import BRIDGE, BROADCAST_MAC, FLOW_COOKIE_TAG, INTERNET_DHCP_MAC, INTERNET_GATEWAY_MAC, QEMU
 from .layout import (
+    shared_dir_command,
     vm_dir,
     vm_files,
     vms_dir,
@@ -24,7 +25,6 @@ from .shell import (
     SH_OFCTL_REPLACE_FLOWS,
     SH_PIDFILE_ALIVE,
     SH_QMP_BOUNCE_LINK,
-    SH_RMDIR_IF_EMPTY,
     sh,
 )
 from .spec import (
@@ -36,13 +36,7 @@ from .spec import (
 
 
 def vms_dir_command(worker: WorkerSpec) -> HostCommand:
-    path = vms_dir(worker.state_dir)
-    return HostCommand(
-        ("mkdir", "-p", path),
-        "VM state directory",
-        undo=sh(SH_RMDIR_IF_EMPTY, "sp-rmdir", path),
-        undo_description="Remove the VM state directory if empty",
-    )
+    return shared_dir_command(vms_dir(worker.state_dir), "VM state directory")
 
 
 def vm_dir_command(worker: WorkerSpec, vm: VmSpec) -> HostCommand:
