@@ -11,18 +11,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Q
 
 from inventory.models import Flavor, Host, Image
 
 from . import ipam, topologies, vlans
-from .errors import Conflict, InvalidRequest, QuotaExceeded, ServiceError
+from .errors import Conflict, InvalidRequest, ServiceError
 from .io import SliceDocument
-from .models import INTERNET_VLAN, VM, Interface, Link, Slice, UserQuota
+from .models import INTERNET_VLAN, VM, Interface, Link, Slice
 from .naming import MAX_DATA_INTERFACES, NAME_HELP, iface_index, iface_name, is_valid_name
+from .quotas import check_quota
 
 # QEMU's locally administered prefix; the last three bytes are random and unique.
 MAC_PREFIX = "52:54:00"
@@ -96,44 +96,6 @@ def _check_host(host: Host | None) -> Host | None:
     if host is not None and (host.role != Host.Role.WORKER or not host.enabled):
         raise InvalidRequest(f"Host {host.name!r} is not an enabled worker.", field="host")
     return host
-
-
-# --- quotas ----------------------------------------------------------------------
-
-
-def quota_limits(*, user: AbstractBaseUser) -> dict[str, int]:
-    """The user's limits: their UserQuota row where set, else the settings' defaults."""
-    row = UserQuota.objects.filter(user=user).first()
-    return {
-        "vms": row.max_vms if row and row.max_vms is not None else settings.SLICE_QUOTA_VMS,
-        "vcpus": row.max_vcpus if row and row.max_vcpus is not None else settings.SLICE_QUOTA_VCPUS,
-        "ram_mib": row.max_ram_mib if row and row.max_ram_mib is not None else settings.SLICE_QUOTA_RAM_MIB,
-    }
-
-
-def quota_usage(*, user: AbstractBaseUser) -> dict[str, int]:
-    """What the user's VMs (in all their slices) take: count, vCPUs, RAM."""
-    agg = VM.objects.filter(slice__owner=user).aggregate(
-        vms=Count("id"), vcpus=Sum("flavor__vcpus"), ram=Sum("flavor__ram_mib")
-    )
-    return {"vms": agg["vms"] or 0, "vcpus": agg["vcpus"] or 0, "ram_mib": agg["ram"] or 0}
-
-
-def _check_quota(*, user: AbstractBaseUser, add_vms: int, add_vcpus: int, add_ram: int) -> None:
-    """Refuse (403) when adding this much would take the user over a limit.
-
-    Locks the user's row first: two requests adding VMs to two different slices
-    of the same user are serialised here, so together they cannot pass a limit
-    that each alone respects. Callers lock the slice before (always that order).
-    """
-    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-    limits, used = quota_limits(user=user), quota_usage(user=user)
-    for key, add, label in (("vms", add_vms, "VMs"), ("vcpus", add_vcpus, "vCPUs"), ("ram_mib", add_ram, "MiB of RAM")):
-        if add > 0 and used[key] + add > limits[key]:
-            raise QuotaExceeded(
-                f"Quota exceeded: this needs {used[key] + add} {label}, your limit is {limits[key]} "
-                f"(in use: {used[key]})."
-            )
 
 
 # --- slices ------------------------------------------------------------------------
@@ -252,7 +214,7 @@ def vm_create(
     _check_host(host)
     if locked.vms.filter(name=name).exists():
         raise InvalidRequest(f"Slice {locked.name!r} already has a VM named {name!r}.", field="name", code="duplicate")
-    _check_quota(user=locked.owner, add_vms=1, add_vcpus=flavor.vcpus, add_ram=flavor.ram_mib)
+    check_quota(user=locked.owner, add_vms=1, add_vcpus=flavor.vcpus, add_ram=flavor.ram_mib)
     vm = VM.objects.create(
         slice=locked,
         name=name,
@@ -302,7 +264,7 @@ def vm_update(
             )
         vm.name = name
     if flavor is not UNSET and flavor is not None and flavor.pk != vm.flavor_id:
-        _check_quota(
+        check_quota(
             user=locked_slice.owner,
             add_vms=0,
             add_vcpus=flavor.vcpus - vm.flavor.vcpus,
@@ -530,7 +492,7 @@ def slice_from_template(
     _check_name(name, field="name", what="slice")
     flavor, image = _resolve_defaults(flavor, image)
     topo = topologies.build(topology, count)
-    _check_quota(user=owner, add_vms=count, add_vcpus=count * flavor.vcpus, add_ram=count * flavor.ram_mib)
+    check_quota(user=owner, add_vms=count, add_vcpus=count * flavor.vcpus, add_ram=count * flavor.ram_mib)
     slice_obj = slice_create(owner=owner, name=name, description=description)
     vms = [
         vm_create(
@@ -591,7 +553,7 @@ def slice_import(*, owner: AbstractBaseUser, document: SliceDocument, name: str 
         (flavors[v.flavor] if v.flavor else fallback_flavor, images[v.image] if v.image else fallback_image)
         for v in document.vms
     ]
-    _check_quota(
+    check_quota(
         user=owner,
         add_vms=len(chosen),
         add_vcpus=sum(f.vcpus for f, _ in chosen),

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from slices import io, selectors, services, topologies
+from slices import io, quotas, selectors, services, topologies
 from slices.errors import InvalidRequest, PayloadTooLarge
 from slices.models import VM, Interface, Link, Slice
 
@@ -324,8 +324,8 @@ def me(request: Request) -> Response:
             "id": user.pk,
             "username": user.get_username(),
             "is_staff": user.is_staff,
-            "quota": services.quota_limits(user=user),
-            "usage": services.quota_usage(user=user),
+            "quota": quotas.quota_limits(user=user),
+            "usage": quotas.quota_usage(user=user),
         },
         status=status.HTTP_200_OK,
     )

@@ -207,11 +207,11 @@ def deploy_env(request, transactional_db, settings):
     reason = lab_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    from provisioning.lab import cluster, guest, inventory, system
+    from provisioning.lab import cluster, guest, health, inventory, system
     from provisioning.lab.topology import DEFAULT_UPLINK, LabPaths, lab_namespaces
 
     paths = LabPaths(Path(settings.LAB_DIR).resolve())
-    was_up = all(h.healthy for h in cluster.status(paths))
+    was_up = all(h.healthy for h in health.status(paths))
     if not was_up and any(system.namespace_exists(ns) for ns in lab_namespaces()):
         # Namespaces are global: never tear down a lab that another run (another LAB_DIR) is using.
         pytest.skip(f"the lab's namespaces exist but are not a healthy lab of {paths.root}: another run uses them")

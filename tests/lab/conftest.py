@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 
-from provisioning.lab import cluster, guest, inventory, system
+from provisioning.lab import cluster, guest, health, inventory, system
 from provisioning.lab.topology import DEFAULT_UPLINK, LabPaths
 
 REQUIRED_TOOLS = (
@@ -92,7 +92,7 @@ class Lab:
         """A Fabric connection to lab host ``name`` (host key checked, key only)."""
         from provisioning.lab.topology import host
 
-        return cluster.ssh_connection(self.paths, host(name), known_hosts=self.known_hosts)
+        return health.ssh_connection(self.paths, host(name), known_hosts=self.known_hosts)
 
     def vsctl(self, name: str, *args: str):
         return cluster.vsctl(self.paths, name, *args)

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from inventory.models import Host, Image
-from provisioning.lab import cluster, system
+from provisioning.lab import cluster, health, system
 from provisioning.lab.topology import (
     HOST_TRUNK_IF,
     HOSTS,
@@ -144,7 +144,7 @@ def test_host_keys_are_checked(lab, tmp_path):
     """A connection with a known-hosts file that lacks the lab's keys is refused."""
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    connection = cluster.ssh_connection(lab.paths, host("worker1"), known_hosts=empty)
+    connection = health.ssh_connection(lab.paths, host("worker1"), known_hosts=empty)
     with pytest.raises(Exception, match="not found in known_hosts"):
         connection.run("true", hide=True)
 

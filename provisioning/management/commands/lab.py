@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.lab import cluster, console, guest, inventory
+from provisioning.lab import cluster, console, guest, health, inventory
 from provisioning.lab.hostkeys import untrusted_hint
 from provisioning.lab.system import LabCommandError
 from provisioning.lab.topology import HOSTS, LabPaths
@@ -78,11 +78,11 @@ class Command(BaseCommand):
 
     def do_status(self, **_):
         paths = lab_paths()
-        report = cluster.status(paths)
-        for health in report:
-            checks = "  ".join(f"{name}={'ok' if good else 'FAIL'}" for name, good in health.checks.items())
-            self.stdout.write(f"{health.name:9} {'healthy  ' if health.healthy else 'UNHEALTHY'}  {checks}")
-            for note in health.notes:
+        report = health.status(paths)
+        for host in report:
+            checks = "  ".join(f"{name}={'ok' if good else 'FAIL'}" for name, good in host.checks.items())
+            self.stdout.write(f"{host.name:9} {'healthy  ' if host.healthy else 'UNHEALTHY'}  {checks}")
+            for note in host.notes:
                 self.stdout.write(f"          {note}")
         self.warn_untrusted(paths)
         if not all(h.healthy for h in report):
