@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from provisioning import selectors, services
 from provisioning.models import Deployment
 from slices import selectors as slice_selectors
-from slices.api.params import filter_by_id
+from slices.api.params import filter_by_id, id_parameter, whole_number
 
 from .serializers import (
     DeploymentDetailSerializer,
@@ -21,6 +21,8 @@ from .serializers import (
     PlacementSerializer,
     PlanSerializer,
 )
+
+MAX_STEP_REVISION = 9_999_999_999  # ten digits: far above any deployment's step count
 
 # The schema class gives these answers the API's Error body.
 ERROR = OpenApiResponse(description="Refused: the body says why (`detail`, `code`).")
@@ -144,10 +146,11 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
         return {**super().get_serializer_context(), "omit_plan": self.action == "retrieve" and self._omit_plan()}
 
     def _steps_after(self) -> int:
-        raw = self.request.query_params.get("steps_after", "0")
-        if not raw.isdigit() or len(raw) > 10:
-            raise serializers.ValidationError({"steps_after": ["A step revision: a whole number, 0 or more."]})
-        return int(raw)
+        help_text = f"A step revision: a whole number from 0 to {MAX_STEP_REVISION}."
+        value = whole_number(self.request, "steps_after", help_text=help_text)
+        if value is not None and value > MAX_STEP_REVISION:
+            raise serializers.ValidationError({"steps_after": [help_text]})
+        return value or 0
 
     def _omit_plan(self) -> bool:
         raw = self.request.query_params.get("plan", "true").lower()
@@ -155,9 +158,7 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
             raise serializers.ValidationError({"plan": ["true or false."]})
         return raw in ("false", "0")
 
-    @extend_schema(
-        parameters=[OpenApiParameter("slice", OpenApiTypes.INT, description="Only this slice's deployments.")]
-    )
+    @extend_schema(parameters=[id_parameter("slice", "Only this slice's deployments.")])
     def list(self, request: Request, *args, **kwargs) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -165,7 +166,7 @@ class DeploymentViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter(
                 "steps_after",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 0, "maximum": MAX_STEP_REVISION},
                 description="Only the steps changed after this revision (the previous answer's steps_revision): "
                 "what a poller needs.",
             ),

@@ -2,6 +2,7 @@
 
 import re
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
@@ -19,6 +20,11 @@ def whole_number(request: Request, param: str, *, minimum: int = 0, help_text: s
     if not _DIGITS.fullmatch(raw) or int(raw) < minimum:
         raise ValidationError({param: [help_text]}, code="invalid")
     return int(raw)
+
+
+def id_parameter(name: str, description: str) -> OpenApiParameter:
+    """Schema of an ``?name=ID`` list filter (a whole number, as :func:`filter_by_id` reads it)."""
+    return OpenApiParameter(name, {"type": "integer", "minimum": 0}, description=description)
 
 
 def filter_by_id(queryset, request: Request, param: str, field: str):

@@ -23,7 +23,7 @@ from slices import io, quotas, selectors, services, topologies
 from slices.errors import InvalidRequest, PayloadTooLarge
 from slices.models import VM, Interface, Link, Slice
 
-from .params import filter_by_id
+from .params import filter_by_id, id_parameter
 from .renderers import DOCUMENT_PARSERS, JSONDocumentRenderer, RawDocument, YAMLDocumentRenderer
 from .serializers import (
     FromTemplateSerializer,
@@ -48,7 +48,7 @@ def _schema_only(view) -> bool:
 
 def _id_filter(param: str, what: str):
     """Schema of an ``?param=ID`` list filter."""
-    return extend_schema(parameters=[OpenApiParameter(param, OpenApiTypes.INT, description=f"Only {what}.")])
+    return extend_schema(parameters=[id_parameter(param, f"Only {what}.")])
 
 
 @extend_schema_view(
@@ -106,6 +106,10 @@ class SliceViewSet(viewsets.ModelViewSet):
         services.slice_delete(slice_obj=instance)
 
     def perform_content_negotiation(self, request: Request, force: bool = False):
+        fmt = request.query_params.get("format")
+        if self.action == "export" and fmt is not None and fmt not in io.FORMATS:
+            # DRF ignores an empty ?format= and answers an unknown one with a bare 404.
+            raise InvalidRequest(f"Unknown export format {fmt!r}: use yaml or json.", field="format")
         try:
             return super().perform_content_negotiation(request, force)
         except Http404 as exc:  # DRF answers an unknown ?format= with a bare 404

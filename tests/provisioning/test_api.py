@@ -236,7 +236,7 @@ def test_a_poll_gets_only_the_steps_changed_since_its_last_read(api, inventory, 
 
 def test_poll_parameters_are_checked(api, inventory, user, make_slice):
     dep = Deployment.objects.create(slice=linked(make_slice, user), kind="deploy", status="succeeded")
-    for bad in ("steps_after=-1", "steps_after=x", "steps_after=99999999999", "plan=maybe"):
+    for bad in ("steps_after=-1", "steps_after=x", "steps_after=99999999999", "steps_after=%C2%B2", "plan=maybe"):
         r = api.get(f"/api/deployments/{dep.pk}/?{bad}")
         assert r.status_code == 400, bad
         assert bad.split("=")[0] in r.json()["errors"]

@@ -45,6 +45,12 @@ def test_export_errors_are_answered_not_a_500(how, api, anon_api, other_api, des
     assert ok.status_code == 200 and yaml.safe_load(ok.content)["name"] == "lab"
 
 
+@pytest.mark.parametrize("fmt", ["", "xml"])
+def test_export_format_must_be_yaml_or_json(api, designed, fmt):
+    r = api.get(f"/api/slices/{designed['slice'].pk}/export/?format={fmt}")
+    assert assert_error(r, 400, fields={"format"})["detail"] == f"Unknown export format {fmt!r}: use yaml or json."
+
+
 # --- 2. pagination: nonsense is a 400, a huge limit is lowered to the maximum ---------------------------
 
 
@@ -155,6 +161,8 @@ def test_the_schema_declares_bodies_errors_and_nullable_fields():
     vm = schema["components"]["schemas"]["VM"]["properties"]
     assert vm["host_name"].get("nullable") is True
     assert "Error" in schema["components"]["schemas"]
+    vms_filter = next(p for p in schema["paths"]["/api/vms/"]["get"]["parameters"] if p["name"] == "slice")
+    assert vms_filter["schema"] == {"type": "integer", "minimum": 0}
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
