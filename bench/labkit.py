@@ -23,7 +23,6 @@ import contextlib
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -204,18 +203,10 @@ class RqWorker:
     def __exit__(self, *exc) -> None:
         if self.process is None:
             return
+        from provisioning.lab import system
+
         pid = self.process.pid
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # a work horse left in its group, if any
+        system.stop_process_group(self.process, timeout=20)
         self._log.close()
         log(f"rqworker {pid} stopped; {self.forget_jobs()} job(s) and their results removed from Redis")
 

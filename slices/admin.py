@@ -84,47 +84,64 @@ class SliceForm(ServiceForm):
         )
 
 
-class VMInline(admin.TabularInline):
-    """The slice's VMs (edit one through its own page: interfaces and quota follow)."""
+class ReadOnlyInline(admin.TabularInline):
+    """Rows the admin shows but never adds, edits or deletes here (they follow the design)."""
 
-    model = VM
-    fields = ["name", "flavor", "image", "data_interfaces_count", "internet_enabled", "host", "status"]
-    readonly_fields = fields
     extra = 0
-    show_change_link = True
     can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return list(self.fields)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
-class LinkInline(admin.TabularInline):
+class VMInline(ReadOnlyInline):
+    """The slice's VMs (edit one through its own page: interfaces and quota follow)."""
+
+    model = VM
+    fields = ["name", "flavor", "image", "data_interfaces_count", "internet_enabled", "host", "status"]
+    show_change_link = True
+
+
+class LinkInline(ReadOnlyInline):
     """The slice's links with their VLAN and subnet (allocated, hence read-only)."""
 
     model = Link
     fk_name = "slice"
     fields = ["a", "b", "vlan", "subnet"]
-    readonly_fields = fields
-    extra = 0
     show_change_link = True
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).select_related("a__vm", "b__vm")
 
 
-class VlanBlockInline(admin.TabularInline):
+class VlanBlockInline(ReadOnlyInline):
     model = VlanBlock
     fields = ["index", "first_vlan", "last_vlan"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+class DeleteThroughServiceMixin:
+    """Deletes go through a service (which refuses while the slice is busy), one row at a time."""
+
+    def service_delete(self, obj: Any) -> None:
+        raise NotImplementedError
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.slice.is_busy:
+            return False
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.service_delete(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for obj in queryset:
+            try:
+                self.service_delete(obj)
+            except ServiceError as exc:
+                messages.warning(request, f"{obj}: {exc.message}")
 
 
 @admin.register(Slice)
@@ -211,19 +228,13 @@ class VMForm(ServiceForm):
         )
 
 
-class InterfaceInline(admin.TabularInline):
+class InterfaceInline(ReadOnlyInline):
     model = Interface
     fields = ["index", "mac", "vlan", "ip_address", "lease_address"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(VM)
-class VMAdmin(StrictNamesMixin, admin.ModelAdmin):
+class VMAdmin(DeleteThroughServiceMixin, StrictNamesMixin, admin.ModelAdmin):
     form = VMForm
     list_display = [
         "name",
@@ -252,20 +263,8 @@ class VMAdmin(StrictNamesMixin, admin.ModelAdmin):
         obj.pk = saved.pk
         obj.refresh_from_db()
 
-    def has_delete_permission(self, request: HttpRequest, obj: VM | None = None) -> bool:
-        if obj is not None and obj.slice.is_busy:
-            return False
-        return super().has_delete_permission(request, obj)
-
-    def delete_model(self, request: HttpRequest, obj: VM) -> None:
+    def service_delete(self, obj: VM) -> None:
         services.vm_delete(vm=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:
-        for vm in queryset:
-            try:
-                services.vm_delete(vm=vm)
-            except ServiceError as exc:
-                messages.warning(request, f"{vm}: {exc.message}")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -290,26 +289,14 @@ class InterfaceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Link)
-class LinkAdmin(ReadOnlyAdmin):
+class LinkAdmin(DeleteThroughServiceMixin, ReadOnlyAdmin):
     list_display = ["__str__", "slice", "vlan", "subnet", "created"]
     list_filter = [("slice__owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["slice__name", "a__vm__name", "b__vm__name", "subnet", "=vlan"]
     list_select_related = ["slice", "a__vm", "b__vm"]
 
-    def has_delete_permission(self, request: HttpRequest, obj: Link | None = None) -> bool:
-        if obj is not None and obj.slice.is_busy:
-            return False
-        return admin.ModelAdmin.has_delete_permission(self, request, obj)
-
-    def delete_model(self, request: HttpRequest, obj: Link) -> None:
+    def service_delete(self, obj: Link) -> None:
         services.link_delete(link=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:
-        for link in queryset:
-            try:
-                services.link_delete(link=link)
-            except ServiceError as exc:
-                messages.warning(request, f"{link}: {exc.message}")
 
 
 @admin.register(VlanBlock)

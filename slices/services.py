@@ -205,12 +205,7 @@ def vm_create(
     _check_name(name, field="name", what="VM")
     _check_count(data_interfaces_count)
     x, y = _check_coord(x, "x"), _check_coord(y, "y")
-    flavor = flavor or default_flavor()
-    image = image or default_image()
-    if flavor is None:
-        raise InvalidRequest("No flavor given and no default flavor exists.", field="flavor")
-    if image is None:
-        raise InvalidRequest("No image given and no default image exists.", field="image")
+    flavor, image = _resolve_defaults(flavor, image)
     _check_host(host)
     if locked.vms.filter(name=name).exists():
         raise InvalidRequest(f"Slice {locked.name!r} already has a VM named {name!r}.", field="name", code="duplicate")

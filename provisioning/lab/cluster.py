@@ -296,19 +296,18 @@ def _start_ovs(paths: LabPaths, host: LabHost) -> None:
     socket_path = paths.ovs_db_socket(host.name)
     # Absolute unix: paths (relative ones would resolve against OVS_RUNDIR); no
     # ovs-ctl (it loads the kernel module) and no --mlockall.
-    run(
-        [
-            "ovsdb-server",
-            str(db),
-            f"--remote=punix:{socket_path}",
-            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-            f"--pidfile={directory / 'ovsdb-server.pid'}",
-            f"--log-file={directory / 'ovsdb-server.log'}",
-            "--detach",
-            "-vconsole:off",
-        ],
-        netns=host.namespace,
-        env=env,
+
+    def daemon(program: str, *args: str) -> None:
+        """An OVS daemon of this host: in its namespace, pid and log files in its OVS dir, detached."""
+        pid, logfile = directory / f"{program}.pid", directory / f"{program}.log"
+        argv = [program, *args, f"--pidfile={pid}", f"--log-file={logfile}", "--detach", "-vconsole:off"]
+        run(argv, netns=host.namespace, env=env)
+
+    daemon(
+        "ovsdb-server",
+        str(db),
+        f"--remote=punix:{socket_path}",
+        "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
     )
     vsctl(
         paths,
@@ -322,18 +321,7 @@ def _start_ovs(paths: LabPaths, host: LabHost) -> None:
         f"external-ids:system-id={host.name}",
         f"external-ids:hostname={host.name}",
     )
-    run(
-        [
-            "ovs-vswitchd",
-            f"unix:{socket_path}",
-            f"--pidfile={directory / 'ovs-vswitchd.pid'}",
-            f"--log-file={directory / 'ovs-vswitchd.log'}",
-            "--detach",
-            "-vconsole:off",
-        ],
-        netns=host.namespace,
-        env=env,
-    )
+    daemon("ovs-vswitchd", f"unix:{socket_path}")
     # Host preparation, not the deploy plan: br-int on the userspace datapath
     # (the one lab difference from production) and the underlay NIC as a trunk
     # (no tag: it carries every VLAN, like the physical NIC of a real host).

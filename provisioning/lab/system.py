@@ -9,6 +9,7 @@ namespaces, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -171,3 +172,20 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.02, what: str = "
         if time.monotonic() > deadline:
             raise LabCommandError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def stop_process_group(process: subprocess.Popen, *, timeout: float) -> None:
+    """Stop a process we started in its own session (by its PID, never by name): SIGTERM to its
+    group, SIGKILL after ``timeout`` s, then SIGKILL to whatever of the group is left (a work horse)."""
+    pid = process.pid
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            process.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)

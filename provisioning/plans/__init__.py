@@ -27,7 +27,7 @@ See docs/provisioning.md for the decisions (isolation, dead interfaces, diffing)
 #   worker     worker builders
 #   observe    probes and read-only observation
 #   build      deploy / destroy / apply plans
-# Everything is re-exported here, so callers write ``plans.deploy_plan``.
+# Everything but the shell programs (``plans.shell.SH_*``) is re-exported here: ``plans.deploy_plan``.
 
 from slices.ipam import INTERNET_VLAN, VLAN_ID_MAX, VLAN_ID_MIN
 
@@ -69,31 +69,7 @@ from .netnode import (
     vlans_commands,
 )
 from .observe import console_tail_command, kvm_probe_command, lease_wait_command, parse_kvm_probe, parse_leases
-from .shell import (
-    SH_ADD_NETNS,
-    SH_CONSOLE_TAIL,
-    SH_DEL_LINK,
-    SH_DEL_NETNS,
-    SH_IP_FORWARD_IS_ON,
-    SH_IP_FORWARD_ON,
-    SH_IP_FORWARD_RESTORE,
-    SH_IPT_DELETE,
-    SH_IPT_DELETE_CHAIN,
-    SH_KILL_PIDFILE,
-    SH_KVM_PROBE,
-    SH_NETNS_LISTED,
-    SH_NOT,
-    SH_OFCTL_DEL_FLOWS,
-    SH_OFCTL_FLOWS_CHECK,
-    SH_OFCTL_REPLACE_FLOWS,
-    SH_OVS_PORTS_CHECK,
-    SH_PIDFILE_ALIVE,
-    SH_QMP_BOUNCE_LINK,
-    SH_RMDIR_IF_EMPTY,
-    SH_WAIT_LEASES,
-    not_,
-    sh,
-)
+from .shell import not_, sh
 from .spec import (
     INTERNET,
     ImageSpec,
@@ -142,27 +118,6 @@ __all__ = [
     "QEMU",
     "SHARED_INTERNET",
     "SHARED_ISOLATION",
-    "SH_ADD_NETNS",
-    "SH_CONSOLE_TAIL",
-    "SH_DEL_LINK",
-    "SH_DEL_NETNS",
-    "SH_IPT_DELETE",
-    "SH_IPT_DELETE_CHAIN",
-    "SH_IP_FORWARD_IS_ON",
-    "SH_IP_FORWARD_ON",
-    "SH_IP_FORWARD_RESTORE",
-    "SH_KILL_PIDFILE",
-    "SH_KVM_PROBE",
-    "SH_NETNS_LISTED",
-    "SH_NOT",
-    "SH_OFCTL_DEL_FLOWS",
-    "SH_OFCTL_FLOWS_CHECK",
-    "SH_OFCTL_REPLACE_FLOWS",
-    "SH_OVS_PORTS_CHECK",
-    "SH_PIDFILE_ALIVE",
-    "SH_QMP_BOUNCE_LINK",
-    "SH_RMDIR_IF_EMPTY",
-    "SH_WAIT_LEASES",
     "STAGE_NETWORK",
     "STAGE_ORDER",
     "STAGE_STOP",

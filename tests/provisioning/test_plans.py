@@ -18,6 +18,7 @@ from provisioning.plans import (
     deploy_plan,
     destroy_plan,
     merge_specs,
+    shell,
 )
 
 from .factories import DISK, NODE, W1, W2, mac, spec, two_vm_spec, vlan, vm
@@ -42,7 +43,7 @@ def test_tap_with_vlan_is_created_brought_up_and_undone_tolerantly():
     create, up = plans.tap_commands(vm(1), NicSpec(1, mac(1, 1), 100, "tap_1_eth1"))
     assert create.argv == ("ip", "tuntap", "add", "dev", "tap_1_eth1", "mode", "tap")
     assert create.check == ("ip", "link", "show", "dev", "tap_1_eth1")
-    assert create.undo == ("sh", "-c", plans.SH_DEL_LINK, "sp-del-link", "tap_1_eth1")
+    assert create.undo == ("sh", "-c", shell.SH_DEL_LINK, "sp-del-link", "tap_1_eth1")
     assert up.argv == ("ip", "link", "set", "dev", "tap_1_eth1", "up")
 
 
@@ -62,7 +63,7 @@ def test_one_ovs_transaction_per_worker_tags_linked_taps_and_detaches_dead_ones(
         "--", "--may-exist", "add-port", "br-int", "tap_1_eth2", "tag=101",
         "--", "set", "port", "tap_1_eth2", "tag=101",
     )  # fmt: skip
-    assert cmd.check == ("sh", "-c", plans.SH_OVS_PORTS_CHECK, "sp-ovs-ports",
+    assert cmd.check == ("sh", "-c", shell.SH_OVS_PORTS_CHECK, "sp-ovs-ports",
                          "tap_1_eth0", "-", "tap_1_eth1", "100", "tap_1_eth2", "101")  # fmt: skip
     assert cmd.undo == (
         "ovs-vsctl",
@@ -136,8 +137,8 @@ def test_qemu_nics_follow_eth_order():
 
 def test_qemu_is_checked_and_stopped_by_its_pid_file_only():
     cmd = plans.qemu_command(W1, vm(1), "lab")
-    assert cmd.check == ("sh", "-c", plans.SH_PIDFILE_ALIVE, "sp-alive", "/var/lib/sp/vms/vm1/qemu.pid")
-    assert cmd.undo == ("sh", "-c", plans.SH_KILL_PIDFILE, "sp-kill", "/var/lib/sp/vms/vm1/qemu.pid")
+    assert cmd.check == ("sh", "-c", shell.SH_PIDFILE_ALIVE, "sp-alive", "/var/lib/sp/vms/vm1/qemu.pid")
+    assert cmd.undo == ("sh", "-c", shell.SH_KILL_PIDFILE, "sp-kill", "/var/lib/sp/vms/vm1/qemu.pid")
     everything = " ".join(" ".join(c.argv + (c.undo or ())) for c in plans.worker_vms_commands(W1, [vm(1)], "lab"))
     assert "pkill" not in everything and "killall" not in everything
 
@@ -149,7 +150,7 @@ def test_vlan_commands_exact():
     got = plans.vlans_commands(NODE, [vlan(100, 1, 2)])
     assert [c.argv for c in got] == [
         ("mkdir", "-p", "/var/lib/sp/dhcp"),
-        ("sh", "-c", plans.SH_ADD_NETNS, "sp-add-netns", "ns-dhcp-vlan100"),
+        ("sh", "-c", shell.SH_ADD_NETNS, "sp-add-netns", "ns-dhcp-vlan100"),
         (
             "ovs-vsctl",
             "--may-exist", "add-port", "br-int", "gw_v100", "tag=100",
@@ -180,11 +181,11 @@ def test_vlan_commands_exact():
     # reservations are arguments, parsed while dnsmasq is root: no file it must read after dropping to its
     # own user (a hosts file under a mode 0700 state dir was silently ignored, issue 16 #17)
     assert not [a for a in dnsmasq.argv if "hostsfile" in a or a.startswith(("--user", "-u"))]
-    assert dnsmasq.check == ("sh", "-c", plans.SH_PIDFILE_ALIVE, "sp-alive", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
-    assert dnsmasq.undo == ("sh", "-c", plans.SH_KILL_PIDFILE, "sp-kill", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
-    assert got[1].undo == ("sh", "-c", plans.SH_DEL_NETNS, "sp-del-netns", "ns-dhcp-vlan100")
+    assert dnsmasq.check == ("sh", "-c", shell.SH_PIDFILE_ALIVE, "sp-alive", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
+    assert dnsmasq.undo == ("sh", "-c", shell.SH_KILL_PIDFILE, "sp-kill", "/var/lib/sp/dhcp/v100/dnsmasq.pid")
+    assert got[1].undo == ("sh", "-c", shell.SH_DEL_NETNS, "sp-del-netns", "ns-dhcp-vlan100")
     # a namespace is deleted whenever its name is listed, usable or not (a stale name blocks `ip netns add`)
-    assert plans.SH_DEL_NETNS.startswith(plans.SH_NETNS_LISTED) and "netns exec" not in plans.SH_DEL_NETNS
+    assert shell.SH_DEL_NETNS.startswith(shell.SH_NETNS_LISTED) and "netns exec" not in shell.SH_DEL_NETNS
 
 
 def test_all_vlan_ports_of_the_network_node_go_in_one_transaction():
@@ -197,13 +198,13 @@ def test_all_vlan_ports_of_the_network_node_go_in_one_transaction():
 def test_internet_commands_exact():
     got = plans.internet_commands(NODE)
     tail = got[-3:]
-    assert tail[0].argv == ("sh", "-c", plans.SH_IP_FORWARD_ON, "sp-ip-forward", "/var/lib/sp/ip_forward.saved")
-    assert tail[0].undo == ("sh", "-c", plans.SH_IP_FORWARD_RESTORE, "sp-ip-forward-restore",
+    assert tail[0].argv == ("sh", "-c", shell.SH_IP_FORWARD_ON, "sp-ip-forward", "/var/lib/sp/ip_forward.saved")
+    assert tail[0].undo == ("sh", "-c", shell.SH_IP_FORWARD_RESTORE, "sp-ip-forward-restore",
                             "/var/lib/sp/ip_forward.saved")  # fmt: skip
     nat = ("-s", "10.60.7.0/24", "-o", "ens3", "-j", "MASQUERADE")
     assert tail[1].argv == ("iptables", "-w", "-t", "nat", "-A", "POSTROUTING", *nat)
     assert tail[1].check == ("iptables", "-w", "-t", "nat", "-C", "POSTROUTING", *nat)
-    assert tail[1].undo == ("sh", "-c", plans.SH_IPT_DELETE, "sp-ipt-delete", "nat", "POSTROUTING", *nat)
+    assert tail[1].undo == ("sh", "-c", shell.SH_IPT_DELETE, "sp-ipt-delete", "nat", "POSTROUTING", *nat)
     fwd = ("-i", "gw_v400", "-o", "ens3", "-j", "ACCEPT")
     assert tail[2].argv == ("iptables", "-w", "-t", "filter", "-I", "SP-FORWARD", "1", *fwd)
     assert tail[2].check == ("iptables", "-w", "-t", "filter", "-C", "SP-FORWARD", *fwd)
@@ -232,16 +233,16 @@ def test_an_internet_tap_reaches_only_the_gateway_and_dhcp():
     cookie = "0x5350000000000100"
     own = f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=300,dl_src={mac(1, 0)}"
     assert guard.argv == (
-        "sh", "-c", plans.SH_OFCTL_REPLACE_FLOWS, "sp-flows", "br-int", cookie,
+        "sh", "-c", shell.SH_OFCTL_REPLACE_FLOWS, "sp-flows", "br-int", cookie,
         f"{own},dl_dst=02:53:50:00:04:01,actions=NORMAL",
         f"{own},dl_dst=02:53:50:00:04:02,actions=NORMAL",
         f"{own},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_tpa=10.60.7.1,actions=NORMAL",
         f"{own},dl_dst=ff:ff:ff:ff:ff:ff,udp,tp_src=68,tp_dst=67,actions=NORMAL",
         f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=290,actions=drop",
     )  # fmt: skip
-    assert guard.check == ("sh", "-c", plans.SH_OFCTL_FLOWS_CHECK, "sp-flows-check", "br-int", cookie, "tap_1_eth0",
+    assert guard.check == ("sh", "-c", shell.SH_OFCTL_FLOWS_CHECK, "sp-flows-check", "br-int", cookie, "tap_1_eth0",
                            "5", mac(1, 0))  # fmt: skip
-    assert guard.undo == ("sh", "-c", plans.SH_OFCTL_DEL_FLOWS, "sp-del-flows", "br-int", cookie)
+    assert guard.undo == ("sh", "-c", shell.SH_OFCTL_DEL_FLOWS, "sp-del-flows", "br-int", cookie)
     # in the plan: right after the worker's ports transaction, only for VLAN 400 NICs
     got = argvs(deploy_plan(spec([guest, vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)), "worker1", "ports")
     assert got[-2][0] == "ovs-vsctl" and got[-1] == guard.argv
@@ -436,7 +437,7 @@ def test_apply_bounces_the_link_of_a_running_vm_whose_nic_changed_vlan():
         ("worker1", mac(2, 1)),  # 100 -> 101
         ("worker1", mac(3, 1)),  # 100 -> none
     ]
-    assert relinks[0][1].argv == ("sh", "-c", plans.SH_QMP_BOUNCE_LINK, "sp-relink",
+    assert relinks[0][1].argv == ("sh", "-c", shell.SH_QMP_BOUNCE_LINK, "sp-relink",
                                   "/var/lib/sp/vms/vm1/qmp.sock", "n1")  # fmt: skip
     vms_stage = [p.name for p in plan.stages[-1].phases]
     assert vms_stage.index("relink") > vms_stage.index("vms")  # after the QEMU checks, in the last stage
@@ -555,7 +556,7 @@ def test_lease_and_probe_parsers():
 def test_lease_wait_lists_every_vlan_nic_with_its_lease_file_and_reservation():
     s = spec([vm(1, vlans=(400, 100)), vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)
     cmd = plans.lease_wait_command(s, 60)
-    assert cmd.argv[:5] == ("sh", "-c", plans.SH_WAIT_LEASES, "sp-leases", "60")
+    assert cmd.argv[:5] == ("sh", "-c", shell.SH_WAIT_LEASES, "sp-leases", "60")
     assert cmd.argv[5:] == (
         "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0), "-", "wait", "vm1.eth0",
         "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(1, 1), "10.64.100.10", "wait", "vm1.eth1",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from provisioning import plans
-from provisioning.plans import HostCommand, destroy_plan, sh
+from provisioning.plans import HostCommand, destroy_plan, sh, shell
 from provisioning.scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, render_script, shell_text
 
 from .factories import spec, vm
@@ -115,12 +115,12 @@ def test_rmdir_if_empty(tmp_path):
     f = tmp_path / "d" / "file"
     f.parent.mkdir()
     f.write_text("x\n")
-    assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
+    assert sh_run(sh(shell.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
     assert f.parent.exists()  # not empty: kept
     f.unlink()
-    assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
+    assert sh_run(sh(shell.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0
     assert not f.parent.exists()
-    assert sh_run(sh(plans.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0  # already gone
+    assert sh_run(sh(shell.SH_RMDIR_IF_EMPTY, "r", str(f.parent))).returncode == 0  # already gone
 
 
 def test_pidfile_check_and_kill_only_touch_the_process_that_names_the_pidfile(tmp_path):
@@ -131,17 +131,17 @@ def test_pidfile_check_and_kill_only_touch_the_process_that_names_the_pidfile(tm
     try:
         pidfile.write_text(f"{ours.pid}\n")
         other.write_text(f"{stranger.pid}\n")  # a pid file pointing at a process that is not its own
-        assert sh_run(sh(plans.SH_PIDFILE_ALIVE, "a", str(pidfile))).returncode == 0
-        assert sh_run(sh(plans.SH_PIDFILE_ALIVE, "a", str(other))).returncode != 0
-        assert sh_run(sh(plans.SH_KILL_PIDFILE, "k", str(other))).returncode == 0
+        assert sh_run(sh(shell.SH_PIDFILE_ALIVE, "a", str(pidfile))).returncode == 0
+        assert sh_run(sh(shell.SH_PIDFILE_ALIVE, "a", str(other))).returncode != 0
+        assert sh_run(sh(shell.SH_KILL_PIDFILE, "k", str(other))).returncode == 0
         assert stranger.poll() is None and not other.exists()
         started = time.monotonic()
         # `ours` stays a zombie until we reap it below: the kill must not wait out its 10 s grace for it
-        assert sh_run(sh(plans.SH_KILL_PIDFILE, "k", str(pidfile))).returncode == 0
+        assert sh_run(sh(shell.SH_KILL_PIDFILE, "k", str(pidfile))).returncode == 0
         assert time.monotonic() - started < 5 and not pidfile.exists()
         assert ours.wait(timeout=15) is not None
-        assert sh_run(sh(plans.SH_PIDFILE_ALIVE, "a", str(pidfile))).returncode != 0
-        assert sh_run(sh(plans.SH_KILL_PIDFILE, "k", str(pidfile))).returncode == 0  # already gone
+        assert sh_run(sh(shell.SH_PIDFILE_ALIVE, "a", str(pidfile))).returncode != 0
+        assert sh_run(sh(shell.SH_KILL_PIDFILE, "k", str(pidfile))).returncode == 0  # already gone
     finally:
         for p in (ours, stranger):
             if p.poll() is None:
@@ -158,7 +158,7 @@ def test_wait_leases_reports_found_and_missing(tmp_path):
     leases = tmp_path / "dnsmasq.leases"
     leases.write_text("1999999999 52:54:00:00:01:01 10.64.100.10 vm1 01:52:54:00:00:01:01\n")
     argv = sh(
-        plans.SH_WAIT_LEASES, "l", "1",
+        shell.SH_WAIT_LEASES, "l", "1",
         str(leases), "52:54:00:00:01:01", "10.64.100.10", "wait", "vm1.eth1",
         str(tmp_path / "none"), "52:54:00:aa:bb:cc", "-", "wait", "vm2.eth1",
     )  # fmt: skip
@@ -175,7 +175,7 @@ def test_wait_leases_fails_naming_the_nic_whose_lease_is_not_its_reservation(tmp
         "1999999999 52:54:00:00:01:01 10.64.100.10 vm1 *\n1999999999 52:54:00:00:02:01 10.64.100.202 vm2 *\n"
     )
     argv = sh(
-        plans.SH_WAIT_LEASES, "l", "30",
+        shell.SH_WAIT_LEASES, "l", "30",
         str(leases), "52:54:00:00:01:01", "10.64.100.201", "wait", "vm1.eth1",
         str(leases), "52:54:00:00:02:01", "10.64.100.202", "wait", "vm2.eth1",
     )  # fmt: skip
@@ -192,7 +192,7 @@ def test_wait_leases_only_reads_the_nics_of_guests_left_running(tmp_path):
     leases = tmp_path / "dnsmasq.leases"
     leases.write_text("1999999999 52:54:00:00:01:01 10.64.100.10 vm1 *\n")
     argv = sh(
-        plans.SH_WAIT_LEASES, "l", "30",
+        shell.SH_WAIT_LEASES, "l", "30",
         str(leases), "52:54:00:00:01:01", "10.64.100.10", "read", "vm1.eth1",
         str(leases), "52:54:00:00:02:01", "10.64.100.11", "read", "vm2.eth1",
     )  # fmt: skip
@@ -204,9 +204,9 @@ def test_wait_leases_only_reads_the_nics_of_guests_left_running(tmp_path):
 
 def test_console_tail(tmp_path):
     log = tmp_path / "console.log"
-    assert sh_run(sh(plans.SH_CONSOLE_TAIL, "c", str(log), "10")).stdout.strip() == "(no console log yet)"
+    assert sh_run(sh(shell.SH_CONSOLE_TAIL, "c", str(log), "10")).stdout.strip() == "(no console log yet)"
     log.write_text("boot...\nSP: READY\n")
-    assert sh_run(sh(plans.SH_CONSOLE_TAIL, "c", str(log), "10")).stdout == "SP: READY\n"
+    assert sh_run(sh(shell.SH_CONSOLE_TAIL, "c", str(log), "10")).stdout == "SP: READY\n"
 
 
 def test_kvm_probe_detects_what_really_runs():
