@@ -72,6 +72,8 @@ def test_import_a_file_and_see_errors_by_field(page, ui_user, inventory, tmp_pat
 
     pg.get_by_test_id("open-import").click()
     dialog = pg.locator("#import-dialog")
+    dialog.get_by_test_id("import-submit").click()  # no file chosen: said under the field, no request
+    expect(dialog.locator('[data-error-for="file"]')).to_have_text("Choose a YAML or JSON file.")
     dialog.get_by_label("File").set_input_files(str(bad))
     pg.console.allow(r"status of 400")  # the browser logs the refused request itself
     dialog.get_by_test_id("import-submit").click()
