@@ -239,7 +239,7 @@ importForm.addEventListener("submit", async (event) => {
   clearFormErrors(importForm);
   const { file, name } = formValues(importForm);
   if (!file) {
-    showFormErrors(importForm, new ApiError(400, { file: ["Choose a YAML or JSON file."] }));
+    showFormErrors(importForm, new ApiError(400, { detail: "Choose a file.", errors: { file: ["Choose a YAML or JSON file."] } }));
     return;
   }
   const body = new FormData();
@@ -252,22 +252,14 @@ importForm.addEventListener("submit", async (event) => {
     window.location.assign(designerUrl(created.id));
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
-    // Errors inside the document name their path (vms[1].name): show them with the file.
-    const byPath = err.body && typeof err.body.errors === "object" ? err.body.errors : null;
-    if (byPath && Object.keys(byPath).some((key) => key !== "name" && key !== "file")) {
-      // Every problem of the document, by field path, under the file it came from.
-      const lines = Object.entries(byPath).map(([path, messages]) => `${path}: ${[].concat(messages).join(" ")}`);
-      err.fields = { file: lines.join("\n") };
-      showFormErrors(importForm, err);
-      return;
-    }
+    // Errors inside the document name their path (vms[1].name): show them under the file field.
     const fields = {};
     const inFile = [];
     for (const [key, message] of Object.entries(err.fields)) {
       if (key === "name" || key === "file") fields[key] = message;
       else inFile.push(`${key}: ${message}`);
     }
-    if (inFile.length) fields.file = [fields.file, ...inFile].filter(Boolean).join(" ");
+    if (inFile.length) fields.file = [fields.file, ...inFile].filter(Boolean).join("\n");
     err.fields = fields;
     showFormErrors(importForm, err);
   }
