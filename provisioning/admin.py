@@ -5,6 +5,7 @@ retries failed ones through the same service the API uses. The RQ dashboard
 (/admin/rq/) is linked from the deployment list and from each deployment's job.
 """
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -42,7 +43,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     list_select_related = ["slice", "requested_by"]
     inlines = [DeploymentStepInline]
-    actions = ["retry_failed"]
+    actions = ["retry_failed", "cancel_jobs"]
     readonly_fields = [
         "slice",
         "kind",
@@ -89,10 +90,20 @@ class DeploymentAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Deployment {deployment.pk} retried as deployment {new.pk}.")
 
+    @admin.action(description="Cancel the selected queued or running jobs")
+    def cancel_jobs(self, request, queryset):
+        for deployment in queryset:
+            try:
+                services.cancel_request(deployment=deployment, user=request.user)
+            except ServiceError as exc:
+                self.message_user(request, f"Deployment {deployment.pk}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(
+                    request, f"Deployment {deployment.pk}: cancel asked (it stops at a step boundary)."
+                )
+
 
 def _queue_index() -> int:
     """The django-rq dashboard's index of the "provisioning" queue."""
-    from django.conf import settings
-
     names = list(settings.RQ_QUEUES)
     return names.index("provisioning") if "provisioning" in names else 0

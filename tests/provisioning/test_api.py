@@ -208,7 +208,15 @@ def test_admin_pages_and_retry_action(client, inventory, user, staff_user, make_
     )
     assert r.status_code == 200
     assert Deployment.objects.filter(slice=s).count() == 2
-    assert Deployment.objects.exclude(pk=dep.pk).get(slice=s).status == "queued"
+    retried = Deployment.objects.exclude(pk=dep.pk).get(slice=s)
+    assert retried.status == "queued"
+    # the admin cancels a queued job at once (a running one at its next step boundary)
+    r = client.post(
+        "/admin/provisioning/deployment/", {"action": "cancel_jobs", "_selected_action": [retried.pk]}, follow=True
+    )
+    assert r.status_code == 200 and b"cancel asked" in r.content
+    retried.refresh_from_db()
+    assert retried.status == "cancelled" and "before it started" in retried.error
 
 
 def test_a_poll_gets_only_the_steps_changed_since_its_last_read(api, inventory, user, make_slice):
