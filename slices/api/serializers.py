@@ -70,6 +70,8 @@ class InterfaceSerializer(serializers.ModelSerializer):
 
 
 class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A VM of one of your slices, with its interfaces (eth0 management, eth1.. data)."""
+
     slice = OwnedRelatedField(model=Slice, owner_path="owner", noun="slice")
     name = NameField()
     flavor = serializers.PrimaryKeyRelatedField(
@@ -161,6 +163,8 @@ class LinkSerializer(StrictTypesMixin, serializers.ModelSerializer):
 
 
 class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A slice: a design of VMs and links, and its deployment status."""
+
     name = NameField()
     description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     owner = serializers.CharField(source="owner.username", read_only=True)
