@@ -202,6 +202,15 @@ SLICE_LINK_SUPERNET = os.environ.get("SLICE_LINK_SUPERNET", "10.64.0.0/12")
 SLICE_QUOTA_VMS = int(os.environ.get("SLICE_QUOTA_VMS", "64"))
 SLICE_QUOTA_VCPUS = int(os.environ.get("SLICE_QUOTA_VCPUS", "128"))
 SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
+# containerlab imports: node image or kind -> this installation's image name, written
+# "kind=image,kind2=image2,*=image3" ("*": any other kind; an empty image: the default
+# image). Empty (the default): every kind gets the default image. See docs/slices-as-code.md.
+SLICE_CLAB_IMAGE_MAP = {
+    key.strip(): value.strip() or None
+    for key, _, value in (
+        item.partition("=") for item in os.environ.get("SLICE_CLAB_IMAGE_MAP", "").split(",") if item.strip()
+    )
+}
 
 # --- Provisioning ----------------------------------------------------------------------
 # Local lab state (see `manage.py lab up`). A short absolute path: the lab's unix

@@ -12,6 +12,11 @@ The document (``version: 1``)::
     links:
       - [vm1:eth1, vm2:eth1]
 
+``data_interfaces_count`` may be left out: the VM then gets as many data
+interfaces as its highest linked one needs (``eth3`` linked: 3), at least one.
+``x``/``y`` may be left out too: a new VM is then laid out on a grid, an
+existing one keeps its place (``slices.apply``).
+
 Flavors and images are referred to by name (ids differ between installations);
 VLANs, subnets, addresses, MACs and placement are not part of a design: the
 importing installation allocates its own. An export is canonical (VMs by name,
@@ -26,7 +31,7 @@ the path of the field that has it (``vms[2].name``, ``links[0][1]``).
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -45,6 +50,10 @@ MAX_LINKS = 2048
 MAX_DEPTH = 16
 DESCRIPTION_MAX_LENGTH = 2000
 COORD_LIMIT = 1_000_000.0
+# VMs a document places nowhere are laid out in rows (designer canvas units).
+GRID_COLUMNS = 8
+GRID_STEP = 140.0
+GRID_ORIGIN = 80.0
 
 ENDPOINT_RE = re.compile(r"\A(?P<vm>[^:]+):(?P<iface>[^:]+)\Z")
 VM_FIELDS = ("name", "flavor", "image", "data_interfaces_count", "internet_enabled", "x", "y")
@@ -67,8 +76,10 @@ class VMSpec:
     image: str | None = None
     data_interfaces_count: int = 1
     internet_enabled: bool = False
-    x: float = 0.0
-    y: float = 0.0
+    x: float | None = None
+    y: float | None = None
+    # False when the document left data_interfaces_count out (it was inferred from the links).
+    count_given: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,7 +217,9 @@ def _parse_vm(raw: Any, path: str, errors: _Errors) -> VMSpec | None:
         if value is not None and (not isinstance(value, str) or not value or len(value) > 64):
             errors.add(f"{path}.{key}", f"The {key} is given by its name (a string).")
             ok = False
-    count = raw.get("data_interfaces_count", 1)
+    count_given = "data_interfaces_count" in raw
+    # Not given: inferred from the links afterwards (the links may use any interface up to the maximum).
+    count = raw.get("data_interfaces_count", MAX_DATA_INTERFACES)
     if not _is_int(count) or not 0 <= count <= MAX_DATA_INTERFACES:
         errors.add(f"{path}.data_interfaces_count", f"A whole number from 0 to {MAX_DATA_INTERFACES}.")
         ok = False
@@ -215,7 +228,7 @@ def _parse_vm(raw: Any, path: str, errors: _Errors) -> VMSpec | None:
         errors.add(f"{path}.internet_enabled", "true or false.")
         ok = False
     for key in ("x", "y"):
-        if not _is_number(raw.get(key, 0)):
+        if raw.get(key) is not None and not _is_number(raw[key]):
             errors.add(f"{path}.{key}", f"A number between -{COORD_LIMIT:.0f} and {COORD_LIMIT:.0f}.")
             ok = False
     if not ok:
@@ -226,8 +239,9 @@ def _parse_vm(raw: Any, path: str, errors: _Errors) -> VMSpec | None:
         image=raw.get("image"),
         data_interfaces_count=count,
         internet_enabled=internet,
-        x=float(raw.get("x", 0)),
-        y=float(raw.get("y", 0)),
+        x=float(raw["x"]) if raw.get("x") is not None else None,
+        y=float(raw["y"]) if raw.get("y") is not None else None,
+        count_given=count_given,
     )
 
 
@@ -250,7 +264,10 @@ def _parse_endpoint(raw: Any, path: str, vms: dict[str, VMSpec], errors: _Errors
         errors.add(path, f"{vm_name}:eth0 is the management interface and is never linked; use eth1 or above.")
         return None
     if index > vm.data_interfaces_count:
-        errors.add(path, f"VM {vm_name!r} has no {name}: its data_interfaces_count is {vm.data_interfaces_count}.")
+        if not vm.count_given:
+            errors.add(path, f"{name} is beyond the largest interface, eth{MAX_DATA_INTERFACES}.")
+        else:
+            errors.add(path, f"VM {vm_name!r} has no {name}: its data_interfaces_count is {vm.data_interfaces_count}.")
         return None
     return vm_name, index
 
@@ -341,7 +358,22 @@ def parse_document(data: Any, *, name: str | None = None) -> SliceDocument:
         vms[vm.name] = vm
     links = _parse_links(data.get("links"), vms, errors)
     errors.raise_if_any()
-    return SliceDocument(name=name, description=description, vms=list(vms.values()), links=links)
+    return SliceDocument(name=name, description=description, vms=_infer_counts(list(vms.values()), links), links=links)
+
+
+def _infer_counts(vms: list[VMSpec], links: list[LinkSpec]) -> list[VMSpec]:
+    """Give each VM whose document left ``data_interfaces_count`` out the count its links need (at least 1)."""
+    highest: dict[str, int] = {}
+    for link in links:
+        for vm, index in ((link.vm_a, link.iface_a), (link.vm_b, link.iface_b)):
+            highest[vm] = max(highest.get(vm, 0), index)
+    return [vm if vm.count_given else replace(vm, data_interfaces_count=max(1, highest.get(vm.name, 0))) for vm in vms]
+
+
+def grid_position(index: int) -> tuple[float, float]:
+    """Canvas position of the ``index``-th VM placed without coordinates: rows of ``GRID_COLUMNS``."""
+    row, column = divmod(index, GRID_COLUMNS)
+    return GRID_ORIGIN + column * GRID_STEP, GRID_ORIGIN + row * GRID_STEP
 
 
 # --- writing ---------------------------------------------------------------------------

@@ -62,3 +62,28 @@ def slice_detail_queryset(*, user: AbstractBaseUser) -> QuerySet[Slice]:
         Prefetch("links", queryset=Link.objects.select_related("a__vm", "b__vm")),
         "vlan_blocks",
     )
+
+
+def slice_status(*, slice_obj: Slice) -> dict:
+    """The compact status of a slice: per VM its host, status and addressed interfaces (two queries).
+
+    Small enough to poll every second for a slice of hundreds of VMs (see docs/slices-as-code.md).
+    """
+    interfaces: dict[int, list[dict]] = {}
+    rows = (
+        Interface.objects.filter(vm__slice=slice_obj, vlan__isnull=False)
+        .order_by("vm_id", "index")
+        .values_list("vm_id", "index", "vlan", "ip_address", "lease_address")
+    )
+    for vm_id, index, vlan, ip, lease in rows:
+        interfaces.setdefault(vm_id, []).append({"name": f"eth{index}", "vlan": vlan, "ip": ip, "lease": lease})
+    vms = VM.objects.filter(slice=slice_obj).order_by("name").values_list("pk", "name", "host__name", "status")
+    return {
+        "id": slice_obj.pk,
+        "name": slice_obj.name,
+        "status": slice_obj.status,
+        "vms": [
+            {"name": name, "host": host, "status": status, "interfaces": interfaces.get(pk, [])}
+            for pk, name, host, status in vms
+        ],
+    }

@@ -19,7 +19,7 @@ from inventory.models import Flavor, Host, Image
 
 from . import ipam, topologies, vlans
 from .errors import Conflict, InvalidRequest, ServiceError
-from .io import SliceDocument
+from .io import SliceDocument, grid_position
 from .models import INTERNET_VLAN, VM, Interface, Link, Slice
 from .naming import MAX_DATA_INTERFACES, NAME_HELP, iface_index, iface_name, is_valid_name
 from .quotas import check_quota
@@ -565,8 +565,9 @@ def slice_import(*, owner: AbstractBaseUser, document: SliceDocument, name: str 
                 image=image,
                 data_interfaces_count=spec.data_interfaces_count,
                 internet_enabled=spec.internet_enabled,
-                x=spec.x,
-                y=spec.y,
+                # Left out of the document: a grid, so an imported topology is readable in the designer.
+                x=spec.x if spec.x is not None else grid_position(i)[0],
+                y=spec.y if spec.y is not None else grid_position(i)[1],
             )
         except ServiceError as exc:
             raise _at(f"vms[{i}]", exc) from exc

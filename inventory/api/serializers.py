@@ -10,12 +10,16 @@ HOST_PRIVATE_FIELDS = ("ssh_port", "ssh_user", "ssh_key_path", "state_dir")
 
 
 class FlavorSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A flavor: the vCPUs, RAM and disk a VM gets."""
+
     class Meta:
         model = Flavor
         fields = ["id", "name", "vcpus", "ram_mib", "disk_gib", "is_default"]
 
 
 class ImageSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A guest image VMs boot (a kernel and initrd, or a disk)."""
+
     kind = NamedChoiceField(choices=Image.Kind.choices, enum_name="ImageKindEnum", required=False)
 
     class Meta:

@@ -70,6 +70,8 @@ class InterfaceSerializer(serializers.ModelSerializer):
 
 
 class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A VM of one of your slices, with its interfaces (eth0 management, eth1.. data)."""
+
     slice = OwnedRelatedField(model=Slice, owner_path="owner", noun="slice")
     name = NameField()
     flavor = serializers.PrimaryKeyRelatedField(
@@ -161,6 +163,8 @@ class LinkSerializer(StrictTypesMixin, serializers.ModelSerializer):
 
 
 class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A slice: a design of VMs and links, and its deployment status."""
+
     name = NameField()
     description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     owner = serializers.CharField(source="owner.username", read_only=True)
@@ -251,3 +255,114 @@ class ImportUploadSerializer(serializers.Serializer):
 
     file = serializers.FileField()
     name = serializers.CharField(required=False, help_text="Import under this name instead of the document's.")
+
+
+# --- slices as code: apply, import reports, compact status -----------------------------------
+
+
+class InterfaceMappingSerializer(serializers.Serializer):
+    """A containerlab interface name and the guest interface it became."""
+
+    node = serializers.CharField()
+    interface = serializers.CharField(help_text="The name in the containerlab file (e1-1, Ethernet1, ...).")
+    mapped = serializers.CharField(help_text="The guest's interface (ethN).")
+    rule = serializers.CharField(help_text="The rule that mapped it (see docs/slices-as-code.md).")
+
+
+class ImportWarningSerializer(serializers.Serializer):
+    """Something of the document a slice cannot represent; ``node`` is ``*`` for the whole topology."""
+
+    node = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ImportReportMixin(serializers.Serializer):
+    source = serializers.ChoiceField(choices=["slice", "containerlab"], help_text="The document's format.")
+    interfaces = InterfaceMappingSerializer(many=True, help_text="Interface names that were changed.")
+    warnings = ImportWarningSerializer(many=True, help_text="What was not represented, per node.")
+
+
+class SliceImportResultSerializer(SliceDetailSerializer):
+    """The imported slice, with what reading the document reported (schema only)."""
+
+    source = serializers.CharField(read_only=True)
+    interfaces = InterfaceMappingSerializer(many=True, read_only=True)
+    warnings = ImportWarningSerializer(many=True, read_only=True)
+
+    class Meta(SliceDetailSerializer.Meta):
+        fields = [*SliceDetailSerializer.Meta.fields, "source", "interfaces", "warnings"]
+
+
+class SliceRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+
+
+class AddedVMSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    flavor = serializers.CharField(allow_null=True)
+    image = serializers.CharField(allow_null=True)
+    data_interfaces_count = serializers.IntegerField()
+    internet_enabled = serializers.BooleanField()
+
+
+class ChangedVMSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    changes = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
+        help_text="field -> [old, new]",
+    )
+
+
+class VMDiffSerializer(serializers.Serializer):
+    added = AddedVMSerializer(many=True)
+    removed = serializers.ListField(child=serializers.CharField())
+    changed = ChangedVMSerializer(many=True)
+
+
+class LinkDiffSerializer(serializers.Serializer):
+    added = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+    removed = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class SliceDiffSerializer(serializers.Serializer):
+    vms = VMDiffSerializer()
+    links = LinkDiffSerializer()
+    description = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="[old, new]")
+
+
+class ApplyResultSerializer(ImportReportMixin):
+    """What applying a document did (or, with ``dry_run``, would do)."""
+
+    slice = SliceRefSerializer(allow_null=True, help_text="null: a dry run for a slice that does not exist yet.")
+    created = serializers.BooleanField()
+    changed = serializers.BooleanField()
+    dry_run = serializers.BooleanField()
+    redeploy_needed = serializers.BooleanField(help_text="The slice is deployed and its design changed.")
+    summary = serializers.CharField(help_text="unchanged, created: ..., or changed: ...")
+    diff = SliceDiffSerializer()
+    lines = serializers.ListField(child=serializers.CharField(), help_text="The diff as +/-/~ lines.")
+
+
+class StatusInterfaceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    vlan = serializers.IntegerField()
+    ip = serializers.IPAddressField(allow_null=True, help_text="The address reserved for it.")
+    lease = serializers.IPAddressField(allow_null=True, help_text="What DHCP leased, once seen.")
+
+
+class StatusVMSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    host = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    interfaces = StatusInterfaceSerializer(many=True, help_text="Interfaces on a VLAN only.")
+
+
+class SliceStatusSerializer(serializers.Serializer):
+    """A slice's compact status, cheap to poll (two queries whatever the size)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    vms = StatusVMSerializer(many=True)

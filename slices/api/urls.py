@@ -4,6 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import views
+from .auth import ObtainTokenView
 
 router = SimpleRouter()
 router.register("slices", views.SliceViewSet, basename="slice")
@@ -13,6 +14,7 @@ router.register("interfaces", views.InterfaceViewSet, basename="interface")
 
 urlpatterns = [
     path("me/", views.me, name="me"),
+    path("auth/token/", ObtainTokenView.as_view(), name="auth-token"),
     path("templates/", views.TemplateListView.as_view(), name="templates"),
     path("", include(router.urls)),
 ]

@@ -19,20 +19,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from slices import io, quotas, selectors, services, topologies
+from slices import apply, io, quotas, selectors, services, topologies
 from slices.errors import InvalidRequest, PayloadTooLarge
 from slices.models import VM, Interface, Link, Slice
 
 from .params import filter_by_id, id_parameter
 from .renderers import DOCUMENT_PARSERS, JSONDocumentRenderer, RawDocument, YAMLDocumentRenderer
 from .serializers import (
+    ApplyResultSerializer,
     FromTemplateSerializer,
     ImportUploadSerializer,
     InterfaceSerializer,
     LinkSerializer,
     SliceDetailSerializer,
     SliceDocumentSerializer,
+    SliceImportResultSerializer,
     SliceSerializer,
+    SliceStatusSerializer,
     TopologyKindSerializer,
     VMSerializer,
 )
@@ -49,6 +52,44 @@ def _schema_only(view) -> bool:
 def _id_filter(param: str, what: str):
     """Schema of an ``?param=ID`` list filter."""
     return extend_schema(parameters=[id_parameter(param, f"Only {what}.")])
+
+
+def _read_document(request: Request) -> tuple[object, str | None]:
+    """The loaded document of an import or apply request (the body, or a file field ``file``) and ``?name=``."""
+    limit = io.max_bytes()
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"The document is {length} bytes; the limit is {limit} bytes.", field="file")
+    name = request.query_params.get("name")
+    data = request.data
+    if isinstance(data, RawDocument):
+        loaded = io.load_text(data.data, fmt=data.fmt)
+    else:
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidRequest(
+                "Send the document as the request body (JSON or YAML) or as a file field named 'file'.",
+                field="file",
+            )
+        if upload.size > limit:
+            raise PayloadTooLarge(f"The document is {upload.size} bytes; the limit is {limit} bytes.", field="file")
+        suffix = (upload.name or "").rsplit(".", 1)[-1].lower()
+        fmt = {"json": "json", "yaml": "yaml", "yml": "yaml"}.get(suffix)
+        loaded = io.load_text(upload.read(limit + 1), fmt=fmt)
+        name = name or data.get("name") or None
+    return loaded, name or None
+
+
+def _report(topology: apply.Topology) -> dict:
+    """What reading the document reported: its source, the interfaces renamed, what was not represented."""
+    return {"source": topology.source, "interfaces": topology.interfaces, "warnings": topology.warnings}
+
+
+def _flag(request: Request, param: str) -> bool:
+    raw = request.query_params.get(param, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise InvalidRequest(f"?{param}= is true or false.", field=param)
+    return raw in ("true", "1")
 
 
 @extend_schema_view(
@@ -68,7 +109,7 @@ class SliceViewSet(viewsets.ModelViewSet):
             qs = selectors.slice_list(user=self.request.user)
             name = self.request.query_params.get("name")
             return qs if name is None else qs.filter(name=name)
-        if self.action == "export":
+        if self.action in ("export", "compact_status"):
             return selectors.slice_list(user=self.request.user)
         return selectors.slice_detail_queryset(user=self.request.user)
 
@@ -148,7 +189,7 @@ class SliceViewSet(viewsets.ModelViewSet):
         },
         parameters=[OpenApiParameter("name", str, description="Import under this name instead of the document's.")],
         responses={
-            201: SliceDetailSerializer,
+            201: SliceImportResultSerializer,
             400: OpenApiResponse(description="The document is invalid; `errors` lists every problem by field path."),
             413: OpenApiResponse(description="The document is larger than the limit."),
         },
@@ -160,35 +201,70 @@ class SliceViewSet(viewsets.ModelViewSet):
         parser_classes=[*DOCUMENT_PARSERS, MultiPartParser],
     )
     def import_document(self, request: Request) -> Response:
-        """Create a slice from a YAML or JSON document: the body itself, or a file field ``file``.
+        """Create a slice from a YAML or JSON document (ours or containerlab's): the body, or a file field ``file``.
 
         The whole slice is created or nothing is. Errors name the field path
         (``vms[2].name``); ``?name=`` imports a copy under another name.
         """
-        limit = io.max_bytes()
-        length = request.META.get("CONTENT_LENGTH") or ""
-        if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"The document is {length} bytes; the limit is {limit} bytes.", field="file")
-        name = request.query_params.get("name")
-        data = request.data
-        if isinstance(data, RawDocument):
-            loaded = io.load_text(data.data, fmt=data.fmt)
-        else:
-            upload = request.FILES.get("file")
-            if upload is None:
-                raise InvalidRequest(
-                    "Send the document as the request body (JSON or YAML) or as a file field named 'file'.",
-                    field="file",
-                )
-            if upload.size > limit:
-                raise PayloadTooLarge(f"The document is {upload.size} bytes; the limit is {limit} bytes.", field="file")
-            suffix = (upload.name or "").rsplit(".", 1)[-1].lower()
-            fmt = {"json": "json", "yaml": "yaml", "yml": "yaml"}.get(suffix)
-            loaded = io.load_text(upload.read(limit + 1), fmt=fmt)
-            name = name or data.get("name") or None
-        document = io.parse_document(loaded, name=name or None)
-        slice_obj = services.slice_import(owner=request.user, document=document)
-        return self._detail(slice_obj, status.HTTP_201_CREATED)
+        loaded, name = _read_document(request)
+        topology = apply.read_topology(loaded, name=name)
+        slice_obj = services.slice_import(owner=request.user, document=topology.document)
+        response = self._detail(slice_obj, status.HTTP_201_CREATED)
+        response.data = {**response.data, **_report(topology)}
+        return response
+
+    @extend_schema(
+        request={
+            "application/json": SliceDocumentSerializer,
+            "application/yaml": OpenApiTypes.STR,
+            "text/plain": OpenApiTypes.STR,
+            "multipart/form-data": ImportUploadSerializer,
+        },
+        parameters=[
+            OpenApiParameter("dry_run", OpenApiTypes.BOOL, description="true: only say what would change."),
+            OpenApiParameter("name", str, description="Apply to this slice name instead of the document's."),
+        ],
+        responses={
+            200: ApplyResultSerializer,
+            201: ApplyResultSerializer,
+            400: OpenApiResponse(description="The document is invalid; `errors` lists every problem by field path."),
+            409: OpenApiResponse(description="A job runs on the slice: wait for it."),
+            413: OpenApiResponse(description="The document is larger than the limit."),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="apply", parser_classes=[*DOCUMENT_PARSERS, MultiPartParser])
+    def apply_document(self, request: Request) -> Response:
+        """Create your slice named in a document (ours or containerlab's), or bring it to the document.
+
+        Answers the difference (``diff``, ``lines``, ``summary``: ``unchanged`` when
+        there is none); with ``?dry_run=true`` nothing changes. The change is atomic.
+        A deployed slice is not redeployed here: ``redeploy_needed`` says to call
+        ``/api/slices/{id}/redeploy/``.
+        """
+        dry_run = _flag(request, "dry_run")
+        loaded, name = _read_document(request)
+        topology = apply.read_topology(loaded, name=name)
+        result = apply.slice_apply(owner=request.user, document=topology.document, dry_run=dry_run)
+        code = status.HTTP_201_CREATED if result["created"] and not dry_run else status.HTTP_200_OK
+        return Response({**result, **_report(topology)}, status=code)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("slice_name", str, OpenApiParameter.PATH, description="The slice's name.")],
+        responses={200: SliceDetailSerializer},
+    )
+    @action(detail=False, methods=["get"], url_path=r"by-name/(?P<slice_name>[^/]+)")
+    def by_name(self, request: Request, slice_name: str) -> Response:
+        """Your slice of exactly this name (another user's slice of the same name is not found)."""
+        slice_obj = apply.find_slice(owner=request.user, name=slice_name)
+        if slice_obj is None:
+            raise Http404
+        return self._detail(slice_obj)
+
+    @extend_schema(responses={200: SliceStatusSerializer})
+    @action(detail=True, methods=["get"], url_path="status")
+    def compact_status(self, request: Request, pk=None) -> Response:
+        """The compact status to poll: per VM its host, status and addressed interfaces."""
+        return Response(selectors.slice_status(slice_obj=self.get_object()))
 
     @extend_schema(request=FromTemplateSerializer, responses={201: SliceDetailSerializer})
     @action(detail=False, methods=["post"], url_path="from-template", serializer_class=FromTemplateSerializer)

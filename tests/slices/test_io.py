@@ -7,7 +7,7 @@ import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from inventory.models import Flavor
-from slices import services
+from slices import io, services
 from slices.models import VM, Interface, Link, Slice, UserQuota
 
 from .helpers import vms_of
@@ -133,7 +133,16 @@ BAD = [
     ({"name": "x", "vms": [{"name": "a", "x": "left"}]}, "vms[0].x", "A number"),
     ({"name": "x", "vms": [{"name": "a"}], "links": [["a:eth1", "z:eth1"]]}, "links[0][1]", "No VM named 'z'"),
     ({"name": "x", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a:eth0", "b:eth1"]]}, "links[0][0]", "eth0"),
-    ({"name": "x", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a:eth2", "b:eth1"]]}, "links[0][0]", "no eth2"),
+    (
+        {
+            "name": "x",
+            "vms": [{"name": "a", "data_interfaces_count": 1}, {"name": "b"}],
+            "links": [["a:eth2", "b:eth1"]],
+        },
+        "links[0][0]",
+        "no eth2",
+    ),
+    ({"name": "x", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a:eth17", "b:eth1"]]}, "links[0][0]", "eth16"),
     ({"name": "x", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a:eth1", "a:eth1"]]}, "links[0]", "distinct"),
     ({"name": "x", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a-eth1", "b:eth1"]]}, "links[0][0]", "vm:ethN"),
     ({"name": "x", "vms": [{"name": "a"}, {"name": "b"}], "links": [["a:eth1"]]}, "links[0]", "pair"),
@@ -257,3 +266,15 @@ def test_import_under_an_existing_name_is_refused(api, rich):
     assert "name" in r.json()["errors"] and "already have a slice named 'rich'" in r.json()["detail"]
     r = api.post("/api/slices/import/?name=a%20b", exported, content_type="application/yaml")
     assert r.status_code == 400 and "name" in r.json()["errors"]
+
+
+def test_data_interfaces_are_inferred_from_the_links_when_not_given():
+    doc = io.parse_document(
+        {
+            "name": "x",
+            "vms": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d", "data_interfaces_count": 4}],
+            "links": [["a:eth3", "b:eth1"], ["d:eth1", "a:eth1"]],
+        }
+    )
+    counts = {vm.name: vm.data_interfaces_count for vm in doc.vms}
+    assert counts == {"a": 3, "b": 1, "c": 1, "d": 4}  # the highest linked NIC, at least one; given counts kept

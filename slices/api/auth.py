@@ -1,0 +1,41 @@
+"""API tokens for scripts and ``slicectl login``: username and password in, the user's token out."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"})
+
+
+class ObtainTokenView(ObtainAuthToken):
+    """The user's API token (created on first use); send it as ``Authorization: Token ...``.
+
+    JSON bodies only, like the rest of the API. Wrong credentials are a 400 with
+    the API's error body. The token is the same until an operator deletes it in
+    the admin (which logs every client using it out).
+    """
+
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+
+    @extend_schema(
+        summary="Get an API token",
+        request=TokenRequestSerializer,
+        responses={
+            200: inline_serializer("Token", {"token": serializers.CharField(), "username": serializers.CharField()}),
+            400: OpenApiResponse(description="Wrong username or password."),
+        },
+        auth=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        response = super().post(request, *args, **kwargs)
+        response.data = {**response.data, "username": request.data.get("username")}
+        return response
