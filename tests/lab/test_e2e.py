@@ -8,8 +8,10 @@ that snapshot back.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from inventory.models import Flavor, Host
 from provisioning.lab import cluster, console, guest, inventory
 from provisioning.lab.topology import INTERNET_ADDRESS, INTERNET_IF, INTERNET_NAMESPACE, NETNODE_UPLINK_ADDRESS, host
 from provisioning.models import DeploymentStep
+from slices.models import VM, Link, Slice
 from tests.lab import hoststate
 from tests.lab.conftest import E2E_REDIS_DB, LEASE_TIMINGS, _redis_url
 from tests.lab.driver import Portal, in_range, interface
@@ -308,3 +311,42 @@ def test_unreachable_host_fails_the_deployment_and_destroy_still_cleans(portal, 
 
     portal.run(s["id"], "destroy")
     assert_restored(lab, before)
+
+
+def test_containerlab_leaf_spine_applied_with_slicectl_pings_on_every_link(portal, live_server, lab):
+    """Issue 13: `slicectl apply -f leaf-spine.clab.yml --wait` on the lab; every linked pair pings."""
+    # 10 tiny guests: more than the lab's default guest capacity (2 vCPUs per worker), fine for TCG busybox.
+    Host.objects.filter(role="worker").update(vcpus=6, ram_mib=4096)
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLICECTL_")},
+        "SLICECTL_CONFIG": str(lab.paths.root / "slicectl.json"),
+        "NO_COLOR": "1",
+    }
+
+    def slicectl(*args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "slicectl", "--url", live_server.url, *args],
+            cwd=repo, env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    assert slicectl("login", "-u", "e2e", "--password-stdin", stdin="e2e-password-1\n").returncode == 0
+    requested = time.time()
+    r = slicectl("apply", "-f", str(repo / "docs" / "examples" / "leaf-spine.clab.yml"), "--wait")
+    assert r.returncode == 0, r.stderr
+    assert "slice leafspine is created: 10 VMs, 12 links" in r.stderr and "deploy leafspine: succeeded" in r.stderr
+    s = Slice.objects.get(name="leafspine")
+    portal.slices.append(s.pk)
+    portal.deployed_at[s.pk] = requested  # boot-to-lease timings count from the apply
+    links = list(Link.objects.filter(slice=s).select_related("a__vm", "b__vm"))
+    assert len(links) == 12 and len({link.vlan for link in links}) == 12
+    vms = {vm.pk: portal.get_vm({"id": vm.pk}) for vm in VM.objects.filter(slice=s)}
+    for link in links:
+        a, b = vms[link.a.vm_id], vms[link.b.vm_id]
+        lease_a, lease_b = portal.lease(a, link.a.name), portal.lease(b, link.b.name)
+        assert (lease_a.ip, lease_b.ip) == (link.a.ip_address, link.b.ip_address)  # the reservations
+        assert portal.pings(a, lease_b.ip), f"{a['name']}.{link.a.name} -> {b['name']}.{link.b.name} ({lease_b.ip})"
+    r = slicectl("destroy", "leafspine", "--wait")
+    assert r.returncode == 0, r.stderr
+    s.refresh_from_db()
+    assert s.status == "draft"
