@@ -775,6 +775,24 @@ new ResizeObserver(() => {
   }, 150);
 }).observe($("cy"));
 
+/** The import's report (interfaces renamed, what a containerlab file had that a slice cannot hold), once. */
+function showImportReport() {
+  const key = `import-report-${sliceId}`;
+  const raw = sessionStorage.getItem(key);
+  if (!raw) return;
+  sessionStorage.removeItem(key);
+  const { renamed, warnings } = JSON.parse(raw);
+  const lines = [
+    ...renamed.map((i) => `${i.node}: ${i.interface} is ${i.mapped} (${i.rule})`),
+    ...warnings.map((w) => `${w.node}: ${w.message}`),
+  ];
+  toast(`Imported with ${renamed.length} interface(s) renamed and ${warnings.length} note(s):\n${lines.join("\n")}`, {
+    kind: "info",
+    timeout: 30000,
+    testid: "import-report",
+  });
+}
+
 // --- start ------------------------------------------------------------------------------------------------
 
 wireDialogs();
@@ -785,6 +803,7 @@ wireDialogs();
     canvasError(`Could not load the slice: ${err.message}`);
     return;
   }
+  showImportReport();
   await untangle();
   await spreadIfCramped();
   if (state.vms.size) cy.fit(undefined, 70);

@@ -249,6 +249,11 @@ importForm.addEventListener("submit", async (event) => {
   try {
     const created = await withBusy(submit, () => api("slices/import/", { method: "POST", body }));
     importDialog.close();
+    // What the import had to rename or could not represent (a containerlab file): the designer shows it.
+    const renamed = (created.interfaces || []).filter((i) => i.interface !== i.mapped);
+    if (renamed.length || (created.warnings || []).length) {
+      sessionStorage.setItem(`import-report-${created.id}`, JSON.stringify({ renamed, warnings: created.warnings || [] }));
+    }
     window.location.assign(designerUrl(created.id));
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;

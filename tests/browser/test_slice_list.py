@@ -113,3 +113,24 @@ def test_field_errors_show_under_the_field_and_logout(page, ui_user, inventory):
     expect(pg).to_have_url(re.compile(r"/login/$"))
     pg.goto("/")
     expect(pg).to_have_url(re.compile(r"/login/\?next=/$"))
+
+
+def test_a_containerlab_import_shows_what_it_renamed_and_could_not_represent(page, ui_user, inventory, tmp_path):
+    """Issue 13: the designer's Import takes a .clab.yml and reports renamed interfaces and per-node notes."""
+    pg = page
+    login(pg, ui_user)
+    clab = tmp_path / "pair.clab.yml"
+    clab.write_text(
+        "name: pair\ntopology:\n  nodes:\n    a: {kind: nokia_srlinux, startup-config: a.cfg}\n    b: {kind: linux}\n"
+        "  links:\n    - endpoints: ['a:e1-1', 'b:eth1']\n"
+    )
+    pg.get_by_test_id("open-import").click()
+    dialog = pg.locator("#import-dialog")
+    dialog.get_by_label("File").set_input_files(str(clab))
+    dialog.get_by_test_id("import-submit").click()
+    expect(pg).to_have_url(re.compile(r"/slices/\d+/$"))
+    wait_ready(pg)
+    report = pg.get_by_test_id("import-report")
+    expect(report).to_contain_text("a: e1-1 is eth1")
+    expect(report).to_contain_text("startup-config")
+    shot(pg, "54-clab-import-report")
