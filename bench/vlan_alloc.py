@@ -6,15 +6,15 @@ connection) that calls ``slices.services.link_connect`` — the service the API'
 client: vm0-vm1, vm1-vm2, ...). Two modes:
 
 - ``own``: every client links inside a slice of its own (different users): the
-  slices' row locks never meet; new VLAN blocks are claimed under the global
-  advisory lock, every 15 links or so per slice;
+  slices' row locks never meet; every link claims a VLAN from the global range
+  (try-locked candidates: claimers skip each other's, nobody waits);
 - ``shared``: every client links inside one slice: the slice row lock
   serialises them (the designed behaviour for edits of one slice).
 
 The clocks start when every client is connected and waiting at a barrier. After
 each run the database is checked: a VLAN on two links, a VLAN on interfaces of
-two slices, a block held twice, or a link outside its slice's blocks is a
-duplicate (must be 0).
+two slices, or a link whose VLAN its slice does not hold is a duplicate
+(must be 0).
 
 Run:  .venv/bin/python bench/vlan_alloc.py   (PostgreSQL on localhost)
 """
@@ -102,12 +102,9 @@ def duplicates(slice_ids: list[int]) -> dict[str, int]:
             "SELECT count(*) FROM (SELECT i.vlan FROM slices_interface i JOIN slices_vm v ON v.id = i.vm_id "
             "WHERE i.vlan IS NOT NULL AND i.vlan <> 400 GROUP BY i.vlan HAVING count(DISTINCT v.slice_id) > 1) d"
         ),
-        "block held twice": (
-            "SELECT count(*) FROM (SELECT index FROM slices_vlanblock GROUP BY index HAVING count(*) > 1) d"
-        ),
         "link outside pool": (
-            "SELECT count(*) FROM slices_link l WHERE NOT EXISTS (SELECT 1 FROM slices_vlanblock b "
-            "WHERE b.slice_id = l.slice_id AND l.vlan BETWEEN b.first_vlan AND b.last_vlan)"
+            "SELECT count(*) FROM slices_link l WHERE NOT EXISTS (SELECT 1 FROM slices_slicevlan h "
+            "WHERE h.slice_id = l.slice_id AND h.vlan = l.vlan)"
         ),
         "end without the link's vlan": (
             "SELECT count(*) FROM slices_link l JOIN slices_interface a ON a.id = l.a_id "
@@ -161,7 +158,7 @@ def run_once(url: str, mode: str, clients: int, run: int) -> dict:
     slice_ids = sorted({s for s, _ in assignments})
     created = Link.objects.filter(slice_id__in=slice_ids).count()
     dup = duplicates(slice_ids)
-    Slice.objects.filter(pk__in=slice_ids).delete()  # VMs, links and VLAN blocks go with them
+    Slice.objects.filter(pk__in=slice_ids).delete()  # VMs, links and held VLANs go with them
     return {
         "mode": mode,
         "clients": clients,

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from inventory.api.fields import NamedChoiceField, StrictTypesMixin
 from inventory.models import Flavor, Host, Image
-from slices import ipam, topologies
+from slices import ipam, topologies, vlans
 from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
 from slices.naming import MAX_DATA_INTERFACES, tap_name
@@ -183,7 +183,8 @@ class SliceDetailSerializer(SliceSerializer):
         fields = [*SliceSerializer.Meta.fields, "vms", "links", "vlan_pool"]
 
     def get_vlan_pool(self, obj: Slice) -> list[str]:
-        return [str(block) for block in obj.vlan_blocks.all()]
+        """The VLANs the slice holds, as runs (``["100-102", "140"]``): its links' and any it keeps."""
+        return vlans.ranges(h.vlan for h in obj.held_vlans.all())
 
 
 # --- templates, import and export --------------------------------------------------------
