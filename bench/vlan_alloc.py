@@ -16,6 +16,9 @@ each run the database is checked: a VLAN on two links, a VLAN on interfaces of
 two slices, or a link whose VLAN its slice does not hold is a duplicate
 (must be 0).
 
+Then one bulk request per ``--bulk`` size (``POST /api/slices/{id}/links/bulk/``
+through the API in this process, a chain of that many links): links/s.
+
 Run:  .venv/bin/python bench/vlan_alloc.py   (PostgreSQL on localhost)
 """
 
@@ -175,10 +178,42 @@ def run_once(url: str, mode: str, clients: int, run: int) -> dict:
     }
 
 
+def bulk_once(links: int, run: int) -> dict:
+    """One ``POST /api/slices/{id}/links/bulk/`` of ``links`` links (a chain), through the API in-process."""
+    from rest_framework.test import APIClient
+
+    from slices import services
+    from slices.models import VM, Interface, Link, Slice
+
+    owner = make_user(f"r{run}-bulk", max_vms=links + 1)
+    slice_obj = services.slice_create(owner=owner, name=f"bulk{run}")
+    flavor, image = services.default_flavor(), services.default_image()
+    vms = VM.objects.bulk_create(
+        VM(slice=slice_obj, name=f"vm{i}", flavor=flavor, image=image, data_interfaces_count=2)
+        for i in range(links + 1)
+    )
+    Interface.objects.bulk_create(
+        Interface(vm=vm, index=i, mac=f"52:55:{vm.pk >> 16 & 255:02x}:{vm.pk >> 8 & 255:02x}:{vm.pk & 255:02x}:0{i}")
+        for vm in vms
+        for i in range(3)
+    )
+    body = {"links": [{"vm_a": a.pk, "vm_b": b.pk} for a, b in itertools.pairwise(vms)]}
+    client = APIClient(SERVER_NAME="localhost")
+    client.force_authenticate(owner)
+    t0 = time.perf_counter()
+    response = client.post(f"/api/slices/{slice_obj.pk}/links/bulk/", body, format="json")
+    wall = time.perf_counter() - t0
+    created = Link.objects.filter(slice=slice_obj).count()
+    dup = duplicates([slice_obj.pk])
+    Slice.objects.filter(pk=slice_obj.pk).delete()
+    return {"status": response.status_code, "links": created, "wall": wall, "duplicates": dup}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=CLIENTS)
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    parser.add_argument("--bulk", type=int, nargs="*", default=[500, 2000], help="links per bulk request")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
     args = parser.parse_args()
 
@@ -234,6 +269,19 @@ def main() -> None:
         )
         print("# last/first: p50 latency of each client's last tenth of links over its first tenth")
         print()
+        bulk_rows = []
+        for links in args.bulk:
+            run += 1
+            r = bulk_once(links, run)
+            dups = sum(r["duplicates"].values())
+            total_dups += dups
+            bulk_rows.append([links, r["status"], r["links"], r["wall"], r["links"] / r["wall"], dups])
+            log(f"bulk/{links}: {r['links'] / r['wall']:.0f} links/s, HTTP {r['status']}")
+        if bulk_rows:
+            print("One `POST /api/slices/{id}/links/bulk/` (API in-process: parsing, checks, VLANs, writes, response):")
+            print()
+            print(table(["links asked", "HTTP", "links made", "wall s", "links/s", "duplicates"], bulk_rows))
+            print()
         print(f"VERDICT duplicates over all runs: {total_dups} (must be 0)")
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, connection
-from django.db.models import Q
 
 from . import ipam, vlans
 from .errors import Conflict, InvalidRequest, ServiceError
@@ -44,24 +43,43 @@ class _Iface:
 
 
 class _Picture:
-    """What the rules need of the slice, read once: VMs, their interfaces, which ones carry links."""
+    """What the rules need of the slice, read once: VMs, their interfaces, which ones carry links.
+
+    Two plain SQL statements (this runs for every link anyone draws: the ORM's
+    query building would cost more than the database's work).
+    """
 
     def __init__(self, locked: Slice, vm_ids: set[int]):
-        self.vms = {vm.pk: vm for vm in VM.objects.filter(pk__in=vm_ids).only("pk", "name", "slice_id")}
-        mine = [pk for pk, vm in self.vms.items() if vm.slice_id == locked.pk]
-        self.ifaces: dict[int, list[_Iface]] = {pk: [] for pk in mine}
-        for pk, vm_id, index in (
-            Interface.objects.filter(vm_id__in=mine).order_by("vm_id", "index").values_list("pk", "vm_id", "index")
-        ):
-            self.ifaces[vm_id].append(_Iface(pk, vm_id, index))
-        self.by_pk = {i.pk: i for rows in self.ifaces.values() for i in rows}
+        ids = sorted(vm_ids)
+        marks = ", ".join(["%s"] * len(ids))
+        self.vms: dict[int, VM] = {}
+        self.ifaces: dict[int, list[_Iface]] = {}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                'SELECT v.id, v.name, v.slice_id, i.id, i."index" FROM slices_vm v '  # noqa: S608 - placeholders
+                f"LEFT JOIN slices_interface i ON i.vm_id = v.id AND v.slice_id = %s WHERE v.id IN ({marks}) "
+                'ORDER BY v.id, i."index"',
+                [locked.pk, *ids],
+            )
+            for vm_id, name, slice_id, iface_id, index in cursor.fetchall():
+                if vm_id not in self.vms:
+                    self.vms[vm_id] = VM(pk=vm_id, name=name, slice_id=slice_id)
+                    if slice_id == locked.pk:
+                        self.ifaces[vm_id] = []
+                if iface_id is not None:
+                    self.ifaces[vm_id].append(_Iface(iface_id, vm_id, index))
+            mine = list(self.ifaces) or [0]
+            marks = ", ".join(["%s"] * len(mine))
+            cursor.execute(
+                "SELECT l.a_id, l.b_id, a.vm_id, b.vm_id, l.vlan FROM slices_link l "  # noqa: S608 - placeholders
+                "JOIN slices_interface a ON a.id = l.a_id JOIN slices_interface b ON b.id = l.b_id "
+                f"WHERE l.slice_id = %s AND (a.vm_id IN ({marks}) OR b.vm_id IN ({marks}))",
+                [locked.pk, *mine, *mine],
+            )
+            rows = cursor.fetchall()
+        self.by_pk = {i.pk: i for rows_ in self.ifaces.values() for i in rows_}
         self.linked: set[int] = set()
         self.pairs: dict[frozenset[int], tuple[int, int, int | None]] = {}
-        rows = (
-            Link.objects.filter(slice=locked)
-            .filter(Q(a__vm_id__in=mine) | Q(b__vm_id__in=mine))
-            .values_list("a_id", "b_id", "a__vm_id", "b__vm_id", "vlan")
-        )
         for a_id, b_id, a_vm, b_vm, vlan in rows:
             self.linked.update((a_id, b_id))
             self.pairs[frozenset((a_vm, b_vm))] = (a_id, b_id, vlan)
@@ -181,25 +199,45 @@ def connect(
         links.append(Link(slice=locked, a_id=a.pk, b_id=b.pk, vlan=vlan, subnet=str(net.subnet)))
         addresses += [(a.pk, vlan, str(net.endpoint_address(0))), (b.pk, vlan, str(net.endpoint_address(1)))]
     try:
+        if connection.vendor == "postgresql":
+            return _write_postgresql(locked, links, addresses)
         created = Link.objects.bulk_create(links)
     except IntegrityError as exc:  # unreachable while every writer holds the slice lock; never a 500
         raise Conflict("That link or VLAN was taken at the same moment; try again.") from exc
-    _set_ends(addresses)
+    objs = [Interface(pk=pk, vlan=vlan, ip_address=ip, lease_address=None) for pk, vlan, ip in addresses]
+    Interface.objects.bulk_update(objs, ["vlan", "ip_address", "lease_address"], batch_size=500)
     return created
 
 
-def _set_ends(rows: list[tuple[int, int, str]]) -> None:
-    """Give every linked interface its VLAN and reserved address (and forget an old lease), at once."""
-    if connection.vendor == "postgresql":
-        for start in range(0, len(rows), 2000):
-            chunk = rows[start : start + 2000]
-            values = ", ".join(["(%s::int, %s::int, %s::inet)"] * len(chunk))
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE slices_interface AS i SET vlan = v.vlan, ip_address = v.ip, lease_address = NULL "  # noqa: S608
-                    f"FROM (VALUES {values}) AS v (id, vlan, ip) WHERE i.id = v.id",
-                    [x for row in chunk for x in row],
-                )
-        return
-    objs = [Interface(pk=pk, vlan=vlan, ip_address=ip, lease_address=None) for pk, vlan, ip in rows]
-    Interface.objects.bulk_update(objs, ["vlan", "ip_address", "lease_address"], batch_size=500)
+# Every link and both ends of each in one statement (one round trip, whatever the number of links).
+_WRITE_SQL = """
+WITH new AS (
+    INSERT INTO slices_link (slice_id, a_id, b_id, vlan, subnet, created)
+    SELECT %s, x.a, x.b, x.v, x.s, now()
+    FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::text[]) AS x (a, b, v, s)
+    RETURNING id, vlan, created
+), ends AS (
+    UPDATE slices_interface AS i SET vlan = e.v, ip_address = e.ip::inet, lease_address = NULL
+    FROM unnest(%s::bigint[], %s::int[], %s::text[]) AS e (id, v, ip) WHERE i.id = e.id
+)
+SELECT id, vlan, created FROM new
+"""
+
+
+def _write_postgresql(locked: Slice, links: list[Link], addresses: list[tuple[int, int, str]]) -> list[Link]:
+    params = [
+        locked.pk,
+        [link.a_id for link in links],
+        [link.b_id for link in links],
+        [link.vlan for link in links],
+        [link.subnet for link in links],
+        [row[0] for row in addresses],
+        [row[1] for row in addresses],
+        [row[2] for row in addresses],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_WRITE_SQL, params)
+        ids = {vlan: (pk, created) for pk, vlan, created in cursor.fetchall()}
+    for link in links:
+        link.pk, link.created = ids[link.vlan]
+    return links

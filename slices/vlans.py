@@ -22,6 +22,7 @@ the second insert a no-op. On SQLite, writes are serialised by the database
 lock anyway.
 """
 
+import time
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -41,15 +42,19 @@ WITH free AS MATERIALIZED (
     WHERE v <> {INTERNET_VLAN} AND NOT EXISTS (SELECT 1 FROM slices_slicevlan h WHERE h.vlan = v)
     ORDER BY v
     LIMIT %(window)s
+), picked AS (
+    SELECT v FROM free WHERE pg_try_advisory_xact_lock({CLAIM_LOCK_KEY}, v) LIMIT %(count)s
 )
-SELECT v FROM free WHERE pg_try_advisory_xact_lock({CLAIM_LOCK_KEY}, v) LIMIT %(count)s
-"""  # noqa: S608 - table name and constants from code; every value is a parameter
-# The materialised CTE yields candidates in order and the outer LIMIT stops pulling rows
-# once it has enough: only the VLANs returned are try-locked, never the whole window.
+INSERT INTO slices_slicevlan (vlan, slice_id) SELECT v, %(slice)s FROM picked
+ON CONFLICT (vlan) DO NOTHING RETURNING vlan
+"""  # noqa: S608 - constants from code; every value is a parameter
+# The materialised CTE yields candidates in order and the LIMIT of ``picked`` stops pulling
+# rows once it has enough: only the VLANs returned are try-locked, never the whole window.
+# The insert does nothing for a VLAN another claimer committed after our snapshot.
 
-_INSERT_SQL = (
-    "INSERT INTO slices_slicevlan (vlan, slice_id) SELECT v, %s FROM unnest(%s::int[]) AS v "
-    "ON CONFLICT (vlan) DO NOTHING RETURNING vlan"
+_SPARE_SQL = (
+    "SELECT h.vlan FROM slices_slicevlan h WHERE h.slice_id = %s AND NOT EXISTS "
+    "(SELECT 1 FROM slices_link l WHERE l.vlan = h.vlan) ORDER BY h.vlan LIMIT %s"
 )
 
 
@@ -79,16 +84,26 @@ def _claim_postgresql(slice_obj: Slice, count: int) -> list[int]:
     with connection.cursor() as cursor:
         while len(got) < count:
             want = count - len(got)
-            cursor.execute(_CLAIM_SQL, {"low": low, "high": high, "window": want + CLAIM_WINDOW, "count": want})
-            candidates = [row[0] for row in cursor.fetchall()]
-            if not candidates:
-                raise VlansExhausted(len(got))
-            cursor.execute(_INSERT_SQL, [slice_obj.pk, candidates])
-            got += [row[0] for row in cursor.fetchall()]
-            # Fewer rows than candidates: another claimer committed some of them after our
-            # snapshot; the next round reads a fresh one. No row at all and no candidate
-            # left means the range is full (the query above then returns nothing).
+            params = {"low": low, "high": high, "window": want + CLAIM_WINDOW, "count": want, "slice": slice_obj.pk}
+            cursor.execute(_CLAIM_SQL, params)
+            claimed = [row[0] for row in cursor.fetchall()]
+            if not claimed:
+                if not _any_free(cursor, low, high):
+                    raise VlansExhausted(len(got))
+                time.sleep(0.001)  # every free VLAN is some claimer's candidate: it commits or rolls back soon
+            got += claimed
+            # Fewer than asked: others hold the candidates' locks or committed some of them
+            # after our snapshot; the next round reads a fresh snapshot and new candidates.
     return got
+
+
+def _any_free(cursor, low: int, high: int) -> bool:
+    cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM generate_series(%s::int, %s::int) AS v WHERE v <> {INTERNET_VLAN} "  # noqa: S608
+        "AND NOT EXISTS (SELECT 1 FROM slices_slicevlan h WHERE h.vlan = v))",
+        [low, high],
+    )
+    return cursor.fetchone()[0]
 
 
 def _claim_other(slice_obj: Slice, count: int) -> list[int]:
@@ -113,12 +128,9 @@ def allocate_vlans(slice_obj: Slice, count: int) -> list[int]:
     """
     if count <= 0:
         return []
-    spare = list(
-        SliceVlan.objects.filter(slice=slice_obj)
-        .exclude(vlan__in=Link.objects.filter(slice=slice_obj).values("vlan"))
-        .order_by("vlan")
-        .values_list("vlan", flat=True)[:count]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_SPARE_SQL, [slice_obj.pk, count])
+        spare = [row[0] for row in cursor.fetchall()]
     missing = count - len(spare)
     if missing:
         claim = _claim_postgresql if connection.vendor == "postgresql" else _claim_other

@@ -21,7 +21,7 @@ from slices.models import VM, Interface, Link, Slice, SliceVlan
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent claims need PostgreSQL"),
 ]
 
