@@ -32,13 +32,15 @@ REDIS_BASE = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 # Redis database of the benchmarks' queues and locks (the lab e2e tests use 15, the portal 0).
 BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "13"))
 LOCK_PREFIX = "bench-slice-portal"
+# Appended to every scratch database name, so that two people benchmarking on one PostgreSQL never collide.
+DB_TAG = "".join(c for c in os.environ.get("BENCH_DB_TAG", "") if c.isalnum() or c == "_")
 
 
 # --- scratch databases ---------------------------------------------------------------------------
 
 
 def db_name(suffix: str) -> str:
-    return f"{DB_PREFIX}_{suffix}"
+    return f"{DB_PREFIX}_{suffix}{'_' + DB_TAG if DB_TAG else ''}"
 
 
 def database_url(name: str) -> str:

@@ -6,15 +6,18 @@ connection) that calls ``slices.services.link_connect`` — the service the API'
 client: vm0-vm1, vm1-vm2, ...). Two modes:
 
 - ``own``: every client links inside a slice of its own (different users): the
-  slices' row locks never meet; new VLAN blocks are claimed under the global
-  advisory lock, every 15 links or so per slice;
+  slices' row locks never meet; every link claims a VLAN from the global range
+  (try-locked candidates: claimers skip each other's, nobody waits);
 - ``shared``: every client links inside one slice: the slice row lock
   serialises them (the designed behaviour for edits of one slice).
 
 The clocks start when every client is connected and waiting at a barrier. After
 each run the database is checked: a VLAN on two links, a VLAN on interfaces of
-two slices, a block held twice, or a link outside its slice's blocks is a
-duplicate (must be 0).
+two slices, or a link whose VLAN its slice does not hold is a duplicate
+(must be 0).
+
+Then one bulk request per ``--bulk`` size (``POST /api/slices/{id}/links/bulk/``
+through the API in this process, a chain of that many links): links/s.
 
 Run:  .venv/bin/python bench/vlan_alloc.py   (PostgreSQL on localhost)
 """
@@ -102,12 +105,9 @@ def duplicates(slice_ids: list[int]) -> dict[str, int]:
             "SELECT count(*) FROM (SELECT i.vlan FROM slices_interface i JOIN slices_vm v ON v.id = i.vm_id "
             "WHERE i.vlan IS NOT NULL AND i.vlan <> 400 GROUP BY i.vlan HAVING count(DISTINCT v.slice_id) > 1) d"
         ),
-        "block held twice": (
-            "SELECT count(*) FROM (SELECT index FROM slices_vlanblock GROUP BY index HAVING count(*) > 1) d"
-        ),
         "link outside pool": (
-            "SELECT count(*) FROM slices_link l WHERE NOT EXISTS (SELECT 1 FROM slices_vlanblock b "
-            "WHERE b.slice_id = l.slice_id AND l.vlan BETWEEN b.first_vlan AND b.last_vlan)"
+            "SELECT count(*) FROM slices_link l WHERE NOT EXISTS (SELECT 1 FROM slices_slicevlan h "
+            "WHERE h.slice_id = l.slice_id AND h.vlan = l.vlan)"
         ),
         "end without the link's vlan": (
             "SELECT count(*) FROM slices_link l JOIN slices_interface a ON a.id = l.a_id "
@@ -161,7 +161,7 @@ def run_once(url: str, mode: str, clients: int, run: int) -> dict:
     slice_ids = sorted({s for s, _ in assignments})
     created = Link.objects.filter(slice_id__in=slice_ids).count()
     dup = duplicates(slice_ids)
-    Slice.objects.filter(pk__in=slice_ids).delete()  # VMs, links and VLAN blocks go with them
+    Slice.objects.filter(pk__in=slice_ids).delete()  # VMs, links and held VLANs go with them
     return {
         "mode": mode,
         "clients": clients,
@@ -178,10 +178,42 @@ def run_once(url: str, mode: str, clients: int, run: int) -> dict:
     }
 
 
+def bulk_once(links: int, run: int) -> dict:
+    """One ``POST /api/slices/{id}/links/bulk/`` of ``links`` links (a chain), through the API in-process."""
+    from rest_framework.test import APIClient
+
+    from slices import services
+    from slices.models import VM, Interface, Link, Slice
+
+    owner = make_user(f"r{run}-bulk", max_vms=links + 1)
+    slice_obj = services.slice_create(owner=owner, name=f"bulk{run}")
+    flavor, image = services.default_flavor(), services.default_image()
+    vms = VM.objects.bulk_create(
+        VM(slice=slice_obj, name=f"vm{i}", flavor=flavor, image=image, data_interfaces_count=2)
+        for i in range(links + 1)
+    )
+    Interface.objects.bulk_create(
+        Interface(vm=vm, index=i, mac=f"52:55:{vm.pk >> 16 & 255:02x}:{vm.pk >> 8 & 255:02x}:{vm.pk & 255:02x}:0{i}")
+        for vm in vms
+        for i in range(3)
+    )
+    body = {"links": [{"vm_a": a.pk, "vm_b": b.pk} for a, b in itertools.pairwise(vms)]}
+    client = APIClient(SERVER_NAME="localhost")
+    client.force_authenticate(owner)
+    t0 = time.perf_counter()
+    response = client.post(f"/api/slices/{slice_obj.pk}/links/bulk/", body, format="json")
+    wall = time.perf_counter() - t0
+    created = Link.objects.filter(slice=slice_obj).count()
+    dup = duplicates([slice_obj.pk])
+    Slice.objects.filter(pk=slice_obj.pk).delete()
+    return {"status": response.status_code, "links": created, "wall": wall, "duplicates": dup}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=CLIENTS)
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    parser.add_argument("--bulk", type=int, nargs="*", default=[500, 2000], help="links per bulk request")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
     args = parser.parse_args()
 
@@ -237,6 +269,19 @@ def main() -> None:
         )
         print("# last/first: p50 latency of each client's last tenth of links over its first tenth")
         print()
+        bulk_rows = []
+        for links in args.bulk:
+            run += 1
+            r = bulk_once(links, run)
+            dups = sum(r["duplicates"].values())
+            total_dups += dups
+            bulk_rows.append([links, r["status"], r["links"], r["wall"], r["links"] / r["wall"], dups])
+            log(f"bulk/{links}: {r['links'] / r['wall']:.0f} links/s, HTTP {r['status']}")
+        if bulk_rows:
+            print("One `POST /api/slices/{id}/links/bulk/` (API in-process: parsing, checks, VLANs, writes, response):")
+            print()
+            print(table(["links asked", "HTTP", "links made", "wall s", "links/s", "duplicates"], bulk_rows))
+            print()
         print(f"VERDICT duplicates over all runs: {total_dups} (must be 0)")
 
 

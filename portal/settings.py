@@ -193,8 +193,6 @@ RQ_QUEUES = {
 # Global VLAN range handed out to links (inclusive). VLAN 400 is reserved for internet.
 SLICE_VLAN_MIN = int(os.environ.get("SLICE_VLAN_MIN", "100"))
 SLICE_VLAN_MAX = int(os.environ.get("SLICE_VLAN_MAX", "3999"))
-# A slice's pool is made of blocks of this many consecutive VLANs.
-SLICE_VLAN_BLOCK_SIZE = int(os.environ.get("SLICE_VLAN_BLOCK_SIZE", "16"))
 # Link subnets: the /24 number `vlan` inside this supernet (a /12 has 4096 /24s,
 # one per possible VLAN id), so two VLANs can never share or overlap a subnet.
 SLICE_LINK_SUPERNET = os.environ.get("SLICE_LINK_SUPERNET", "10.64.0.0/12")

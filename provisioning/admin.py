@@ -98,9 +98,7 @@ class DeploymentAdmin(admin.ModelAdmin):
             except ServiceError as exc:
                 self.message_user(request, f"Deployment {deployment.pk}: {exc.message}", messages.WARNING)
             else:
-                self.message_user(
-                    request, f"Deployment {deployment.pk}: cancel asked (it stops at a step boundary)."
-                )
+                self.message_user(request, f"Deployment {deployment.pk}: cancel asked (it stops at a step boundary).")
 
 
 def _queue_index() -> int:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import django_rq
 from django.conf import settings
@@ -129,10 +129,15 @@ def shared_lock(netnode: str) -> Iterator[None]:
 class StepBook:
     """The deployment's step rows: created pending up front, updated as events arrive.
 
-    The book is the rows' only writer and writes one row update at a time, each in
-    autocommit, stamping it with the next ``revision``: revisions therefore become
-    visible in order, and a poller that has seen revision R needs only the rows
-    with ``revision > R`` (``GET /api/deployments/{id}/?steps_after=R``).
+    The book is the rows' only writer. Step events that arrive together (a burst:
+    the runner says when no more are waiting, ``Event.burst_end``) are written in
+    one autocommitted UPDATE, each row stamped with the next ``revision``; the
+    statement commits them at once, so revisions still become visible in order
+    and a poller that has seen revision R needs only the rows with
+    ``revision > R`` (``GET /api/deployments/{id}/?steps_after=R``). A burst is
+    never held back waiting for later events: rows stay live, and the job's
+    statements grow with its stages and bursts, not with its steps. Every other
+    write of the book flushes the pending burst first.
     """
 
     def __init__(self, deployment: Deployment) -> None:
@@ -143,12 +148,15 @@ class StepBook:
         self.done = 0
         self.shown = 0
         self.planned = False  # progress is shown once the whole plan's rows exist (not after the probe alone)
+        # step id -> (status, exit code, output tail, started, finished): the burst not written yet
+        self.pending: dict[int, tuple[str, int | None, str, datetime | None, datetime | None]] = {}
 
     def bump(self) -> int:
         self.revision += 1
         return self.revision
 
     def add(self, host: str, phase: str, commands: Sequence[HostCommand]) -> list[int]:
+        self.flush()
         revision = self.bump()
         rows = []
         for cmd in commands:
@@ -171,24 +179,43 @@ class StepBook:
         return [row.pk for row in created]
 
     def began(self, step_id: int) -> None:
-        DeploymentStep.objects.filter(pk=step_id).update(
-            status=DeploymentStep.Status.RUNNING, started=timezone.now(), revision=self.bump()
-        )
+        """The step is running (written with its burst: :meth:`flush`)."""
+        self.pending[step_id] = (DeploymentStep.Status.RUNNING, None, "", timezone.now(), None)
 
     def ended(self, step_id: int, event: Event) -> None:
+        """The step ended (written with its burst; a "began" of the same burst is superseded)."""
         now = timezone.now()
-        DeploymentStep.objects.filter(pk=step_id).update(
-            status=event.status,
-            exit_code=event.exit_code,
-            output_tail=event.output[-OUTPUT_TAIL:],
-            started=now - timedelta(seconds=event.duration),
-            finished=now,
-            revision=self.bump(),
-        )
+        started = now - timedelta(seconds=event.duration)
+        self.pending.pop(step_id, None)  # re-inserted last: its revision follows the burst's earlier events
+        self.pending[step_id] = (event.status, event.exit_code, event.output[-OUTPUT_TAIL:], started, now)
         self.done += 1
+
+    def flush(self) -> None:
+        """Write the pending burst in one statement, a new revision per row in event order."""
+        if not self.pending:
+            return
+        rows = [(pk, *values, self.bump()) for pk, values in self.pending.items()]
+        self.pending = {}
+        if connection.vendor == "postgresql":
+            marks = ", ".join(
+                ["(%s::bigint, %s::varchar, %s::int, %s::text, %s::timestamptz, %s::timestamptz, %s::int)"] * len(rows)
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE provisioning_deploymentstep AS s SET status = v.status, exit_code = v.exit_code, "  # noqa: S608
+                    "output_tail = v.output_tail, started = v.started, finished = v.finished, revision = v.revision "
+                    f"FROM (VALUES {marks}) AS v (id, status, exit_code, output_tail, started, finished, revision) "
+                    "WHERE s.id = v.id",
+                    [x for row in rows for x in row],
+                )
+        else:
+            fields = ["status", "exit_code", "output_tail", "started", "finished", "revision"]
+            objs = [DeploymentStep(pk=row[0], **dict(zip(fields, row[1:], strict=True))) for row in rows]
+            DeploymentStep.objects.bulk_update(objs, fields, batch_size=100)
         self.progress()
 
     def skip(self, step_ids: Sequence[int], reason: str) -> None:
+        self.flush()
         now = timezone.now()
         DeploymentStep.objects.filter(pk__in=list(step_ids)).update(
             status=DeploymentStep.Status.SKIPPED, output_tail=reason, started=now, finished=now, revision=self.bump()
@@ -197,6 +224,7 @@ class StepBook:
         self.progress()
 
     def fail_running(self, reason: str) -> None:
+        self.flush()
         DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.RUNNING).update(
             status=DeploymentStep.Status.FAILED,
             output_tail=reason[-OUTPUT_TAIL:],
@@ -206,6 +234,7 @@ class StepBook:
 
     def first_failure(self) -> str:
         """The first failed step of the deployment as an error message ("" when none failed)."""
+        self.flush()
         step = (
             DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.FAILED)
             .order_by("seq")
@@ -250,24 +279,38 @@ def run_commands(
 ) -> list[str]:
     """Run one stage: ``scripts`` maps host -> [(step row id, command)]. Returns failure messages."""
     failures: list[str] = []
-    for event in runner.run_stage({h: [c for _, c in items] for h, items in scripts.items()}):
-        if event.kind == "host":
-            if event.cancelled:
-                continue
-            if not event.ok and event.error:
-                failures.append(event.error)
-                book.fail_running(event.error)
-            continue
-        step_id, cmd = scripts[event.host][event.index]
-        if event.kind == "began":
-            book.began(step_id)
-        elif event.kind == "ended":
-            book.ended(step_id, event)
-            if event.status == DeploymentStep.Status.FAILED:
-                failures.append(_failure_message(event.host, cmd.description, event))
-            if on_ended is not None:
-                on_ended(event.host, cmd, event)
+    try:
+        for event in runner.run_stage({h: [c for _, c in items] for h, items in scripts.items()}):
+            _take(book, scripts, event, failures, on_ended)
+            if event.burst_end:
+                book.flush()
+    finally:
+        book.flush()
     return failures
+
+
+def _take(
+    book: StepBook,
+    scripts: dict[str, list[tuple[int, HostCommand]]],
+    event: Event,
+    failures: list[str],
+    on_ended: Callable[[str, HostCommand, Event], None] | None,
+) -> None:
+    """Book one runner event (written with its burst) and note a failure."""
+    if event.kind == "host":
+        if not event.cancelled and not event.ok and event.error:
+            failures.append(event.error)
+            book.fail_running(event.error)
+        return
+    step_id, cmd = scripts[event.host][event.index]
+    if event.kind == "began":
+        book.began(step_id)
+    elif event.kind == "ended":
+        book.ended(step_id, event)
+        if event.status == DeploymentStep.Status.FAILED:
+            failures.append(_failure_message(event.host, cmd.description, event))
+        if on_ended is not None:
+            on_ended(event.host, cmd, event)
 
 
 class Executor:

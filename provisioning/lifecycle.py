@@ -52,7 +52,7 @@ def on_succeeded(deployment: Deployment, *, spec: SliceSpec | None) -> None:
             locked = Slice.objects.select_for_update().get(pk=deployment.slice_id)
             if locked.mark_draft():
                 VM.objects.filter(slice_id=locked.pk).mark_designed()
-                vlans.release_empty_blocks(locked)
+                vlans.release_unused(locked)
         return
     _slice(deployment).mark_active()
     VM.objects.filter(pk__in=[vm.id for vm in spec.vms] if spec else []).mark_running()

@@ -20,9 +20,10 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .plans import HostCommand
 from .scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, new_token, render_script, shell_text
@@ -73,6 +74,8 @@ class Event:
     error: str = ""
     cancelled: bool = False  # a "host" event: the host stopped at a step boundary because the job was cancelled
     at: float = field(default_factory=time.time)
+    # False while more events are already waiting: a consumer may write this one together with them.
+    burst_end: bool = True
 
 
 def _uses_ovs_vsctl(argv: Sequence[str] | None) -> bool:
@@ -110,13 +113,19 @@ class Runner:
             for host in hosts:
                 pool.submit(work, host)
             remaining = len(hosts)
+            ahead: deque[Event | None] = deque()
             while remaining:
-                event = events.get()
+                event = ahead.popleft() if ahead else events.get()
                 if event is None:
                     remaining -= 1
                     continue
+                while True:  # look ahead: what is already queued belongs to this burst
+                    try:
+                        ahead.append(events.get_nowait())
+                    except queue.Empty:
+                        break
                 self._count(event, scripts)
-                yield event
+                yield replace(event, burst_end=not any(e is not None for e in ahead))
 
     def _count(self, event: Event, scripts: Mapping[str, Sequence[HostCommand]]) -> None:
         if event.kind != "ended":

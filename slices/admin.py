@@ -20,9 +20,9 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 from django.http import HttpRequest
 
-from . import selectors, services
+from . import selectors, services, vlans
 from .errors import ServiceError
-from .models import VM, Interface, Link, Slice, UserQuota, VlanBlock
+from .models import VM, Interface, Link, Slice, SliceVlan, UserQuota
 
 NAME_FIELDS = {"name"}
 
@@ -117,11 +117,6 @@ class LinkInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("a__vm", "b__vm")
 
 
-class VlanBlockInline(ReadOnlyInline):
-    model = VlanBlock
-    fields = ["index", "first_vlan", "last_vlan"]
-
-
 class DeleteThroughServiceMixin:
     """Deletes go through a service (which refuses while the slice is busy), one row at a time."""
 
@@ -150,13 +145,13 @@ class SliceAdmin(StrictNamesMixin, admin.ModelAdmin):
     list_display = ["name", "owner", "status", "vm_count", "link_count", "vlan_pool", "updated"]
     list_filter = ["status", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "description", "owner__username", "vms__name"]
-    readonly_fields = ["status", "created", "updated"]
+    readonly_fields = ["status", "vlan_pool", "created", "updated"]
     list_select_related = ["owner"]
-    inlines = [VMInline, LinkInline, VlanBlockInline]
+    inlines = [VMInline, LinkInline]
     date_hierarchy = "created"
 
     def get_queryset(self, request: HttpRequest):
-        return selectors.slice_list(user=request.user).prefetch_related("vlan_blocks")
+        return selectors.slice_list(user=request.user).prefetch_related("held_vlans")
 
     @admin.display(description="VMs", ordering="vm_count")
     def vm_count(self, obj: Slice) -> int:
@@ -168,7 +163,7 @@ class SliceAdmin(StrictNamesMixin, admin.ModelAdmin):
 
     @admin.display(description="VLAN pool")
     def vlan_pool(self, obj: Slice) -> str:
-        return ", ".join(str(b) for b in obj.vlan_blocks.all()) or "-"
+        return ", ".join(vlans.ranges(h.vlan for h in obj.held_vlans.all())) or "-"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A slice keeps its owner (their quota paid for it); export and import to copy it.
@@ -299,9 +294,9 @@ class LinkAdmin(DeleteThroughServiceMixin, ReadOnlyAdmin):
         services.link_delete(link=obj)
 
 
-@admin.register(VlanBlock)
-class VlanBlockAdmin(ReadOnlyAdmin):
-    list_display = ["index", "first_vlan", "last_vlan", "slice"]
+@admin.register(SliceVlan)
+class SliceVlanAdmin(ReadOnlyAdmin):
+    list_display = ["vlan", "slice"]
     search_fields = ["slice__name", "slice__owner__username"]
     list_select_related = ["slice"]
 

@@ -13,7 +13,7 @@ from .models import VLAN_ID_MAX, VLAN_ID_MIN
 
 @register()
 def check_slice_settings(app_configs, **kwargs) -> list[Error]:
-    """The VLAN range lies in 1..4094, blocks hold at least one VLAN, the supernet fits."""
+    """The VLAN range lies in 1..4094 and the supernet fits."""
     errors = []
     low, high = settings.SLICE_VLAN_MIN, settings.SLICE_VLAN_MAX
     if not VLAN_ID_MIN <= low <= high <= VLAN_ID_MAX:
@@ -23,8 +23,6 @@ def check_slice_settings(app_configs, **kwargs) -> list[Error]:
                 id="slices.E001",
             )
         )
-    if settings.SLICE_VLAN_BLOCK_SIZE < 1:
-        errors.append(Error("SLICE_VLAN_BLOCK_SIZE must be at least 1.", id="slices.E002"))
     try:
         ipam.check_supernet(settings.SLICE_LINK_SUPERNET, high)
     except ValueError as exc:

@@ -1,8 +1,8 @@
-"""The slice design domain: slices, their VLAN pools, VMs, interfaces and links.
+"""The slice design domain: slices, the VLANs they hold, VMs, interfaces and links.
 
 Integrity rules that matter under concurrency live in the database: a VLAN
-belongs to at most one link (and so to one slice), a VLAN block to at most one
-slice, an interface carries at most one link, MACs are unique.
+belongs to at most one link and is held by at most one slice, an interface
+carries at most one link, MACs are unique.
 """
 
 from django.conf import settings
@@ -93,27 +93,32 @@ class Slice(models.Model):
 BUSY_STATUSES = (Slice.Status.QUEUED, Slice.Status.DEPLOYING, Slice.Status.DESTROYING)
 
 
-class VlanBlock(models.Model):
-    """A block of consecutive VLANs of the global range reserved for one slice.
+class SliceVlan(models.Model):
+    """One VLAN of the global range held by one slice: the slice's VLAN pool, a VLAN at a time.
 
-    Block ``index`` covers VLANs ``SLICE_VLAN_MIN + index * SIZE`` up to the next
-    block; the unique index makes it impossible for two slices to hold the same
-    block, whatever the concurrency.
+    The VLAN is the primary key, so two slices can never hold the same one,
+    whatever the concurrency. Every link's VLAN is held by the link's slice; a
+    deployed slice also keeps the VLANs of links deleted since its deploy (they
+    may still be configured on the hosts) until a destroy or redeploy.
     """
 
-    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="vlan_blocks")
-    index = models.PositiveIntegerField(unique=True)
-    first_vlan = models.PositiveIntegerField()
-    last_vlan = models.PositiveIntegerField()
+    vlan = models.PositiveSmallIntegerField(
+        primary_key=True, validators=[MinValueValidator(VLAN_ID_MIN), MaxValueValidator(VLAN_ID_MAX)]
+    )
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="held_vlans")
 
     class Meta:
-        ordering = ["index"]
+        ordering = ["vlan"]
+        verbose_name = "slice VLAN"
         constraints = [
-            models.CheckConstraint(condition=models.Q(first_vlan__lte=models.F("last_vlan")), name="vlan_block_bounds"),
+            models.CheckConstraint(condition=~models.Q(vlan=INTERNET_VLAN), name="slice_vlan_not_internet"),
+            models.CheckConstraint(
+                condition=models.Q(vlan__gte=VLAN_ID_MIN, vlan__lte=VLAN_ID_MAX), name="slice_vlan_in_8021q_range"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.first_vlan}-{self.last_vlan}"
+        return str(self.vlan)
 
 
 class VMQuerySet(models.QuerySet):

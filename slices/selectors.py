@@ -60,7 +60,7 @@ def slice_detail_queryset(*, user: AbstractBaseUser) -> QuerySet[Slice]:
             ),
         ),
         Prefetch("links", queryset=Link.objects.select_related("a__vm", "b__vm")),
-        "vlan_blocks",
+        "held_vlans",
     )
 
 

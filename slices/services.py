@@ -10,18 +10,17 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from inventory.models import Flavor, Host, Image
 
-from . import ipam, topologies, vlans
+from . import links, topologies, vlans
 from .errors import Conflict, InvalidRequest, ServiceError
 from .io import SliceDocument, grid_position
 from .models import INTERNET_VLAN, VM, Interface, Link, Slice
-from .naming import MAX_DATA_INTERFACES, NAME_HELP, iface_index, iface_name, is_valid_name
+from .naming import MAX_DATA_INTERFACES, NAME_HELP, iface_name, is_valid_name
 from .quotas import check_quota
 
 # QEMU's locally administered prefix; the last three bytes are random and unique.
@@ -134,7 +133,7 @@ def slice_update(*, slice_obj: Slice, name: str | None = None, description: str 
 
 @transaction.atomic
 def slice_delete(*, slice_obj: Slice) -> None:
-    """Delete a slice that has nothing on the hosts (draft); otherwise 409. Its VLAN blocks return."""
+    """Delete a slice that has nothing on the hosts (draft); otherwise 409. The VLANs it holds return."""
     locked = _lock_slice(slice_obj.pk)
     if locked.status != Slice.Status.DRAFT:
         raise Conflict(
@@ -318,47 +317,10 @@ def vm_delete(*, vm: VM) -> None:
     _unlink(Link.objects.filter(slice=locked).filter(Q(a__vm=vm.pk) | Q(b__vm=vm.pk)))
     VM.objects.filter(pk=vm.pk).delete()
     if locked.status == Slice.Status.DRAFT:
-        vlans.release_empty_blocks(locked)
+        vlans.release_unused(locked)
 
 
 # --- links -------------------------------------------------------------------------
-
-
-def _is_linked(iface: Interface) -> bool:
-    return Link.objects.filter(Q(a=iface) | Q(b=iface)).exists()
-
-
-def _first_free_data_interface(vm: VM, exclude: set[int]) -> Interface:
-    iface = (
-        Interface.objects.filter(vm=vm, index__gte=1, link_as_a__isnull=True, link_as_b__isnull=True)
-        .exclude(pk__in=exclude)
-        .order_by("index")
-        .first()
-    )
-    if iface is None:
-        raise InvalidRequest(
-            f"VM {vm.name!r} has no free data interface (all of eth1..eth{vm.data_interfaces_count} are linked): "
-            "raise its data_interfaces_count.",
-            code="no_free_interface",
-        )
-    return iface
-
-
-def _find_interface(vm: VM, name: object, field: str) -> Interface:
-    try:
-        index = iface_index(name) if isinstance(name, str) else -1
-    except ValueError:
-        index = -1
-    if index < 0:
-        raise InvalidRequest(f"{name!r} is not an interface name (eth1, eth2, ...).", field=field, code="invalid")
-    iface = Interface.objects.filter(vm=vm, index=index).first()
-    if iface is None:
-        raise InvalidRequest(
-            f"VM {vm.name!r} has no {name} (it has eth0..eth{vm.data_interfaces_count}).",
-            field=field,
-            code="no_such_interface",
-        )
-    return iface
 
 
 @transaction.atomic
@@ -381,61 +343,27 @@ def link_connect(
     """
     locked = _lock_slice(slice_obj.pk)
     _check_editable(locked)
-    current = {vm.pk: vm for vm in VM.objects.filter(pk__in=[vm_a.pk, vm_b.pk])}
-    if vm_a.pk not in current or vm_b.pk not in current:
-        raise Conflict("A VM of this link no longer exists.", code="gone")
-    vm_a, vm_b = current[vm_a.pk], current[vm_b.pk]
-    for vm, field in ((vm_a, "vm_a"), (vm_b, "vm_b")):
-        if vm.slice_id != locked.pk:
-            raise InvalidRequest(
-                f"VM {vm.name!r} is not in slice {locked.name!r}: both VMs of a link belong to the same slice.",
-                field=field,
-                code="cross_slice",
-            )
-    if vm_a.pk == vm_b.pk:
-        raise InvalidRequest(f"A link joins two distinct VMs, not {vm_a.name!r} to itself.", code="same_vm")
-    existing = (
-        Link.objects.filter(slice=locked)
-        .filter(Q(a__vm=vm_a, b__vm=vm_b) | Q(a__vm=vm_b, b__vm=vm_a))
-        .select_related("a__vm", "b__vm")
-        .first()
-    )
-    if existing is not None:
-        raise InvalidRequest(
-            f"{vm_a.name} and {vm_b.name} are already linked ({existing.a} <-> {existing.b}, VLAN {existing.vlan}): "
-            "a duplicate link.",
-            code="duplicate_link",
-        )
-    ends: list[Interface] = []
-    for vm, name, field in ((vm_a, iface_a, "iface_a"), (vm_b, iface_b, "iface_b")):
-        if name is None or name == "":
-            ends.append(_first_free_data_interface(vm, {e.pk for e in ends}))
-            continue
-        iface = _find_interface(vm, name, field)
-        if iface.index == 0:
-            raise InvalidRequest(
-                f"{vm.name}.eth0 is the management interface and is never linked; use eth1 or above.",
-                field=field,
-                code="management_interface",
-            )
-        if _is_linked(iface):
-            raise InvalidRequest(
-                f"{vm.name}.{iface.name} already carries a link; an interface carries at most one.",
-                field=field,
-                code="interface_linked",
-            )
-        ends.append(iface)
-    a, b = sorted(ends, key=lambda i: i.pk)
-    vlan = vlans.allocate_vlan(locked)
-    net = ipam.vlan_network(vlan, settings.SLICE_LINK_SUPERNET)
-    try:
-        with transaction.atomic():
-            link = Link.objects.create(slice=locked, a=a, b=b, vlan=vlan, subnet=str(net.subnet))
-    except IntegrityError as exc:  # unreachable while every writer holds the slice lock; never a 500
-        raise Conflict("That link or VLAN was taken at the same moment; try again.") from exc
-    Interface.objects.filter(pk=a.pk).update(vlan=vlan, ip_address=str(net.endpoint_address(0)), lease_address=None)
-    Interface.objects.filter(pk=b.pk).update(vlan=vlan, ip_address=str(net.endpoint_address(1)), lease_address=None)
-    return link
+    request = links.LinkRequest(vm_a.pk, vm_b.pk, iface_a, iface_b)
+    return links.connect(locked, [request])[0]
+
+
+@transaction.atomic
+def links_connect(*, slice_obj: Slice, requests: list[links.LinkRequest]) -> list[Link]:
+    """Create a whole set of links in one transaction: all of them, or none (the bulk API).
+
+    The rules of :func:`link_connect`, checked in order (a request sees the
+    links of the ones before it); a refusal names ``links[i]``. VM ids come
+    from the caller unchecked, so a VM of another slice is named by its id only.
+    """
+    locked = _lock_slice(slice_obj.pk)
+    _check_editable(locked)
+    return links.connect(locked, requests, locate=_at_link, name_foreign=False)
+
+
+def _at_link(index: int, exc: ServiceError) -> ServiceError:
+    """The error of bulk request ``index``, located at ``links[index].field``."""
+    where = f"links[{index}].{exc.field}" if exc.field else f"links[{index}]"
+    return type(exc)(f"links[{index}]: {exc.message}", field=where, code=exc.code, errors={where: [exc.message]})
 
 
 @transaction.atomic
@@ -445,7 +373,7 @@ def link_delete(*, link: Link) -> None:
     _check_editable(locked)
     _unlink(Link.objects.filter(pk=link.pk))
     if locked.status == Slice.Status.DRAFT:
-        vlans.release_empty_blocks(locked)
+        vlans.release_unused(locked)
 
 
 # --- templates and import ------------------------------------------------------------
@@ -502,14 +430,11 @@ def slice_from_template(
         )
         for i, vm_name in enumerate(topo.vm_names)
     ]
-    for end in topo.ends:
-        link_connect(
-            slice_obj=slice_obj,
-            vm_a=vms[end.vm_a],
-            vm_b=vms[end.vm_b],
-            iface_a=iface_name(end.iface_a),
-            iface_b=iface_name(end.iface_b),
-        )
+    requests = [
+        links.LinkRequest(vms[e.vm_a].pk, vms[e.vm_b].pk, iface_name(e.iface_a), iface_name(e.iface_b))
+        for e in topo.ends
+    ]
+    links.connect(_lock_slice(slice_obj.pk), requests)
     return slice_obj
 
 
@@ -571,15 +496,9 @@ def slice_import(*, owner: AbstractBaseUser, document: SliceDocument, name: str 
             )
         except ServiceError as exc:
             raise _at(f"vms[{i}]", exc) from exc
-    for i, link in enumerate(document.links):
-        try:
-            link_connect(
-                slice_obj=slice_obj,
-                vm_a=vms[link.vm_a],
-                vm_b=vms[link.vm_b],
-                iface_a=iface_name(link.iface_a),
-                iface_b=iface_name(link.iface_b),
-            )
-        except ServiceError as exc:
-            raise _at(f"links[{i}]", exc) from exc
+    requests = [
+        links.LinkRequest(vms[link.vm_a].pk, vms[link.vm_b].pk, iface_name(link.iface_a), iface_name(link.iface_b))
+        for link in document.links
+    ]
+    links.connect(_lock_slice(slice_obj.pk), requests, locate=lambda i, exc: _at(f"links[{i}]", exc))
     return slice_obj

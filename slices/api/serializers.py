@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from inventory.api.fields import NamedChoiceField, StrictTypesMixin
 from inventory.models import Flavor, Host, Image
-from slices import ipam, topologies
+from slices import ipam, topologies, vlans
 from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
 from slices.naming import MAX_DATA_INTERFACES, tap_name
@@ -162,6 +162,35 @@ class LinkSerializer(StrictTypesMixin, serializers.ModelSerializer):
         return str(ipam.vlan_network(obj.vlan, settings.SLICE_LINK_SUPERNET).gateway)
 
 
+class LinkPairSerializer(StrictTypesMixin, serializers.Serializer):
+    """One link of a bulk request: two VMs of the slice (ids) and optionally their interfaces."""
+
+    vm_a = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="A VM of this slice (id).")
+    vm_b = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="Another VM of this slice (id).")
+    iface_a = serializers.CharField(
+        required=False, allow_blank=True, max_length=8, help_text="eth1.. (default: first free)"
+    )
+    iface_b = serializers.CharField(
+        required=False, allow_blank=True, max_length=8, help_text="eth1.. (default: first free)"
+    )
+
+
+# More links than the widest VLAN range could ever hold is refused before any work.
+BULK_LINKS_MAX = 4094
+
+
+class BulkLinksSerializer(serializers.Serializer):
+    """A whole set of links to create in one slice, all or nothing."""
+
+    links = LinkPairSerializer(many=True, max_length=BULK_LINKS_MAX, allow_empty=False)
+
+
+class BulkLinksResultSerializer(serializers.Serializer):
+    """The links created by a bulk request, in the order asked."""
+
+    links = LinkSerializer(many=True)
+
+
 class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
     """A slice: a design of VMs and links, and its deployment status."""
 
@@ -187,7 +216,8 @@ class SliceDetailSerializer(SliceSerializer):
         fields = [*SliceSerializer.Meta.fields, "vms", "links", "vlan_pool"]
 
     def get_vlan_pool(self, obj: Slice) -> list[str]:
-        return [str(block) for block in obj.vlan_blocks.all()]
+        """The VLANs the slice holds, as runs (``["100-102", "140"]``): its links' and any it keeps."""
+        return vlans.ranges(h.vlan for h in obj.held_vlans.all())
 
 
 # --- templates, import and export --------------------------------------------------------

@@ -21,12 +21,15 @@ from rest_framework.views import APIView
 
 from slices import apply, io, quotas, selectors, services, topologies
 from slices.errors import InvalidRequest, PayloadTooLarge
+from slices.links import LinkRequest
 from slices.models import VM, Interface, Link, Slice
 
 from .params import filter_by_id, id_parameter
 from .renderers import DOCUMENT_PARSERS, JSONDocumentRenderer, RawDocument, YAMLDocumentRenderer
 from .serializers import (
     ApplyResultSerializer,
+    BulkLinksResultSerializer,
+    BulkLinksSerializer,
     FromTemplateSerializer,
     ImportUploadSerializer,
     InterfaceSerializer,
@@ -109,7 +112,7 @@ class SliceViewSet(viewsets.ModelViewSet):
             qs = selectors.slice_list(user=self.request.user)
             name = self.request.query_params.get("name")
             return qs if name is None else qs.filter(name=name)
-        if self.action in ("export", "compact_status"):
+        if self.action in ("export", "compact_status", "links_bulk"):
             return selectors.slice_list(user=self.request.user)
         return selectors.slice_detail_queryset(user=self.request.user)
 
@@ -284,6 +287,31 @@ class SliceViewSet(viewsets.ModelViewSet):
             internet_enabled=data["internet_enabled"],
         )
         return self._detail(slice_obj, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=BulkLinksSerializer,
+        responses={201: BulkLinksResultSerializer},
+        description=(
+            "Create a whole set of links in the slice in one request (automation, import): every link "
+            "is checked by the rules of `POST /api/links/`, in order, and either all are created or none "
+            "is (a refusal names `links[i]`; 409 `vlan_pool_exhausted` when the VLANs run out)."
+        ),
+    )
+    @action(detail=True, methods=["post"], url_path="links/bulk", serializer_class=BulkLinksSerializer)
+    def links_bulk(self, request: Request, pk=None) -> Response:
+        """Create many links at once, all or nothing."""
+        slice_obj = self.get_object()
+        serializer = BulkLinksSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        requests = [
+            LinkRequest(p["vm_a"], p["vm_b"], p.get("iface_a") or None, p.get("iface_b") or None)
+            for p in serializer.validated_data["links"]
+        ]
+        created = services.links_connect(slice_obj=slice_obj, requests=requests)
+        order = {link.pk: i for i, link in enumerate(created)}
+        links = sorted(selectors.link_list(user=request.user).filter(pk__in=order), key=lambda x: order[x.pk])
+        data = LinkSerializer(links, many=True, context=self.get_serializer_context()).data
+        return Response({"links": data}, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(list=_id_filter("slice", "this slice's VMs"))

@@ -299,12 +299,15 @@ def test_step_book_progress_waits_for_the_plan_and_revisions_grow(inventory, use
     book = executor.StepBook(dep)
     (probe,) = book.add("worker1", "probe", [HostCommand(("true",), "probe")])
     book.began(probe)
+    book.flush()  # the end of a burst of events
     book.ended(probe, Event("ended", "worker1", 0, status="ok", exit_code=0))
+    book.flush()
     dep.refresh_from_db()
     assert dep.progress == 0
     ids = book.add("worker1", "ports", [HostCommand(("true",), f"step {i}") for i in range(3)])
     book.planned = True
     book.ended(ids[0], Event("ended", "worker1", 0, status="ok", exit_code=0))
+    book.flush()
     dep.refresh_from_db()
     assert dep.progress == 50  # 2 of 4 rows
     revisions = dict(DeploymentStep.objects.filter(deployment=dep).values_list("pk", "revision"))

@@ -46,11 +46,10 @@ def designed(user, make_slice):
 
 @pytest.fixture
 def vlan_range(settings):
-    """Set the global VLAN range and block size for one test."""
+    """Set the global VLAN range for one test."""
 
-    def set_range(low: int, high: int, block: int) -> None:
+    def set_range(low: int, high: int) -> None:
         settings.SLICE_VLAN_MIN = low
         settings.SLICE_VLAN_MAX = high
-        settings.SLICE_VLAN_BLOCK_SIZE = block
 
     return set_range

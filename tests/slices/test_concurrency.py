@@ -3,10 +3,9 @@
 Each test runs its requests from several threads, each with its own database
 connection (Django's connections are per thread), released at the end. What a
 user would notice is asserted: every request either succeeds or gets a clear
-4xx, no VLAN is ever shared, VLAN 400 is never handed out, blocks never overlap.
+4xx, no VLAN is ever shared or held twice, VLAN 400 is never handed out.
 """
 
-import itertools
 import random
 import threading
 from collections import Counter
@@ -16,7 +15,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from slices import services
-from slices.models import VM, Interface, Link, Slice, UserQuota, VlanBlock
+from slices.models import VM, Interface, Link, Slice, SliceVlan, UserQuota
 
 from .helpers import vms_of
 
@@ -79,21 +78,15 @@ def link_job(user, slice_obj, a, b):
 
 
 def assert_vlan_integrity():
-    """No VLAN shared, never 400, each in a block of its own slice, both ends carry it."""
+    """No VLAN shared, never 400, each held by its own slice, both ends carry it."""
     links = list(Link.objects.select_related("a", "b"))
     vlans = [link.vlan for link in links]
     assert len(vlans) == len(set(vlans)), "a VLAN was given twice"
     assert 400 not in vlans
-    blocks = list(VlanBlock.objects.all())
-    ranges = sorted((b.first_vlan, b.last_vlan) for b in blocks)
-    for (_, last), (first, _) in itertools.pairwise(ranges):
-        assert last < first, "two blocks overlap"
-    by_slice: dict[int, list[VlanBlock]] = {}
-    for block in blocks:
-        by_slice.setdefault(block.slice_id, []).append(block)
+    holder = dict(SliceVlan.objects.values_list("vlan", "slice_id"))
     ends = Counter()
     for link in links:
-        assert any(b.first_vlan <= link.vlan <= b.last_vlan for b in by_slice[link.slice_id])
+        assert holder.get(link.vlan) == link.slice_id, "a link's VLAN is not held by its slice"
         assert link.a.vlan == link.b.vlan == link.vlan
         ends.update([link.a_id, link.b_id])
     assert all(n == 1 for n in ends.values()), "an interface carries two links"
@@ -123,12 +116,12 @@ def test_250_concurrent_link_requests_in_one_slice(make_user, flavor, image):
             assert body["code"] == "duplicate_link" and "already linked" in body["detail"]
     assert Link.objects.count() == 200
     assert_vlan_integrity()
-    # 200 links in blocks of 16 => 13 blocks, all the slice's, VLANs 100..300 (no 400 in range yet)
-    assert VlanBlock.objects.filter(slice=slice_obj).count() == 13
+    # 200 links, 200 VLANs held, the lowest ones (no 400 in range yet)
+    assert sorted(SliceVlan.objects.filter(slice=slice_obj).values_list("vlan", flat=True)) == list(range(100, 300))
 
 
-def test_concurrent_links_in_different_slices_claim_disjoint_blocks(make_user, flavor, image, vlan_range):
-    vlan_range(100, 3999, 4)  # small blocks: each slice claims ~10 while the others do too
+def test_concurrent_links_in_different_slices_claim_disjoint_vlans(make_user, flavor, image, vlan_range):
+    vlan_range(100, 3999)
     jobs = []
     slices = []
     for k in range(6):
@@ -148,11 +141,13 @@ def test_concurrent_links_in_different_slices_claim_disjoint_blocks(make_user, f
     assert_vlan_integrity()
     for s in slices:
         assert Link.objects.filter(slice=s).count() == 40
-        assert VlanBlock.objects.filter(slice=s).count() == 10
+        assert SliceVlan.objects.filter(slice=s).count() == 40
+    # every claim took the lowest VLAN free at its moment: the 240 lowest, no gap
+    assert sorted(SliceVlan.objects.values_list("vlan", flat=True)) == list(range(100, 340))
 
 
 def test_concurrent_exhaustion_every_request_succeeds_or_gets_a_409(make_user, flavor, image, vlan_range):
-    vlan_range(390, 421, 4)  # 32 VLANs less VLAN 400: 31 usable
+    vlan_range(390, 421)  # 32 VLANs less VLAN 400: 31 usable
     jobs = []
     for k in range(4):
         owner = make_user(f"e{k}")
@@ -175,9 +170,9 @@ def test_concurrent_exhaustion_every_request_succeeds_or_gets_a_409(make_user, f
     assert sorted(Link.objects.values_list("vlan", flat=True)) == [v for v in range(390, 422) if v != 400]
 
 
-def test_concurrent_templates_claiming_many_blocks_each(make_user, flavor, image, vlan_range):
-    # Each request claims 20 blocks inside one transaction, racing the others.
-    vlan_range(100, 3999, 1)
+def test_concurrent_templates_claiming_many_vlans_each(make_user, flavor, image, vlan_range):
+    # Each request claims 20 VLANs inside one transaction, racing the others.
+    vlan_range(100, 3999)
     users = [make_user(f"t{k}") for k in range(8)]
     jobs = [post(u, "/api/slices/from-template/", {"name": "ring", "topology": "ring", "count": 20}) for u in users]
 

@@ -247,7 +247,7 @@ def test_import_is_atomic_on_quota(api, user, flavor, image):
 
 
 def test_import_is_atomic_when_vlans_run_out(api, flavor, image, vlan_range):
-    vlan_range(100, 101, 2)
+    vlan_range(100, 101)
     doc = {
         "name": "chain",
         "vms": [{"name": n, "data_interfaces_count": 2} for n in "abcd"],

@@ -3,7 +3,7 @@
 import pytest
 
 from slices import services
-from slices.models import Interface, Link, Slice, VlanBlock
+from slices.models import Interface, Link, Slice, SliceVlan
 
 from .helpers import vms_of
 
@@ -141,7 +141,7 @@ def test_deleting_a_vm_clears_the_peer(api, designed):
     assert not Link.objects.exists()
     assert not vm2.interfaces.exclude(vlan=None).exists()
     assert not vm2.interfaces.exclude(ip_address=None).exists()
-    assert not VlanBlock.objects.exists()  # a draft slice gives back its empty blocks
+    assert not SliceVlan.objects.exists()  # a draft slice gives back the VLANs no link uses
 
 
 def test_busy_slice_refuses_design_changes_with_409(api, designed):
@@ -163,7 +163,7 @@ def _chain(user, make_slice, n, name=None):
 
 
 def test_pool_exhaustion_is_a_409(api, user, make_slice, vlan_range):
-    vlan_range(100, 103, 2)  # 4 VLANs in 2 blocks
+    vlan_range(100, 103)  # 4 VLANs
     s, vms = _chain(user, make_slice, 6)
     for i in range(4):
         assert _link(api, s, vms[i], vms[i + 1]).status_code == 201
@@ -175,18 +175,18 @@ def test_pool_exhaustion_is_a_409(api, user, make_slice, vlan_range):
 
 
 def test_pool_exhaustion_across_slices(api, user, make_slice, vlan_range):
-    vlan_range(100, 103, 2)
+    vlan_range(100, 103)
     s1, a = _chain(user, make_slice, 3, "one")
-    s2, b = _chain(user, make_slice, 4, "two")
-    assert _link(api, s1, a[0], a[1]).json()["vlan"] == 100  # s1 holds block 100-101
-    assert _link(api, s2, b[0], b[1]).json()["vlan"] == 102  # s2 holds block 102-103
-    assert _link(api, s2, b[1], b[2]).json()["vlan"] == 103
-    assert _link(api, s2, b[2], b[3]).status_code == 409  # s1's free 101 is not s2's
-    assert _link(api, s1, a[1], a[2]).json()["vlan"] == 101
+    s2, b = _chain(user, make_slice, 5, "two")
+    assert _link(api, s1, a[0], a[1]).json()["vlan"] == 100  # s1 holds 100 only
+    assert _link(api, s2, b[0], b[1]).json()["vlan"] == 101  # no VLAN is stranded in s1's pool
+    assert _link(api, s2, b[1], b[2]).json()["vlan"] == 102
+    assert _link(api, s1, a[1], a[2]).json()["vlan"] == 103
+    assert _link(api, s2, b[2], b[3]).status_code == 409  # the whole range is on links
 
 
 def test_vlan_400_is_never_given_to_a_link(api, user, make_slice, vlan_range):
-    vlan_range(396, 404, 3)  # blocks 396-398, 399-401, 402-404: 400 sits inside one
+    vlan_range(396, 404)  # 400 sits inside the range
     s, vms = _chain(user, make_slice, 10)
     got = []
     for i in range(9):
@@ -199,22 +199,39 @@ def test_vlan_400_is_never_given_to_a_link(api, user, make_slice, vlan_range):
     assert 400 not in Link.objects.values_list("vlan", flat=True)
 
 
-def test_block_of_only_vlan_400_is_skipped(api, user, make_slice, vlan_range):
-    vlan_range(399, 401, 1)
+def test_vlan_400_is_skipped_at_the_edge_of_the_range(api, user, make_slice, vlan_range):
+    vlan_range(399, 401)
     s, vms = _chain(user, make_slice, 4)
     assert [_link(api, s, vms[i], vms[i + 1]).status_code for i in range(3)] == [201, 201, 409]
     assert sorted(Link.objects.values_list("vlan", flat=True)) == [399, 401]
-    assert sorted(VlanBlock.objects.values_list("first_vlan", flat=True)) == [399, 401]
+    assert sorted(SliceVlan.objects.values_list("vlan", flat=True)) == [399, 401]
 
 
-def test_a_slice_that_fills_its_block_gets_another(api, user, make_slice, vlan_range):
-    vlan_range(100, 199, 4)
+def test_the_slice_pool_lists_the_vlans_it_holds(api, user, make_slice, vlan_range):
+    vlan_range(100, 199)
     s, vms = _chain(user, make_slice, 7)
-    for i in range(6):
+    other, o = _chain(user, make_slice, 2, "other")
+    for i in range(3):
         assert _link(api, s, vms[i], vms[i + 1]).status_code == 201
-    assert [str(b) for b in VlanBlock.objects.filter(slice=s)] == ["100-103", "104-107"]
+    assert _link(api, other, o[0], o[1]).json()["vlan"] == 103
+    for i in range(3, 5):
+        assert _link(api, s, vms[i], vms[i + 1]).status_code == 201
+    assert list(SliceVlan.objects.filter(slice=s).values_list("vlan", flat=True)) == [100, 101, 102, 104, 105]
     detail = api.get(f"/api/slices/{s.pk}/").json()
-    assert detail["vlan_pool"] == ["100-103", "104-107"]
+    assert detail["vlan_pool"] == ["100-102", "104-105"]
+
+
+def test_a_deployed_slice_keeps_the_vlan_of_a_deleted_link(api, user, make_slice, vlan_range):
+    # The VLAN may still be configured on the hosts until the slice is redeployed or destroyed.
+    vlan_range(100, 101)
+    s, vms = _chain(user, make_slice, 3)
+    other, o = _chain(user, make_slice, 3, "other")
+    link = _link(api, s, vms[0], vms[1]).json()
+    Slice.objects.filter(pk=s.pk).update(status=Slice.Status.ACTIVE)
+    assert api.delete(f"/api/links/{link['id']}/").status_code == 204
+    assert _link(api, other, o[0], o[1]).json()["vlan"] == 101
+    assert _link(api, other, o[1], o[2]).status_code == 409  # 100 is still s's
+    assert _link(api, s, vms[1], vms[2]).json()["vlan"] == 100  # and s reuses it
 
 
 def test_database_refuses_a_shared_vlan_or_vlan_400(designed):
@@ -228,8 +245,9 @@ def test_database_refuses_a_shared_vlan_or_vlan_400(designed):
             Link.objects.create(slice=designed["slice"], a=a, b=b, vlan=vlan, subnet="x")
     with pytest.raises(IntegrityError), transaction.atomic():  # a is always the lower id
         Link.objects.create(slice=designed["slice"], a=b, b=a, vlan=200, subnet="x")
-    with pytest.raises(IntegrityError), transaction.atomic():
-        VlanBlock.objects.create(slice=designed["slice"], index=0, first_vlan=100, last_vlan=115)
+    for vlan in (link.vlan, 400, 0, 4095):  # a VLAN held twice, the internet VLAN, outside 802.1Q
+        with pytest.raises(IntegrityError), transaction.atomic():
+            SliceVlan.objects.create(slice=designed["slice"], vlan=vlan)
     with pytest.raises(IntegrityError), transaction.atomic():  # VLAN 400 on a data interface
         Interface.objects.filter(pk=a.pk).update(vlan=400)
 

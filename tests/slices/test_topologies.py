@@ -143,7 +143,7 @@ def test_from_template_bad_requests(api, flavor, image, payload, field, words):
 
 
 def test_from_template_is_atomic_when_vlans_run_out(api, flavor, image, vlan_range):
-    vlan_range(100, 104, 2)  # 5 VLANs, a ring of 6 needs 6
+    vlan_range(100, 104)  # 5 VLANs, a ring of 6 needs 6
     r = api.post("/api/slices/from-template/", {"name": "big", "topology": "ring", "count": 6}, format="json")
     assert r.status_code == 409
     assert "No free VLAN" in r.json()["detail"]
