@@ -176,6 +176,8 @@ def connect(
     another slice may be named in a refusal (not when the VM ids come from a
     user who may not own them).
     """
+    if not requests:  # nothing to link (an imported slice without links); no query with an empty IN ()
+        return []
     picture = _Picture(locked, {vm_id for r in requests for vm_id in (r.vm_a, r.vm_b)})
     ends: list[tuple[_Iface, _Iface]] = []
     for i, req in enumerate(requests):

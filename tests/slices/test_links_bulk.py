@@ -98,3 +98,11 @@ def test_bulk_queries_do_not_grow_with_the_links(api, user, make_slice):
             assert _bulk(api, s, _chain(vms_of(s), n + 1)).status_code == 201
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1], counts
+
+
+def test_an_import_without_links_or_vms_creates_the_slice(user):
+    """Found by the schemathesis contract test after the bulk link path landed: `IN ()` was a SQL error."""
+    from slices import io, services
+
+    s = services.slice_import(owner=user, document=io.parse_document({"name": "empty", "vms": []}))
+    assert s.vms.count() == 0 and s.links.count() == 0
