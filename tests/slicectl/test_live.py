@@ -23,7 +23,9 @@ from .conftest import REPO, needs_postgres
 
 PASSWORD = "pw-slicectl-1"
 
-pytestmark = [pytest.mark.django_db(transaction=True), needs_postgres]
+# serialized_rollback: like every transactional test here, so its flush does not re-create the content
+# types that the next serialized test restores (a duplicate key at its setup).
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), needs_postgres]
 
 DOC = {
     "name": "lab",
