@@ -43,7 +43,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.accept()
         target, refusal = await database_sync_to_async(console_access)(user=self.scope.get("user"), vm_id=vm_id)
         if refusal is not None:
-            await self.close(code=refusal[0], reason=refusal[1])
+            await self.end(*refusal)
             return
         self.group = consoles.group_name(vm_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -54,7 +54,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         """A relay that never answers (its process died, its lease not yet expired): say so, close."""
         await asyncio.sleep(consoles.READY_TIMEOUT)
         self.relay = None
-        await self.close(code=consoles.CLOSE_NO_RELAY, reason="The console relay did not answer: reconnect.")
+        await self.end(consoles.CLOSE_NO_RELAY, "The console relay did not answer: reconnect.")
+
+    async def end(self, code: int, reason: str) -> None:
+        """Close with a code and reason, said first in a text frame too (daphne drops a close frame's reason)."""
+        await self.send(text_data=json.dumps({"event": "closed", "code": code, "reason": reason}))
+        await self.close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Keystrokes and pastes: binary frames as they are, text frames as UTF-8."""
@@ -88,4 +93,4 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     async def console_closed(self, event: dict) -> None:
         self.relay = None  # the relay is gone: no leave to send
-        await self.close(code=event["code"], reason=event["reason"])
+        await self.end(event["code"], event["reason"])

@@ -125,9 +125,12 @@ async def relay_gone(vm_id: int, timeout: float = 10) -> None:
 
 
 async def closed_with(comm: WebsocketCommunicator) -> tuple[int, str]:
+    """The close code and reason, after the text frame that says them first."""
+    said = json.loads((await comm.receive_output(timeout=10))["text"])
     message = await comm.receive_output(timeout=10)
     assert message["type"] == "websocket.close", message
-    return message["code"], message.get("reason", "")
+    assert (said["event"], said["code"], said["reason"]) == ("closed", message["code"], message["reason"])
+    return message["code"], message["reason"]
 
 
 def test_anonymous_is_refused_before_any_ssh(running_vm, sshd):
@@ -225,6 +228,8 @@ def test_an_idle_console_closes(running_vm, user, settings):
         await wait_live(comm)
         while True:
             message = await comm.receive_output(timeout=10)
+            if message.get("text") and json.loads(message["text"])["event"] == "closed":
+                message = await comm.receive_output(timeout=10)
             if message["type"] == "websocket.close":
                 await relay_gone(running_vm.pk)
                 return message["code"], message["reason"]
@@ -235,3 +240,92 @@ def test_an_idle_console_closes(running_vm, user, settings):
     while relays_on_worker(running_vm.sock) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert relays_on_worker(running_vm.sock) == 0
+
+
+# --- a real WebSocket against the ASGI server (daphne in a subprocess) ----------------------------
+
+
+@pytest.fixture
+def daphne(settings, sshd, _layer):
+    """daphne serving portal.asgi on a free port, on this test's database and channel layer."""
+    import os
+    import socket
+    import sys
+
+    from django.db import connection
+
+    from .conftest import free_port
+
+    port = free_port()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "PROVISIONING_KNOWN_HOSTS": str(sshd.known_hosts),
+        "CHANNELS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
+    daphne_bin = Path(sys.executable).with_name("daphne")
+    proc = subprocess.Popen(
+        [str(daphne_bin), "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()  # by its PID
+    proc.wait(timeout=10)
+
+
+def session_cookie(user) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def test_a_real_websocket_through_daphne(running_vm, user, other_user, sshd, daphne):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = f"ws://{daphne}/ws/vms/{running_vm.pk}/console/"
+    origin = f"http://{daphne}"
+    before = logins(sshd)
+
+    def refusal(**headers) -> tuple[int, str]:
+        with connect(url, origin=origin, additional_headers=headers, open_timeout=10) as ws:
+            said = json.loads(ws.recv(timeout=10))  # daphne drops a close frame's reason: the text frame says it
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert said["event"] == "closed" and said["code"] == closed.value.rcvd.code
+        return said["code"], said["reason"]
+
+    assert refusal() == (consoles.CLOSE_NOT_LOGGED_IN, "Log in to open a console.")
+    assert refusal(Cookie=session_cookie(other_user)) == (consoles.CLOSE_NOT_FOUND, "No such VM.")
+    assert logins(sshd) == before  # no SSH login for either
+
+    with connect(url, origin=origin, additional_headers={"Cookie": session_cookie(user)}, open_timeout=10) as ws:
+        seen = b""
+        while (frame := ws.recv(timeout=10)) != '{"event": "live"}':
+            seen += frame
+        assert b"Linux version 6.1 booting" in seen
+        ws.send(b"expr 6 \\* 7\n")
+        seen = b""
+        while b"42" not in seen:
+            seen += ws.recv(timeout=10)
+    assert logins(sshd) == before + 1
+
+    # Another site's page cannot use the session cookie: its Origin is refused at the handshake.
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus):
+        connect(url, origin="http://evil.example", additional_headers={"Cookie": session_cookie(user)})
