@@ -53,6 +53,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
+    # First: its runserver serves the ASGI application (HTTP and the consoles' WebSockets).
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -64,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served by us, never from a CDN
     "django_rq",
+    "channels",
     "inventory",
     "slices",
     "provisioning",
@@ -81,6 +84,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
+# HTTP and WebSockets (the VM consoles) from one process: daphne, or runserver in development.
+ASGI_APPLICATION = "portal.asgi.application"
 
 TEMPLATES = [
     {
@@ -188,6 +193,24 @@ RQ_QUEUES = {
     "provisioning": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800},
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
+
+# --- Consoles (WebSockets) ------------------------------------------------------------
+# The consoles' viewers of one VM, in any portal process, share one relay through this channel layer.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # channels-redis blocks 5 s per read (BZPOPMIN); redis-py 8's default socket timeout is
+            # also 5 s, which breaks those reads with "Timeout reading": a longer one keeps them whole.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": os.environ.get("CHANNELS_PREFIX", "sp-channels"),
+        },
+    }
+}
+# A console nobody typed into for this many seconds closes (its SSH channel and host-side socat with it).
+CONSOLE_IDLE_TIMEOUT = int(os.environ.get("CONSOLE_IDLE_TIMEOUT", "1800"))
+# Bytes of console.log a viewer gets on connect (the recent scrollback).
+CONSOLE_SCROLLBACK_BYTES = int(os.environ.get("CONSOLE_SCROLLBACK_BYTES", "16384"))
 
 # --- Slice design: VLANs, IPAM, quotas ----------------------------------------------
 # Global VLAN range handed out to links (inclusive). VLAN 400 is reserved for internet.

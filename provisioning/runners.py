@@ -275,6 +275,13 @@ class FabricRunner(Runner):
         self._connections[host] = conn
         return conn
 
+    def connection(self, host: str):
+        """The host's open Fabric connection (the consoles' relay opens its SSH channels on it).
+
+        HostUnreachable when the host cannot be reached or its key is not the known one.
+        """
+        return self._connection(host)
+
     def close(self) -> None:
         for conn in self._connections.values():
             try:

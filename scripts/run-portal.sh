@@ -31,5 +31,7 @@ CRON=$!
 trap 'kill $WORKER $CRON 2>/dev/null || true' EXIT
 echo "==> RQ worker pid $WORKER (log: var/rqworker.log)"
 echo "==> http://127.0.0.1:${PORT:-8000}/  (admin: /admin/, API: /api/, API docs: /api/docs/)"
-# --insecure: serve static files with DEBUG off (a local portal; use gunicorn behind a web server in production)
+# runserver is daphne's (INSTALLED_APPS): one process serves HTTP and the consoles' WebSockets (ASGI).
+# --insecure: serve static files with DEBUG off (a local portal; in production run
+# `daphne portal.asgi:application` behind a web server: README, docs/consoles.md).
 $PY manage.py runserver --insecure "127.0.0.1:${PORT:-8000}"

@@ -89,3 +89,8 @@ def dhcp_port_name(vlan: int) -> str:
 def dhcp_namespace(vlan: int) -> str:
     """The network node's DHCP namespace for a VLAN (``ns-dhcp-vlan101``)."""
     return f"ns-dhcp-vlan{vlan}"
+
+
+def vm_console_path(vm) -> str:
+    """The WebSocket path of a VM's serial console (served by provisioning/routing.py)."""
+    return f"/ws/vms/{vm.pk}/console/"

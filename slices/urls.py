@@ -9,6 +9,7 @@ from .forms import LoginForm
 urlpatterns = [
     path("", views.SliceListView.as_view(), name="slice-list"),
     path("slices/<int:pk>/", views.SliceDesignerView.as_view(), name="slice-designer"),
+    path("slices/<int:pk>/vms/<int:vm>/console/", views.VmConsoleView.as_view(), name="vm-console"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -12,7 +12,7 @@ from django.views.generic import TemplateView
 
 from slices import selectors
 from slices.models import BUSY_STATUSES
-from slices.naming import MAX_DATA_INTERFACES
+from slices.naming import MAX_DATA_INTERFACES, vm_console_path
 
 from .forms import SliceCreateForm, SliceImportForm, VMForm
 
@@ -55,5 +55,31 @@ class SliceDesignerView(LoginRequiredMixin, TemplateView):
             "listUrl": reverse("slice-list"),
             "pollMs": POLL_INTERVAL_MS,
             "maxDataInterfaces": MAX_DATA_INTERFACES,
+        }
+        return context
+
+
+class VmConsoleView(LoginRequiredMixin, TemplateView):
+    """A VM's interactive serial console (xterm.js over the console WebSocket, docs/consoles.md).
+
+    The page only draws the terminal: whether the user may open the console is decided
+    again by the WebSocket when it connects.
+    """
+
+    template_name = "slices/console.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        # Another user's VM is a 404, as in the API.
+        vm = get_object_or_404(
+            selectors.vm_list(user=self.request.user).select_related("slice"), pk=kwargs["vm"], slice_id=kwargs["pk"]
+        )
+        context["vm"] = vm
+        context["page_config"] = {
+            **_common_config(),
+            "vmId": vm.pk,
+            "vmName": vm.name,
+            "consolePath": vm_console_path(vm),
+            "designerUrl": reverse("slice-designer", args=[vm.slice_id]),
         }
         return context

@@ -4,7 +4,10 @@ A guest's serial port is a QEMU unix socket on its worker,
 ``{state_dir}/vms/vm{vm_id}/console.sock`` (docs/CONTRACTS.md), next to
 ``console.log`` where QEMU copies everything the guest printed. The lab guest
 keeps a root shell on that console. QEMU accepts one client at a time, so
-commands to one guest are serialised with a lock file next to the socket.
+commands to one guest are serialised with a lock file next to the socket; the
+portal's console relay (provisioning.consoles) takes the same lock while a browser
+viewer is connected, and a command here then waits (at most its timeout) and fails
+with "console busy" instead of typing into a user's session.
 
 The lab's hosts share the portal machine's filesystem, so the socket is
 reachable directly; on a production host the same socket is reached over SSH.
@@ -82,6 +85,21 @@ def wait_for_line(
         time.sleep(interval)
 
 
+def _lock(lock, lock_path: Path, timeout: float) -> None:
+    """Take the socket's lock, waiting at most ``timeout`` (a relay may hold it while viewers are connected)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise ConsoleError(
+                    f"console busy: {lock_path} held for {timeout}s (a browser console of this VM is open?)"
+                ) from None
+            time.sleep(0.1)
+
+
 def run_command(socket_path: str | Path, command: str, *, timeout: float = 30) -> ConsoleResult:
     """Run ``command`` in the guest's console shell and return its output and exit code.
 
@@ -104,7 +122,7 @@ def run_command(socket_path: str | Path, command: str, *, timeout: float = 30) -
     except OSError as exc:
         raise ConsoleError(f"cannot lock {lock_path}: {exc}") from exc
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock(lock, lock_path, timeout)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(5)

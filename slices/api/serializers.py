@@ -9,7 +9,7 @@ from inventory.models import Flavor, Host, Image
 from slices import ipam, topologies, vlans
 from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
-from slices.naming import MAX_DATA_INTERFACES, tap_name
+from slices.naming import MAX_DATA_INTERFACES, tap_name, vm_console_path
 
 from .fields import NameField, OwnedRelatedField
 from .fields import validate_name as validate_name  # re-exported for the UI and older imports
@@ -69,6 +69,22 @@ class InterfaceSerializer(serializers.ModelSerializer):
         return str(net.gateway) if net else None
 
 
+# The console WebSocket's protocol, in words (the schema has no WebSocket operations).
+CONSOLE_PROTOCOL = (
+    "WebSocket path of the VM's interactive serial console (same host as the API; ws:// or wss://). "
+    "Authenticated by the session cookie; the Origin header must be one of the portal's hosts. "
+    "Only the slice's owner and staff get in, and only while the VM is running. "
+    "Server to client: binary frames are the guest's output bytes (first the recent scrollback of its "
+    'console log, then a text frame {"event": "live"}, then live output); before closing, a text frame '
+    '{"event": "closed", "code": N, "reason": "..."}. Client to server: binary or text frames are bytes '
+    "typed into the guest (text as UTF-8; Ctrl-C is byte 0x03). Several viewers of one VM share one relay: "
+    "all see the output, all can type. Close codes: 4401 not logged in, 4404 no such VM (or another "
+    "user's), 4409 VM not running, 4408 idle (no keystroke for CONSOLE_IDLE_TIMEOUT s, default 1800), "
+    "4410 the guest's console closed (VM stopped), 4502 worker or console socket unreachable, "
+    "4504 the relay did not answer (reconnect)."
+)
+
+
 class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
     """A VM of one of your slices, with its interfaces (eth0 management, eth1.. data)."""
 
@@ -92,6 +108,7 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
     x = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
     y = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
     interfaces = InterfaceSerializer(many=True, read_only=True)
+    console_url = serializers.SerializerMethodField(help_text=CONSOLE_PROTOCOL)
 
     class Meta:
         model = VM
@@ -110,8 +127,12 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
             "y",
             "interfaces",
             "console_tail",
+            "console_url",
         ]
         read_only_fields = ["console_tail"]
+
+    def get_console_url(self, vm: VM) -> str:
+        return vm_console_path(vm)
 
     def validate_slice(self, value: Slice) -> Slice:
         if self.instance is not None and value.pk != self.instance.slice_id:

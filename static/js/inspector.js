@@ -130,6 +130,21 @@ export function renderInspector(box, view) {
         el(
           "div",
           { class: "inspector-actions" },
+          vm.status === "running"
+            ? el(
+                "a",
+                {
+                  class: "btn btn-sm btn-primary",
+                  // The designer is /slices/{id}/: the console page is below it, in a tab of its own.
+                  href: `${window.location.pathname.replace(/\/?$/, "/")}vms/${vm.id}/console/`,
+                  target: "_blank",
+                  rel: "noopener",
+                  "data-testid": "vm-console-open",
+                  title: "Open the VM's serial console (a terminal) in a new tab",
+                },
+                "Console",
+              )
+            : null,
           el("button", { type: "button", class: "btn btn-sm", onclick: () => view.onEditVm(vm), disabled: view.busy }, "Edit"),
           el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: view.onDelete, disabled: view.busy }, "Delete VM"),
         ),
