@@ -22,7 +22,7 @@ from slices.models import VM
 
 from .conftest import needs_sshd
 
-pytestmark = [pytest.mark.django_db(transaction=True), needs_sshd, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), needs_sshd, pytest.mark.timeout(120)]
 
 APP = URLRouter(websocket_urlpatterns)
 
