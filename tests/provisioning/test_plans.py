@@ -194,8 +194,11 @@ def test_all_vlan_ports_of_the_network_node_go_in_one_transaction():
     assert transactions[0].argv.count("add-port") == 6
 
 
+RESERVED = ((mac(1, 0), "10.60.7.11"), (mac(2, 0), "10.60.7.12"))
+
+
 def test_internet_commands_exact():
-    got = plans.internet_commands(NODE)
+    got = plans.internet_commands(NODE, 7, RESERVED)
     tail = got[-3:]
     assert tail[0].argv == ("sh", "-c", plans.SH_IP_FORWARD_ON, "sp-ip-forward", "/var/lib/sp/ip_forward.saved")
     assert tail[0].undo == ("sh", "-c", plans.SH_IP_FORWARD_RESTORE, "sp-ip-forward-restore",
@@ -213,6 +216,54 @@ def test_internet_commands_exact():
     assert ("ip", "addr", "replace", "10.60.7.1/24", "dev", "gw_v400") in [c.argv for c in got]
 
 
+def test_vlan_400_reservations_one_file_per_slice_served_by_one_shared_dnsmasq():
+    got = plans.internet_commands(NODE, 7, RESERVED)
+    hosts = "/var/lib/sp/dhcp/v400/hosts"
+    mkdir, write, dnsmasq = got[-6:-3]
+    assert mkdir.argv == ("mkdir", "-p", hosts)
+    assert mkdir.undo == ("sh", "-c", plans.SH_RMDIR_IF_EMPTY, "sp-rmdir", hosts)  # other slices' files stay
+    lines = (f"{mac(1, 0)},10.60.7.11", f"{mac(2, 0)},10.60.7.12")
+    assert write.argv == ("sh", "-c", plans.SH_WRITE_LINES, "sp-write", f"{hosts}/slice7", *lines)
+    assert write.check == ("sh", "-c", plans.SH_SAME_LINES, "sp-same", f"{hosts}/slice7", *lines)
+    assert write.undo == ("rm", "-f", f"{hosts}/slice7")
+    # one dnsmasq for every slice: restarted only when the union of the files changed (check mode)
+    base = plans.dnsmasq_argv(NODE, INTERNET)
+    files = ("/var/lib/sp/dhcp/v400/dnsmasq.pid", hosts, "/var/lib/sp/dhcp/v400/dnsmasq.leases")
+    assert dnsmasq.argv == ("sh", "-c", plans.SH_DNSMASQ_SYNC, "sp-dnsmasq-sync", "run", *files, *base)
+    assert dnsmasq.check == ("sh", "-c", plans.SH_DNSMASQ_SYNC, "sp-dnsmasq-sync", "check", *files, *base)
+    assert dnsmasq.undo == ("sh", "-c", plans.SH_KILL_PIDFILE, "sp-kill", files[0])
+    assert base[:5] == ("ip", "netns", "exec", "ns-dhcp-vlan400", "dnsmasq")
+    assert not [a for a in base if a.startswith("--dhcp-host")]  # they come from the files, at run time
+    # in the plan: before the VMs boot, in the shared (locked) internet phase
+    plan = deploy_plan(spec([vm(1, vlans=(400, None)), vm(2, vlans=(400, None))], internet=True))
+    assert write.argv in argvs(plan, "netnode", "internet")
+
+
+def test_a_slice_leaving_vlan_400_drops_its_reservations_even_when_others_keep_it():
+    s = spec([vm(1, vlans=(400, None))], internet=True)
+    leave = [c.argv for c in plans.internet_leave_commands(NODE, 7)]
+    files = ("/var/lib/sp/dhcp/v400/dnsmasq.pid", "/var/lib/sp/dhcp/v400/hosts", "/var/lib/sp/dhcp/v400/dnsmasq.leases")
+    assert leave == [
+        ("rm", "-f", "/var/lib/sp/dhcp/v400/hosts/slice7"),
+        ("sh", "-c", plans.SH_DNSMASQ_SYNC, "sp-dnsmasq-sync", "leave", *files, *plans.dnsmasq_argv(NODE, INTERNET)),
+    ]
+    for plan in (
+        destroy_plan(dataclasses.replace(s, keep_internet=True)),
+        destroy_plan(s),
+        apply_plan(s, spec([vm(1, vlans=(None, None))])),
+        apply_plan(s, spec([vm(1, vlans=(None, None))], keep_internet=True)),
+    ):
+        phases = [p for p in plan.by_host()["netnode"]]
+        (left,) = [p for p in phases if p.name == "leave-internet"]
+        assert left.shared == "internet" and not left.teardown  # runs even when VLAN 400 is kept
+        assert [c.argv for c in left.commands] == leave
+        names_ = [p.name for p in phases]
+        if "teardown-internet" in names_:
+            assert names_.index("leave-internet") < names_.index("teardown-internet")
+    # a slice that keeps internet rewrites its file instead: no leave
+    assert "leave-internet" not in [p.name for p in apply_plan(s, s).by_host()["netnode"]]
+
+
 def test_internet_gateway_and_dhcp_ports_get_the_fixed_macs_the_guards_name():
     (ports,) = [c for c in plans.vlans_commands(NODE, [INTERNET]) if c.argv[0] == "ovs-vsctl"]
     assert ports.argv == (
@@ -226,23 +277,35 @@ def test_internet_gateway_and_dhcp_ports_get_the_fixed_macs_the_guards_name():
     assert not [a for a in link.argv if a.startswith("mac=")]
 
 
-def test_an_internet_tap_reaches_only_the_gateway_and_dhcp():
+def test_an_internet_tap_speaks_only_as_itself_to_the_gateway_and_dhcp():
     guest = vm(1, vlans=(400, 100))
+    assert guest.nics[0].address == "10.60.7.11"
     guard = plans.internet_guard_command(guest, guest.nics[0])
     cookie = "0x5350000000000100"
-    own = f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=300,dl_src={mac(1, 0)}"
+    head = f"cookie={cookie},table=0,in_port=tap_1_eth0"
+    own = f"{head},priority=300,dl_src={mac(1, 0)}"
+    arp = f"{own},arp,arp_sha={mac(1, 0)},arp_spa=10.60.7.11"
+    bcast, gw_mac, dhcp_mac = "ff:ff:ff:ff:ff:ff", "02:53:50:00:04:01", "02:53:50:00:04:02"
     assert guard.argv == (
         "sh", "-c", plans.SH_OFCTL_REPLACE_FLOWS, "sp-flows", "br-int", cookie,
-        f"{own},dl_dst=02:53:50:00:04:01,actions=NORMAL",
-        f"{own},dl_dst=02:53:50:00:04:02,actions=NORMAL",
-        f"{own},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_tpa=10.60.7.1,actions=NORMAL",
-        f"{own},dl_dst=ff:ff:ff:ff:ff:ff,udp,tp_src=68,tp_dst=67,actions=NORMAL",
-        f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=290,actions=drop",
+        f"{head},priority=310,udp,tp_src=67,actions=drop",
+        f"{head},priority=310,icmp6,icmp_type=134,actions=drop",
+        f"{arp},dl_dst={bcast},arp_tpa=10.60.7.1,actions=NORMAL",
+        f"{arp},dl_dst={bcast},arp_tpa=10.60.7.2,actions=NORMAL",
+        f"{arp},dl_dst={gw_mac},actions=NORMAL",
+        f"{arp},dl_dst={dhcp_mac},actions=NORMAL",
+        f"{own},arp,arp_sha={mac(1, 0)},arp_spa=0.0.0.0,arp_tpa=10.60.7.11,dl_dst={bcast},actions=NORMAL",
+        f"{own},ip,nw_src=10.60.7.11,dl_dst={gw_mac},actions=NORMAL",
+        f"{own},udp,tp_src=68,tp_dst=67,nw_src=0.0.0.0,dl_dst={bcast},actions=NORMAL",
+        f"{own},udp,tp_src=68,tp_dst=67,nw_src=10.60.7.11,dl_dst={bcast},actions=NORMAL",
+        f"{own},udp,tp_src=68,tp_dst=67,nw_src=10.60.7.11,dl_dst={dhcp_mac},actions=NORMAL",
+        f"{head},priority=290,actions=drop",
     )  # fmt: skip
+    # the drift check: 12 flows on the port as it is now, 9 naming the MAC, 8 the address
     assert guard.check == ("sh", "-c", plans.SH_OFCTL_FLOWS_CHECK, "sp-flows-check", "br-int", cookie, "tap_1_eth0",
-                           "5", mac(1, 0))  # fmt: skip
+                           "12", f"dl_src={mac(1, 0)},", "9", "=10.60.7.11,", "8")  # fmt: skip
     assert guard.undo == ("sh", "-c", plans.SH_OFCTL_DEL_FLOWS, "sp-del-flows", "br-int", cookie)
-    # in the plan: right after the worker's ports transaction, only for VLAN 400 NICs
+    # in the plan: right after the worker's ports transaction, only for VLAN 400 NICs (links unguarded here)
     got = argvs(deploy_plan(spec([guest, vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)), "worker1", "ports")
     assert got[-2][0] == "ovs-vsctl" and got[-1] == guard.argv
     assert not [a for a in argvs(deploy_plan(two_vm_spec()), "worker1", "ports") if "sp-flows" in a]
@@ -250,9 +313,53 @@ def test_an_internet_tap_reaches_only_the_gateway_and_dhcp():
     assert plans.flow_cookie(123456, NicSpec(10, mac(1, 10), 400, "x")) == "0x5350000001e2400a"
 
 
+def test_a_link_tap_cannot_pose_as_its_gateway_or_dhcp_server_when_links_are_guarded():
+    guest = vm(1, vlans=(None, 100))
+    guard = plans.link_guard_command(guest, guest.nics[1], vlan(100, 1, 2))
+    cookie = "0x5350000000000101"
+    head = f"cookie={cookie},table=0,in_port=tap_1_eth1"
+    assert guard.argv == (
+        "sh", "-c", plans.SH_OFCTL_REPLACE_FLOWS, "sp-flows", "br-int", cookie,
+        f"{head},priority=310,udp,tp_src=67,actions=drop",
+        f"{head},priority=310,icmp6,icmp_type=134,actions=drop",
+        f"{head},priority=310,arp,arp_spa=10.64.100.1,actions=drop",
+        f"{head},priority=310,arp,arp_spa=10.64.100.2,actions=drop",
+        f"{head},priority=310,ip,nw_src=10.64.100.1,actions=drop",
+        f"{head},priority=310,ip,nw_src=10.64.100.2,actions=drop",
+        f"{head},priority=300,dl_src={mac(1, 1)},actions=NORMAL",
+        f"{head},priority=290,actions=drop",
+    )  # fmt: skip
+    assert guard.check == ("sh", "-c", plans.SH_OFCTL_FLOWS_CHECK, "sp-flows-check", "br-int", cookie, "tap_1_eth1",
+                           "8", f"dl_src={mac(1, 1)},", "1", "=10.64.100.1,", "2", "=10.64.100.2,", "2")  # fmt: skip
+    guarded = two_vm_spec(link_guard=True)
+    assert guard.argv in argvs(deploy_plan(guarded), "worker1", "ports")
+    assert guard.undo in argvs(destroy_plan(guarded), "worker1", "teardown-ports")
+    # the setting turned off: the next apply removes the link guards of VMs that keep running
+    off = argvs(apply_plan(guarded, two_vm_spec()), "worker1", "teardown-ports")
+    assert off == [guard.undo]
+    assert not [a for a in argvs(apply_plan(guarded, two_vm_spec()), "worker1", "ports") if "sp-flows" in a]
+
+
+def test_internet_nics_need_their_own_distinct_address_in_the_range():
+    def with_address(address, vm_id=1):
+        guest = vm(vm_id, vlans=(400, None))
+        return dataclasses.replace(guest, nics=(dataclasses.replace(guest.nics[0], address=address), guest.nics[1]))
+
+    for bad in ("", "10.60.7.2", "10.60.7.251", "10.64.0.10", "10.60.7.010", "x"):
+        with pytest.raises(PlanError):
+            deploy_plan(spec([with_address(bad)], internet=True))
+    with pytest.raises(PlanError, match="given to two NICs"):
+        deploy_plan(spec([with_address("10.60.7.20"), with_address("10.60.7.20", 2)], internet=True))
+    no_vlan = vm(1, vlans=(None, None))
+    with pytest.raises(PlanError, match="only on VLAN 400"):
+        deploy_plan(spec([dataclasses.replace(no_vlan, nics=(dataclasses.replace(no_vlan.nics[0], address="10.60.7.20"),
+                                                               no_vlan.nics[1]))]))  # fmt: skip
+    assert deploy_plan(spec([with_address("10.60.7.250")], internet=True))
+
+
 def test_guards_go_with_the_vm_or_when_its_nic_leaves_vlan_400():
     old = spec([vm(1, vlans=(400, None)), vm(2, vlans=(400, None))], internet=True)
-    unguard = plans.internet_unguard_argv
+    unguard = plans.guard_remove_argv
     destroy = argvs(destroy_plan(old), "worker1", "teardown-ports")
     assert unguard(1, old.vms[0].nics[0]) in destroy and unguard(2, old.vms[1].nics[0]) in destroy
     assert destroy.index(unguard(1, old.vms[0].nics[0])) < [a[0] for a in destroy].index("ovs-vsctl")
@@ -264,7 +371,7 @@ def test_guards_go_with_the_vm_or_when_its_nic_leaves_vlan_400():
 
 def test_uplink_comes_from_the_network_node_spec():
     node = dataclasses.replace(NODE, uplink="lab-up0")
-    assert "lab-up0" in plans.internet_commands(node)[-2].argv
+    assert "lab-up0" in plans.internet_commands(node, 7, RESERVED)[-2].argv
 
 
 def test_isolation_rules_every_append_checked_first():
@@ -320,6 +427,7 @@ def test_destroy_is_the_reverse_of_deploy_undo_by_undo():
             [
                 ("worker2", "teardown-ports"),
                 ("worker1", "teardown-ports"),
+                ("netnode", "leave-internet"),
                 ("netnode", "teardown-internet"),
                 ("netnode", "teardown-vlans"),
                 ("netnode", "teardown-isolation"),
@@ -328,7 +436,7 @@ def test_destroy_is_the_reverse_of_deploy_undo_by_undo():
     ]
     for host in ("netnode", "worker1", "worker2"):
         built = [c for p in deploy.by_host()[host] for c in p.commands if c.undo]
-        undone = [c.argv for p in destroy.by_host()[host] for c in p.commands]
+        undone = [c.argv for p in destroy.by_host()[host] if p.name != "leave-internet" for c in p.commands]
         assert undone == [c.undo for c in reversed(built)], host
 
 
@@ -345,9 +453,10 @@ def test_destroy_keeps_shared_things_other_slices_need():
     s = spec([vm(1, vlans=(400, 100)), vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)
     kept = destroy_plan(dataclasses.replace(s, keep_internet=True, keep_isolation=True))
     phases = [p.name for p in kept.by_host()["netnode"]]
-    assert phases == ["teardown-vlans"]
+    assert phases == ["leave-internet", "teardown-vlans"]  # its reservations leave the shared dnsmasq
     only_nat = destroy_plan(dataclasses.replace(s, keep_isolation=True))
-    assert [p.name for p in only_nat.by_host()["netnode"]] == ["teardown-internet", "teardown-vlans"]
+    names_ = [p.name for p in only_nat.by_host()["netnode"]]
+    assert names_ == ["leave-internet", "teardown-internet", "teardown-vlans"]
 
 
 def test_shared_phases_are_marked():
@@ -557,7 +666,7 @@ def test_lease_wait_lists_every_vlan_nic_with_its_lease_file_and_reservation():
     cmd = plans.lease_wait_command(s, 60)
     assert cmd.argv[:5] == ("sh", "-c", plans.SH_WAIT_LEASES, "sp-leases", "60")
     assert cmd.argv[5:] == (
-        "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0), "-", "wait", "vm1.eth0",
+        "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0), "10.60.7.11", "wait", "vm1.eth0",
         "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(1, 1), "10.64.100.10", "wait", "vm1.eth1",
         "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1), "10.64.100.11", "wait", "vm2.eth1",
     )  # fmt: skip
