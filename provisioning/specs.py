@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from inventory.models import Host
-from slices import internet
+from slices import internet as internet_addresses
 from slices.errors import Conflict
 from slices.ipam import INTERNET_VLAN
 from slices.models import VM, Link, Slice
@@ -79,7 +79,7 @@ def build_spec(
     """
     hosts = hosts or {}
     if addresses is None:
-        addresses = internet.reserve_addresses(slice_obj=slice_obj, save=False)
+        addresses = internet_addresses.reserve_addresses(slice_obj=slice_obj, save=False)
     node = network_node()
     vms = list(
         VM.objects.filter(slice=slice_obj)
