@@ -121,7 +121,7 @@ def destroy_plan(spec: SliceSpec) -> Plan:
     VLAN 400 + NAT stay when ``keep_internet``; the isolation chains stay when
     ``keep_isolation`` (another slice is still deployed on the network node).
     """
-    validate_spec(spec)
+    validate_spec(spec, deployed=True)
     return _assemble(
         "destroy",
         _teardown_stages(spec, isolation=not spec.keep_isolation, internet=spec.internet and not spec.keep_internet),
@@ -149,7 +149,7 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
     validate_spec(new)
     if old is None:
         return replace(deploy_plan(new), kind="apply")
-    validate_spec(old)
+    validate_spec(old, deployed=True)
     new_vms = {vm.id: vm for vm in new.vms}
     gone_vms: list[VmSpec] = []
     restart: list[tuple[VmSpec, tuple[NicSpec, ...]]] = []
@@ -210,7 +210,8 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
 def _vlan_changes(
     old: SliceSpec, new: SliceSpec, *, skip: Collection[int]
 ) -> Iterator[tuple[VmSpec, NicSpec, VmSpec | None, NicSpec | None]]:
-    """(old VM, its NIC, the VM and NIC in ``new`` or None) for each NIC whose VLAN changed or that went.
+    """(old VM, its NIC, the VM and NIC in ``new`` or None) for each NIC whose VLAN (or VLAN 400 address)
+    changed or that went.
 
     VMs in ``skip`` are left out; a VM absent from ``new`` is left out too (it is torn down whole).
     """
@@ -222,14 +223,15 @@ def _vlan_changes(
         now = {nic.index: nic for nic in target.nics}
         for nic in vm.nics:
             after = now.get(nic.index)
-            if after is None or after.vlan != nic.vlan:
+            if after is None or after.vlan != nic.vlan or after.address != nic.address:
                 yield vm, nic, target, after
 
 
 def _relinks(
     old: SliceSpec, new: SliceSpec, *, restarted: Sequence[tuple[VmSpec, object]], gone: Sequence[VmSpec]
 ) -> dict[str, list[Phase]]:
-    """A link bounce for every NIC of a VM that keeps running whose VLAN changed (after its new tag is set)."""
+    """A link bounce for every NIC of a VM that keeps running whose VLAN (after its new tag is set) or
+    VLAN 400 address changed: the guest asks DHCP anew and gets what its guard now pins."""
     stopped = {vm.id for vm, _ in restarted} | {vm.id for vm in gone}
     phases: dict[str, list[HostCommand]] = {}
     for _, _, vm, nic in _vlan_changes(old, new, skip=stopped):

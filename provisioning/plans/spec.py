@@ -222,8 +222,14 @@ def _check_path(value: str, what: str) -> None:
     )
 
 
-def _check_internet_address(vm: VmSpec, nic: NicSpec) -> None:
-    """An internet NIC has its fixed address, inside VLAN 400's DHCP range."""
+def _check_internet_address(vm: VmSpec, nic: NicSpec, *, deployed: bool) -> None:
+    """An internet NIC has its fixed address, inside VLAN 400's DHCP range.
+
+    ``deployed``: the spec is a footprint, which may come from a job run before
+    VLAN 400 addresses were fixed (its NICs have none; only undone, never built).
+    """
+    if deployed and nic.address == "":
+        return
     try:
         address = ipaddress.IPv4Address(nic.address)
     except ValueError as exc:
@@ -235,8 +241,11 @@ def _check_internet_address(vm: VmSpec, nic: NicSpec) -> None:
     )
 
 
-def validate_spec(spec: SliceSpec) -> SliceSpec:
-    """Refuse any value that could misbehave on a host (defence in depth: the models validate too)."""
+def validate_spec(spec: SliceSpec, *, deployed: bool = False) -> SliceSpec:
+    """Refuse any value that could misbehave on a host (defence in depth: the models validate too).
+
+    ``deployed``: ``spec`` is what may be on the hosts (a footprint), to be torn down or diffed.
+    """
     _require(isinstance(spec.slice_id, int) and spec.slice_id > 0, "bad slice id")
     _require(bool(NAME_RE.fullmatch(spec.slice_name or "")), f"unsafe slice name {spec.slice_name!r}")
     node = spec.netnode
@@ -283,7 +292,7 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
                     f"VM {vm.name}: VLAN {INTERNET_VLAN} is only for eth0 with internet",
                 )
             if nic.vlan == INTERNET_VLAN:
-                _check_internet_address(vm, nic)
+                _check_internet_address(vm, nic, deployed=deployed)
                 _require(
                     addresses.setdefault(nic.address, nic.mac) == nic.mac,
                     f"VLAN {INTERNET_VLAN} address {nic.address} given to two NICs",

@@ -698,3 +698,21 @@ def test_qemu_command_names_the_vm_it_boots():
 def test_host_command_undo_description():
     c = HostCommand(("true",), "Do it", undo=("false",))
     assert c.undo_command() == HostCommand(("false",), "Undo: Do it")
+
+
+def test_a_footprint_from_before_fixed_addresses_is_diffed_and_its_guest_renews():
+    """A slice deployed before VLAN 400 addresses were fixed: its footprint's internet NIC has none. The
+    redeploy keeps the guest running, replaces its guard with the pinned one and bounces its link, so it
+    asks DHCP anew (from 0.0.0.0, allowed) and gets its reservation; a destroy of it works too."""
+    new = spec([vm(1, vlans=(400, None))], internet=True)
+    legacy_vm = dataclasses.replace(new.vms[0], nics=(dataclasses.replace(new.vms[0].nics[0], address=""),
+                                                      new.vms[0].nics[1]))  # fmt: skip
+    old = dataclasses.replace(new, vms=(legacy_vm,))
+    with pytest.raises(PlanError):
+        deploy_plan(old)  # never built without an address
+    plan = apply_plan(old, new)
+    assert not cmds(plan, "worker1", "restart-vms") and not cmds(plan, "worker1", "teardown-vms")
+    assert argvs(plan, "worker1", "teardown-ports") == [plans.guard_remove_argv(1, new.vms[0].nics[0])]
+    assert plans.internet_guard_command(new.vms[0], new.vms[0].nics[0]).argv in argvs(plan, "worker1", "ports")
+    assert [c.relinks for c in cmds(plan, "worker1", "relink")] == [mac(1, 0)]
+    assert destroy_plan(old)
