@@ -188,9 +188,9 @@ def test_internet_vm_is_masqueraded_out_of_the_uplink(portal, lab):
 
 
 def _capture(namespace: str, tap: str) -> subprocess.Popen:
-    """tcpdump of DHCP server packets (UDP source port 67) on a TAP of a lab worker, with MACs."""
+    """tcpdump of DHCP packets on a TAP of a lab worker, with MACs."""
     return subprocess.Popen(
-        ["ip", "netns", "exec", namespace, "tcpdump", "-n", "-e", "-l", "-i", tap, "udp src port 67"],
+        ["ip", "netns", "exec", namespace, "tcpdump", "-n", "-e", "-l", "-i", tap, "udp port 67 or udp port 68"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -209,14 +209,15 @@ def _rogue_dhcp(portal, vm: dict, nic: str, first: str, last: str, router: str) 
             f"pidfile /tmp/rogue-{nic}.pid", f"option router {router}", "option subnet 255.255.255.0"]  # fmt: skip
     quoted = " ".join(f"'{line}'" for line in conf)
     assert portal.sh(vm, f"printf '%s\\n' {quoted} > /tmp/rogue-{nic}.conf && touch /tmp/rogue-{nic}.leases").ok
-    assert portal.sh(vm, f"udhcpd /tmp/rogue-{nic}.conf && sleep 1 && kill -0 $(cat /tmp/rogue-{nic}.pid)").ok
+    start = f"(setsid udhcpd -f /tmp/rogue-{nic}.conf > /tmp/rogue-{nic}.log 2>&1 &)"
+    assert portal.sh(vm, f"{start}; sleep 1; kill -0 $(cat /tmp/rogue-{nic}.pid)").ok
 
 
-def _drops(lab, worker: str, tap: str) -> int:
-    """Packets the TAP's guard flows dropped (the priority 290 catch-all)."""
+def _drops(lab, worker: str, tap: str, match: str = "priority=290") -> int:
+    """Packets counted by the TAP's guard flow that holds ``match`` (default: the catch-all drop)."""
     with lab.connect(worker) as connection:
         flows = connection.run(f"ovs-ofctl dump-flows br-int in_port={tap}", hide=True).stdout
-    line = next(f for f in flows.splitlines() if "priority=290" in f)
+    line = next(f for f in flows.splitlines() if match in f)
     return int(re.search(r"n_packets=(\d+)", line)[1])
 
 
@@ -243,7 +244,8 @@ def test_port_security_no_guest_claims_another_address_or_answers_as_a_server(po
     assert portal.lease(evil, "eth1").ip
 
     # B pings the internet through NAT the whole time A attacks.
-    assert portal.sh(victim, f"ping -c 50 -i 0.4 -W 2 {INTERNET_ADDRESS} > /tmp/nat.log 2>&1 &").ok
+    # (in a subshell: "CMD &; echo" is a syntax error; setsid: the console's next Ctrl-C must not reach it)
+    assert portal.sh(victim, f"(setsid ping -c 50 -i 0.4 -W 2 {INTERNET_ADDRESS} > /tmp/nat.log 2>&1 &)").ok
     dropped_before = _drops(lab, "worker1", evil0["tap"])
     assert portal.sh(evil, f"ip addr add {stolen}/24 dev eth0").ok
     portal.sh(evil, f"arping -U -c 3 -s {stolen} -I eth0 {gateway}", timeout=20)
@@ -267,27 +269,36 @@ def test_port_security_no_guest_claims_another_address_or_answers_as_a_server(po
     _rogue_dhcp(portal, evil, "eth0", "10.60.7.200", "10.60.7.210", evil0["ip_address"])
     link_net = link["subnet"].rsplit(".", 1)[0]
     _rogue_dhcp(portal, evil, "eth1", f"{link_net}.200", f"{link_net}.210", f"{link_net}.99")
+    rogue = "priority=310,udp,in_port"  # the guards' "no DHCP server replies" flow
+    offers_before = [_drops(lab, "worker1", nic["tap"], rogue) for nic in (evil0, evil1)]
     captures = {
-        "evil": _capture("worker1", evil0["tap"]),
-        "evil1": _capture("worker1", evil1["tap"]),
         "victim": _capture("worker2", victim0["tap"]),
         "peer": _capture("worker2", interface(portal.get_vm(peer), "eth1")["tap"]),
     }
+    logs = ""
     try:
-        time.sleep(1)
-        for _ in range(2):
+        time.sleep(2)  # a TCG guest under load: let both rogue servers open their sockets
+        # Until both rogue servers have answered (at least twice): each time, the real servers win.
+        for _ in range(6):
             got = portal.sh(victim, "udhcpc -i eth0 -n -q -t 3 -T 2 -s /bin/true 2>&1", timeout=30).output
             assert f"lease of {stolen} obtained from 10.60.7.2" in got, got
             got = portal.sh(peer, "udhcpc -i eth1 -n -q -t 3 -T 2 -s /bin/true 2>&1", timeout=30).output
             assert f"lease of {peer_ip} obtained from {link_net}.2" in got, got
+            logs = portal.sh(evil, "cat /tmp/rogue-eth0.log /tmp/rogue-eth1.log").output
+            if logs.count("sending OFFER to 10.60.7.") >= 2 and logs.count(f"sending OFFER to {link_net}.") >= 2:
+                break
+            time.sleep(1)
     finally:
         seen = {name: _captured(proc) for name, proc in captures.items()}
-    # the rogue servers really answered (on their own TAPs) ...
-    assert f"{evil0['ip_address']}.67 >" in seen["evil"], seen["evil"]
-    assert evil1["mac"] in seen["evil1"].lower(), seen["evil1"]
+    # the rogue servers really answered, and their TAPs' guards dropped every offer ...
+    assert "sending OFFER to 10.60.7." in logs and f"sending OFFER to {link_net}." in logs, logs
+    offers_after = [_drops(lab, "worker1", nic["tap"], rogue) for nic in (evil0, evil1)]
+    assert all(after > before for before, after in zip(offers_before, offers_after, strict=True)), logs
     # ... and nothing of theirs reached the other guests, who only heard the real servers
-    assert evil0["mac"] not in seen["victim"].lower() and "10.60.7.2.67 >" in seen["victim"], seen["victim"]
-    assert evil1["mac"] not in seen["peer"].lower() and f"{link_net}.2.67 >" in seen["peer"], seen["peer"]
+    for name, mac, server in (("victim", evil0["mac"], "10.60.7.2"), ("peer", evil1["mac"], f"{link_net}.2")):
+        offers = [line for line in seen[name].splitlines() if ".67 >" in line]
+        assert offers and all(f"{server}.67 >" in line for line in offers), seen[name]
+        assert mac not in seen[name].lower(), seen[name]
 
     # Nor can it answer as its link's gateway: the peer's neighbour entry stays the real gateway's.
     assert portal.pings(peer, link["gateway"])

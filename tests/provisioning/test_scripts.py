@@ -278,6 +278,10 @@ def test_destroy_of_network_node_is_tolerant_of_a_clean_host(netns, tmp_path):
     s = spec([vm(1, vlans=(400,))], internet=True)
     s = plans.SliceSpec(s.slice_id, s.slice_name, node, s.workers, s.vms, (), internet=True)
     teardown = [c for p in destroy_plan(s).by_host()["netnode"] for c in p.commands if c.argv[0] != "ovs-vsctl"]
+    # /run/netns is machine-wide: never delete the real ns-dhcp-vlan400 (a lab deployed meanwhile has it)
+    private = f"sp-t-{uuid.uuid4().hex[:8]}"
+    teardown = [renamed(c, "ns-dhcp-vlan400", private) for c in teardown]
+    assert any(private in c.argv for c in teardown)
     _proc, ended, parser = run(teardown, prefix=in_ns(netns))
     assert parser.done, [(e.index, e.output) for e in ended]
     assert {e.status for e in ended} == {"ok"}
