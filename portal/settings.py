@@ -219,6 +219,10 @@ SLICE_VLAN_MAX = int(os.environ.get("SLICE_VLAN_MAX", "3999"))
 # Link subnets: the /24 number `vlan` inside this supernet (a /12 has 4096 /24s,
 # one per possible VLAN id), so two VLANs can never share or overlap a subnet.
 SLICE_LINK_SUPERNET = os.environ.get("SLICE_LINK_SUPERNET", "10.64.0.0/12")
+# Port security on link VLANs (docs/provisioning.md): guard flows on every link TAP so that no guest
+# poses as its link's gateway or DHCP server or sends from another MAC. Off ("0") for guests that must
+# bridge other MACs onto a link or serve DHCP themselves. VLAN 400 TAPs are always guarded.
+SLICE_LINK_GUARD = os.environ.get("SLICE_LINK_GUARD", "1") not in ("0", "false", "no", "off", "")
 # Default quotas per user; an operator overrides them per user in the admin.
 SLICE_QUOTA_VMS = int(os.environ.get("SLICE_QUOTA_VMS", "64"))
 SLICE_QUOTA_VCPUS = int(os.environ.get("SLICE_QUOTA_VCPUS", "128"))

@@ -20,7 +20,7 @@ from collections.abc import Collection
 
 from django.db import transaction
 
-from slices import vlans
+from slices import internet, vlans
 from slices.models import VM, Slice
 
 from .models import Deployment, DeploymentStep
@@ -53,8 +53,12 @@ def on_succeeded(deployment: Deployment, *, spec: SliceSpec | None) -> None:
             if locked.mark_draft():
                 VM.objects.filter(slice_id=locked.pk).mark_designed()
                 vlans.release_unused(locked)
+                internet.release_addresses(slice_id=locked.pk)
         return
     _slice(deployment).mark_active()
+    if spec is not None:
+        # The hosts hold exactly the spec now: VLAN 400 addresses no longer in it are free again.
+        internet.release_addresses(slice_id=deployment.slice_id, keep=[mac for mac, _ in spec.internet_reservations])
     VM.objects.filter(pk__in=[vm.id for vm in spec.vms] if spec else []).mark_running()
 
 

@@ -16,6 +16,7 @@ from functools import partial
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from slices import internet
 from slices.errors import Conflict, NotFound
 from slices.models import Slice
 
@@ -79,7 +80,8 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
             if not locked.vms.exists():
                 raise Conflict(f"Slice {locked.name!r} has no VM to deploy.", code="empty_slice")
             where = placement.place_slice(slice_obj=locked, save=not dry_run)
-            spec = specs.build_spec(slice_obj=locked, hosts=where.hosts)
+            addresses = internet.reserve_addresses(slice_obj=locked, save=not dry_run)
+            spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses)
         try:
             with transaction.atomic():
                 deployment = Deployment.objects.create(

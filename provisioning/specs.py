@@ -15,10 +15,13 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import replace
 
+from django.conf import settings
 from django.db.models import Q
 
 from inventory.models import Host
+from slices import internet as internet_addresses
 from slices.errors import Conflict
+from slices.ipam import INTERNET_VLAN
 from slices.models import VM, Link, Slice
 from slices.naming import tap_name
 
@@ -65,9 +68,18 @@ def image_spec(image) -> ImageSpec:
     )
 
 
-def build_spec(*, slice_obj, hosts: Mapping[int, Host] | None = None) -> SliceSpec:
-    """The slice as designed now. ``hosts`` maps VM id -> worker for VMs placed but not saved yet."""
+def build_spec(
+    *, slice_obj, hosts: Mapping[int, Host] | None = None, addresses: Mapping[str, str] | None = None
+) -> SliceSpec:
+    """The slice as designed now. ``hosts`` maps VM id -> worker for VMs placed but not saved yet.
+
+    ``addresses``: MAC -> VLAN 400 address of the internet NICs, as a deploy request reserved
+    them (:func:`slices.internet.reserve_addresses`); None computes them without reserving
+    anything (a preview).
+    """
     hosts = hosts or {}
+    if addresses is None:
+        addresses = internet_addresses.reserve_addresses(slice_obj=slice_obj, save=False)
     node = network_node()
     vms = list(
         VM.objects.filter(slice=slice_obj)
@@ -84,10 +96,16 @@ def build_spec(*, slice_obj, hosts: Mapping[int, Host] | None = None) -> SliceSp
             raise Conflict(f"VM {vm.name!r} has no worker yet.", code="unplaced")
         workers.setdefault(host.name, worker_spec(host))
         nics = tuple(
-            NicSpec(index=i.index, mac=i.mac, vlan=i.vlan, tap=tap_name(vm.pk, i.index))
+            NicSpec(
+                index=i.index,
+                mac=i.mac,
+                vlan=i.vlan,
+                tap=tap_name(vm.pk, i.index),
+                address=addresses.get(i.mac, "") if i.vlan == INTERNET_VLAN else "",
+            )
             for i in sorted(vm.interfaces.all(), key=lambda i: i.index)
         )
-        internet = internet or any(n.index == 0 and n.vlan == 400 for n in nics)
+        internet = internet or any(n.index == 0 and n.vlan == INTERNET_VLAN for n in nics)
         vm_specs.append(
             VmSpec(
                 id=vm.pk,
@@ -114,6 +132,7 @@ def build_spec(*, slice_obj, hosts: Mapping[int, Host] | None = None) -> SliceSp
         internet=internet,
         keep_internet=internet_users(slice_id=slice_obj.pk) is not None,
         keep_isolation=netnode_users(slice_id=slice_obj.pk) is not None,
+        link_guard=settings.SLICE_LINK_GUARD,
     )
     try:
         return validate_spec(spec)

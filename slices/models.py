@@ -263,6 +263,32 @@ class Link(models.Model):
         return f"{self.a} <-> {self.b} (VLAN {self.vlan})"
 
 
+class InternetAddress(models.Model):
+    """A fixed address on VLAN 400 held by one internet NIC (by MAC) of a slice.
+
+    VLAN 400 is one segment for every slice, so the unique ``address`` is what keeps
+    two guests of any slices from ever holding the same one. A row is taken when a
+    deploy/redeploy is requested and lives as long as the hosts may hold it: it goes
+    only after a job that succeeded without it (a destroy, or a redeploy after the
+    VM or its internet went), never when the design alone changes (the guest still
+    runs with it until then). See :mod:`slices.internet`.
+    """
+
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="internet_addresses")
+    mac = models.CharField(max_length=17, validators=[RegexValidator(MAC_PATTERN, "A lower-case MAC address.")])
+    address = models.GenericIPAddressField(protocol="IPv4", unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["address"]
+        constraints = [
+            models.UniqueConstraint(fields=["slice", "mac"], name="one_internet_address_per_nic"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.mac})"
+
+
 class UserQuota(models.Model):
     """Per-user limits; a missing field (or no row) falls back to the settings' defaults."""
 

@@ -11,6 +11,7 @@ from .constants import SHARED_INTERNET, SHARED_ISOLATION, STAGE_NETWORK, STAGE_O
 from .model import HostCommand, Phase, Plan, Stage
 from .netnode import (
     internet_commands,
+    internet_leave_commands,
     isolation_commands,
     vlans_commands,
 )
@@ -22,7 +23,7 @@ from .spec import (
     validate_spec,
 )
 from .worker import (
-    internet_unguard_argv,
+    guard_remove_argv,
     relink_command,
     worker_ports_commands,
     worker_vms_commands,
@@ -49,8 +50,23 @@ def _netnode_build(spec: SliceSpec) -> list[Phase]:
         Phase("vlans", node, vlans_commands(spec.netnode, spec.vlans)),
     ]
     if spec.internet:
-        phases.append(Phase("internet", node, internet_commands(spec.netnode), shared=SHARED_INTERNET))
+        commands = internet_commands(spec.netnode, spec.slice_id, spec.internet_reservations)
+        phases.append(Phase("internet", node, commands, shared=SHARED_INTERNET))
     return phases
+
+
+def _leave_internet(spec: SliceSpec) -> Phase:
+    """The slice's reservations leave VLAN 400's shared dnsmasq (whether or not other slices keep it).
+
+    Not a teardown phase: it runs even when the executor keeps VLAN 400 for another slice.
+    """
+    node = spec.netnode
+    return Phase("leave-internet", node.name, internet_leave_commands(node, spec.slice_id), shared=SHARED_INTERNET)
+
+
+def _link_guards(spec: SliceSpec):
+    """The link VLANs whose TAPs get guard flows (all of the spec's when ``link_guard``)."""
+    return {v.vlan: v for v in spec.vlans} if spec.link_guard else None
 
 
 def _workers(spec: SliceSpec) -> list[WorkerSpec]:
@@ -62,7 +78,8 @@ def _build_stages(spec: SliceSpec) -> dict[str, list[Phase]]:
     stages: dict[str, list[Phase]] = {STAGE_NETWORK: _netnode_build(spec), STAGE_VMS: []}
     for worker in _workers(spec):
         vms = spec.vms_on(worker.name)
-        stages[STAGE_NETWORK].append(Phase("ports", worker.name, worker_ports_commands(worker, vms)))
+        ports = worker_ports_commands(worker, vms, guarded=_link_guards(spec))
+        stages[STAGE_NETWORK].append(Phase("ports", worker.name, ports))
         stages[STAGE_VMS].append(Phase("vms", worker.name, worker_vms_commands(worker, vms, spec.slice_name)))
     return stages
 
@@ -90,8 +107,10 @@ def _teardown_stages(spec: SliceSpec, *, isolation: bool, internet: bool) -> dic
     for phase in reversed(build[STAGE_NETWORK]):
         if phase.shared == SHARED_ISOLATION and not isolation:
             continue
-        if phase.shared == SHARED_INTERNET and not internet:
-            continue
+        if phase.shared == SHARED_INTERNET:
+            network.append(_leave_internet(spec))
+            if not internet:
+                continue
         network.append(_undo_phase(phase))
     return {STAGE_STOP: stop, STAGE_NETWORK: network}
 
@@ -102,7 +121,7 @@ def destroy_plan(spec: SliceSpec) -> Plan:
     VLAN 400 + NAT stay when ``keep_internet``; the isolation chains stay when
     ``keep_isolation`` (another slice is still deployed on the network node).
     """
-    validate_spec(spec)
+    validate_spec(spec, deployed=True)
     return _assemble(
         "destroy",
         _teardown_stages(spec, isolation=not spec.keep_isolation, internet=spec.internet and not spec.keep_internet),
@@ -110,9 +129,9 @@ def destroy_plan(spec: SliceSpec) -> Plan:
 
 
 def _vm_key(spec: SliceSpec, vm: VmSpec) -> tuple:
-    """What QEMU's command line depends on. A NIC's VLAN is not part of it: a new tag is
-    only a change of the TAP's port on br-int, and the guest keeps running."""
-    nics = tuple(replace(n, vlan=None) for n in vm.nics)
+    """What QEMU's command line depends on. A NIC's VLAN (and VLAN 400 address) is not part
+    of it: a new tag is only a change of the TAP's port on br-int, and the guest keeps running."""
+    nics = tuple(replace(n, vlan=None, address="") for n in vm.nics)
     return (replace(vm, nics=nics), spec.worker(vm.host), spec.slice_name)
 
 
@@ -130,7 +149,7 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
     validate_spec(new)
     if old is None:
         return replace(deploy_plan(new), kind="apply")
-    validate_spec(old)
+    validate_spec(old, deployed=True)
     new_vms = {vm.id: vm for vm in new.vms}
     gone_vms: list[VmSpec] = []
     restart: list[tuple[VmSpec, tuple[NicSpec, ...]]] = []
@@ -162,8 +181,9 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
             teardown[STAGE_STOP].append(
                 _undo_phase(Phase("vms", worker.name, worker_vms_commands(worker, vms, old.slice_name)), "teardown-vms")
             )
-            teardown[STAGE_NETWORK].append(_undo_phase(Phase("ports", worker.name, worker_ports_commands(worker, vms))))
-    unguard = _left_internet(old, new, gone={vm.id for vm in gone_vms})
+            ports = worker_ports_commands(worker, vms, guarded=_link_guards(old))
+            teardown[STAGE_NETWORK].append(_undo_phase(Phase("ports", worker.name, ports)))
+    unguard = _left_guards(old, new, gone={vm.id for vm in gone_vms})
     for host, cmds in unguard.items():
         teardown[STAGE_NETWORK].append(Phase("teardown-ports", host, tuple(cmds), teardown=True))
     for vm, removed_nics in restart:
@@ -171,23 +191,27 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
         stop = worker_vms_commands(worker, [vm], old.slice_name, disks=False)
         teardown[STAGE_STOP].append(_undo_phase(Phase("vms", worker.name, stop), "restart-vms"))
         if removed_nics:
-            ports = worker_ports_commands(worker, [vm], nics={vm.id: removed_nics}, dirs=False)
+            ports = worker_ports_commands(
+                worker, [vm], nics={vm.id: removed_nics}, dirs=False, guarded=_link_guards(old)
+            )
             teardown[STAGE_NETWORK].append(_undo_phase(Phase("ports", worker.name, ports)))
     if gone_vlans:
         node = old.netnode
         teardown[STAGE_NETWORK].append(_undo_phase(Phase("vlans", node.name, vlans_commands(node, gone_vlans))))
-    if internet_gone and not new.keep_internet:
-        node = old.netnode.name
-        teardown[STAGE_NETWORK].insert(
-            0, _undo_phase(Phase("internet", node, internet_commands(old.netnode), shared=SHARED_INTERNET))
-        )
+    if internet_gone:
+        leaving = [_leave_internet(old)]
+        if not new.keep_internet:
+            commands = internet_commands(old.netnode, old.slice_id, old.internet_reservations)
+            leaving.append(_undo_phase(Phase("internet", old.netnode.name, commands, shared=SHARED_INTERNET)))
+        teardown[STAGE_NETWORK][:0] = leaving
     return _assemble("apply", teardown, _build_stages(new), _relinks(old, new, restarted=restart, gone=gone_vms))
 
 
 def _vlan_changes(
     old: SliceSpec, new: SliceSpec, *, skip: Collection[int]
 ) -> Iterator[tuple[VmSpec, NicSpec, VmSpec | None, NicSpec | None]]:
-    """(old VM, its NIC, the VM and NIC in ``new`` or None) for each NIC whose VLAN changed or that went.
+    """(old VM, its NIC, the VM and NIC in ``new`` or None) for each NIC whose VLAN (or VLAN 400 address)
+    changed or that went.
 
     VMs in ``skip`` are left out; a VM absent from ``new`` is left out too (it is torn down whole).
     """
@@ -199,14 +223,15 @@ def _vlan_changes(
         now = {nic.index: nic for nic in target.nics}
         for nic in vm.nics:
             after = now.get(nic.index)
-            if after is None or after.vlan != nic.vlan:
+            if after is None or after.vlan != nic.vlan or after.address != nic.address:
                 yield vm, nic, target, after
 
 
 def _relinks(
     old: SliceSpec, new: SliceSpec, *, restarted: Sequence[tuple[VmSpec, object]], gone: Sequence[VmSpec]
 ) -> dict[str, list[Phase]]:
-    """A link bounce for every NIC of a VM that keeps running whose VLAN changed (after its new tag is set)."""
+    """A link bounce for every NIC of a VM that keeps running whose VLAN (after its new tag is set) or
+    VLAN 400 address changed: the guest asks DHCP anew and gets what its guard now pins."""
     stopped = {vm.id for vm, _ in restarted} | {vm.id for vm in gone}
     phases: dict[str, list[HostCommand]] = {}
     for _, _, vm, nic in _vlan_changes(old, new, skip=stopped):
@@ -215,19 +240,36 @@ def _relinks(
     return {STAGE_VMS: [Phase("relink", host, tuple(cmds)) for host, cmds in phases.items()]}
 
 
-def _left_internet(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:
-    """Per worker: removal of the VLAN 400 rules of NICs that stay but leave VLAN 400 (or go)."""
+def _left_guards(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:
+    """Per worker: removal of the guard flows of NICs that stay (or whose VM is restarted) but
+    leave VLAN 400 or a guarded link, and of every link guard when the installation stopped
+    guarding links. A NIC that joins a guarded VLAN gets its new flows from the deploy."""
     out: dict[str, list[HostCommand]] = {}
-    for vm, nic, _, _ in _vlan_changes(old, new, skip=gone):
-        if nic.vlan == INTERNET_VLAN:
-            out.setdefault(vm.host, []).append(
-                HostCommand(
-                    internet_unguard_argv(vm.id, nic),
-                    f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap} ({vm.name}.eth{nic.index})",
-                    vm=vm.id,
-                    vlan=INTERNET_VLAN,
-                )
+    seen: set[str] = set()
+
+    def remove(vm: VmSpec, nic: NicSpec) -> None:
+        if nic.tap in seen:
+            return
+        seen.add(nic.tap)
+        out.setdefault(vm.host, []).append(
+            HostCommand(
+                guard_remove_argv(vm.id, nic),
+                f"Remove the guard flows of {nic.tap} ({vm.name}.eth{nic.index}, was on VLAN {nic.vlan})",
+                vm=vm.id,
+                vlan=nic.vlan,
             )
+        )
+
+    for vm, nic, _, _ in _vlan_changes(old, new, skip=gone):
+        if nic.vlan == INTERNET_VLAN or (old.link_guard and nic.vlan is not None):
+            remove(vm, nic)
+    if old.link_guard and not new.link_guard:
+        for vm in old.vms:
+            if vm.id in gone:
+                continue
+            for nic in vm.nics:
+                if nic.vlan is not None and nic.vlan != INTERNET_VLAN:
+                    remove(vm, nic)
     return out
 
 
@@ -249,4 +291,5 @@ def merge_specs(older: SliceSpec | None, newer: SliceSpec) -> SliceSpec:
         vms=tuple(dict.fromkeys((*older.vms, *newer.vms))),
         vlans=tuple(dict.fromkeys((*older.vlans, *newer.vlans))),
         internet=older.internet or newer.internet,
+        link_guard=older.link_guard or newer.link_guard,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from slices.ipam import INTERNET_VLAN
+
 from .model import HostCommand
 from .shell import SH_RMDIR_IF_EMPTY, sh
 from .spec import (
@@ -31,6 +33,15 @@ def dhcp_root(state_dir: str) -> str:
 
 def dhcp_dir(state_dir: str, vlan: int) -> str:
     return f"{dhcp_root(state_dir)}/v{vlan}"
+
+
+def internet_hosts_dir(state_dir: str) -> str:
+    """VLAN 400's reservations, one file per slice (the shared dnsmasq serves their union)."""
+    return f"{dhcp_dir(state_dir, INTERNET_VLAN)}/hosts"
+
+
+def internet_hosts_file(state_dir: str, slice_id: int) -> str:
+    return f"{internet_hosts_dir(state_dir)}/slice{slice_id}"
 
 
 def ip_forward_saved(state_dir: str) -> str:

@@ -20,6 +20,8 @@ from .constants import (
 from .layout import (
     dhcp_files,
     dhcp_root,
+    internet_hosts_dir,
+    internet_hosts_file,
     ip_forward_saved,
     shared_dir_command,
 )
@@ -27,6 +29,7 @@ from .model import HostCommand, touching
 from .shell import (
     SH_ADD_NETNS,
     SH_DEL_NETNS,
+    SH_DNSMASQ_SYNC,
     SH_IP_FORWARD_IS_ON,
     SH_IP_FORWARD_ON,
     SH_IP_FORWARD_RESTORE,
@@ -35,6 +38,8 @@ from .shell import (
     SH_KILL_PIDFILE,
     SH_OVS_PORTS_CHECK,
     SH_PIDFILE_ALIVE,
+    SH_SAME_LINES,
+    SH_WRITE_LINES,
     sh,
 )
 from .spec import (
@@ -161,17 +166,18 @@ def netns_command(vlan: int) -> HostCommand:
     )
 
 
-def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, ...]:
-    """Gateway address, the DHCP port moved into its namespace, and dnsmasq for one VLAN."""
-    gw, dport, ns = gateway_port_name(v.vlan), dhcp_port_name(v.vlan), dhcp_namespace(v.vlan)
+def dnsmasq_argv(node: NetnodeSpec, v: VlanSpec) -> tuple[str, ...]:
+    """dnsmasq of one VLAN in its namespace, with the VLAN's reservations as ``--dhcp-host`` arguments."""
     files = dhcp_files(node, v.vlan)
-    in_ns = ("ip", "netns", "exec", ns)
-    dnsmasq = (
-        *in_ns,
+    return (
+        "ip",
+        "netns",
+        "exec",
+        dhcp_namespace(v.vlan),
         "dnsmasq",
         "--conf-file=/dev/null",
         "--port=0",
-        f"--interface={dport}",
+        f"--interface={dhcp_port_name(v.vlan)}",
         "--bind-interfaces",
         "--dhcp-authoritative",
         # dnsmasq is the only allocator in the range: its ping-before-offer probe only delays new leases
@@ -181,14 +187,21 @@ def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, 
         f"--dhcp-option=6,{DNS_SERVER}",
         # Reservations as arguments, parsed while dnsmasq is still root: a --dhcp-hostsfile is read only
         # after it drops to its unprivileged user, who cannot read it under a mode 0700 state dir (or
-        # umask 077), and dnsmasq then silently hands out dynamic addresses. A VLAN whose reservations
-        # change is torn down and rebuilt, so they never need re-reading while dnsmasq runs.
+        # umask 077), and dnsmasq then silently hands out dynamic addresses. A link VLAN whose
+        # reservations change is torn down and rebuilt; VLAN 400's dnsmasq is restarted with the
+        # reservations of every slice (internet_dnsmasq_command).
         *(f"--dhcp-host={mac},{ip}" for mac, ip in v.reservations),
         f"--dhcp-leasefile={files.leases}",
         f"--pid-file={files.pidfile}",
         "--log-dhcp",
         f"--log-facility={files.log}",
     )
+
+
+def _vlan_port_commands(v: VlanSpec) -> tuple[HostCommand, ...]:
+    """The gateway address, the DHCP port moved into its namespace and addressed."""
+    gw, dport, ns = gateway_port_name(v.vlan), dhcp_port_name(v.vlan), dhcp_namespace(v.vlan)
+    in_ns = ("ip", "netns", "exec", ns)
     return (
         HostCommand(("ip", "addr", "replace", f"{v.gateway}/{v.prefixlen}", "dev", gw), f"Gateway {v.gateway} on {gw}"),
         HostCommand(("ip", "link", "set", "dev", gw, "up"), f"Bring {gw} up"),
@@ -202,14 +215,27 @@ def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, 
             f"DHCP server address {v.dhcp_server} on {dport}",
         ),
         HostCommand((*in_ns, "ip", "link", "set", "dev", dport, "up"), f"Bring {dport} up"),
+    )
+
+
+def _dhcp_dir_command(node: NetnodeSpec, vlan: int) -> HostCommand:
+    path = dhcp_files(node, vlan).dir
+    return HostCommand(
+        ("mkdir", "-p", path),
+        f"DHCP state directory of VLAN {vlan}",
+        undo=("rm", "-rf", path),
+        undo_description=f"Remove DHCP state of VLAN {vlan}",
+    )
+
+
+def vlan_service_commands(node: NetnodeSpec, v: VlanSpec) -> tuple[HostCommand, ...]:
+    """Gateway address, the DHCP port moved into its namespace, and dnsmasq for one link VLAN."""
+    files = dhcp_files(node, v.vlan)
+    return (
+        *_vlan_port_commands(v),
+        _dhcp_dir_command(node, v.vlan),
         HostCommand(
-            ("mkdir", "-p", files.dir),
-            f"DHCP state directory of VLAN {v.vlan}",
-            undo=("rm", "-rf", files.dir),
-            undo_description=f"Remove DHCP state of VLAN {v.vlan}",
-        ),
-        HostCommand(
-            dnsmasq,
+            dnsmasq_argv(node, v),
             f"Start dnsmasq for VLAN {v.vlan} ({v.dhcp_first}-{v.dhcp_last}, gateway {v.gateway}, "
             f"{len(v.reservations)} reservation(s))",
             check=sh(SH_PIDFILE_ALIVE, "sp-alive", files.pidfile),
@@ -240,14 +266,73 @@ def vlans_commands(node: NetnodeSpec, vlans: Sequence[VlanSpec]) -> tuple[HostCo
     return tuple(cmds)
 
 
-def internet_commands(node: NetnodeSpec) -> tuple[HostCommand, ...]:
-    """VLAN 400 served like a link VLAN (no reservations), forwarding on, NAT out of the uplink."""
+def internet_reservations_command(
+    node: NetnodeSpec, slice_id: int, reservations: Sequence[tuple[str, str]]
+) -> HostCommand:
+    """This slice's VLAN 400 reservations, one ``MAC,IP`` line each, in its own file of the hosts dir.
+
+    Each slice writes only its own file, so two slices deploying one after the other never
+    undo each other's reservations (a spec holds its own slice's NICs only).
+    """
+    path = internet_hosts_file(node.state_dir, slice_id)
+    lines = [f"{mac},{ip}" for mac, ip in reservations]
+    return HostCommand(
+        sh(SH_WRITE_LINES, "sp-write", path, *lines),
+        f"Reserve {len(lines)} VLAN {INTERNET_VLAN} address(es) of slice {slice_id} for the shared dnsmasq",
+        check=sh(SH_SAME_LINES, "sp-same", path, *lines),
+        undo=("rm", "-f", path),
+        undo_description=f"Drop the VLAN {INTERNET_VLAN} reservations of slice {slice_id}",
+    )
+
+
+def internet_dnsmasq_argv(node: NetnodeSpec, mode: str) -> tuple[str, ...]:
+    """The VLAN 400 dnsmasq sync (``SH_DNSMASQ_SYNC``) in ``mode`` run / check / leave."""
+    files = dhcp_files(node, INTERNET_VLAN)
+    hosts = internet_hosts_dir(node.state_dir)
+    return sh(
+        SH_DNSMASQ_SYNC, "sp-dnsmasq-sync", mode, files.pidfile, hosts, files.leases, *dnsmasq_argv(node, INTERNET)
+    )
+
+
+def internet_dnsmasq_command(node: NetnodeSpec) -> HostCommand:
+    """VLAN 400's dnsmasq, (re)started only when the reservations of all slices changed."""
+    files = dhcp_files(node, INTERNET_VLAN)
+    return HostCommand(
+        internet_dnsmasq_argv(node, "run"),
+        f"Run dnsmasq for VLAN {INTERNET_VLAN} with the reservations of every slice",
+        check=internet_dnsmasq_argv(node, "check"),
+        undo=sh(SH_KILL_PIDFILE, "sp-kill", files.pidfile),
+        undo_description=f"Stop dnsmasq of VLAN {INTERNET_VLAN}",
+    )
+
+
+def internet_leave_commands(node: NetnodeSpec, slice_id: int) -> tuple[HostCommand, ...]:
+    """A slice leaves VLAN 400 that others keep: its reservations go from the shared dnsmasq."""
+    path = internet_hosts_file(node.state_dir, slice_id)
+    commands = (
+        HostCommand(("rm", "-f", path), f"Drop the VLAN {INTERNET_VLAN} reservations of slice {slice_id}"),
+        HostCommand(
+            internet_dnsmasq_argv(node, "leave"),
+            f"Restart dnsmasq of VLAN {INTERNET_VLAN} without them (if it runs)",
+        ),
+    )
+    return touching(commands, vlan=INTERNET_VLAN)
+
+
+def internet_commands(
+    node: NetnodeSpec, slice_id: int, reservations: Sequence[tuple[str, str]]
+) -> tuple[HostCommand, ...]:
+    """VLAN 400: ports, the slice's reservations in the shared dnsmasq, forwarding on, NAT out of the uplink."""
     saved = ip_forward_saved(node.state_dir)
     gw = gateway_port_name(INTERNET_VLAN)
     commands = (
         netns_command(INTERNET_VLAN),
         netnode_ports_command([INTERNET]),
-        *vlan_service_commands(node, INTERNET),
+        *_vlan_port_commands(INTERNET),
+        _dhcp_dir_command(node, INTERNET_VLAN),
+        shared_dir_command(internet_hosts_dir(node.state_dir), f"VLAN {INTERNET_VLAN} reservations directory"),
+        internet_reservations_command(node, slice_id, reservations),
+        internet_dnsmasq_command(node),
         HostCommand(
             sh(SH_IP_FORWARD_ON, "sp-ip-forward", saved),
             "Enable IPv4 forwarding (the previous value is saved)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection
 
+from slices.ipam import INTERNET_VLAN
 from slices.naming import MAC_RE
 
 from .constants import (
@@ -51,6 +52,7 @@ def lease_wait_command(
     (:func:`parse_leases`).
     """
     reserved = {(v.vlan, mac): ip for v in spec.vlans for mac, ip in v.reservations}
+    reserved |= {(INTERNET_VLAN, mac): ip for mac, ip in spec.internet_reservations}
     args: list[str] = []
     waited = 0
     for vm in spec.vms:

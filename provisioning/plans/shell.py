@@ -55,12 +55,42 @@ SH_OFCTL_REPLACE_FLOWS = (
 )
 # Remove the flows of one cookie: BRIDGE COOKIE (a bridge already gone has none).
 SH_OFCTL_DEL_FLOWS = 'ovs-vsctl br-exists "$1" || exit 0; exec ovs-ofctl del-flows "$1" "cookie=$2/-1"'
-# Flows check: BRIDGE COOKIE PORT COUNT MAC: COUNT flows of the cookie on the port as it is now
-# (a port added again has another OpenFlow number), COUNT-1 of them naming the guest's MAC.
+# Flows check: BRIDGE COOKIE PORT COUNT [TEXT N]...: COUNT flows of the cookie on the port as it is now
+# (a port added again has another OpenFlow number), and each TEXT (e.g. "dl_src=MAC,", "=10.60.7.10,") in
+# exactly N of them. Every field of a dumped flow is made to end with "," so that an address is never
+# found inside a longer one (10.60.7.10 in 10.60.7.100).
 SH_OFCTL_FLOWS_CHECK = (
     'f=$(ovs-ofctl dump-flows "$1" "cookie=$2/-1,in_port=$3" --no-stats 2>/dev/null) || exit 1; '
-    '[ "$(printf "%s\\n" "$f" | grep -c priority=)" = "$4" ] && '
-    '[ "$(printf "%s\\n" "$f" | grep -c "dl_src=$5")" = "$(($4 - 1))" ]'
+    'f=$(printf "%s\\n" "$f" | grep priority= | sed "s/ actions=/,actions=/"); '
+    '[ "$(printf "%s\\n" "$f" | grep -c priority=)" = "$4" ] || exit 1; shift 4; '
+    'while [ $# -gt 1 ]; do [ "$(printf "%s\\n" "$f" | grep -cF -- "$1")" = "$2" ] || exit 1; shift 2; done'
+)
+# A file holding exactly the given lines, written whole (temporary file, then rename) with mode 0644:
+# FILE LINE... / the check: FILE LINE... (same content).
+SH_WRITE_LINES = 'f=$1; shift; printf "%s\\n" "$@" > "$f.tmp" && chmod 0644 "$f.tmp" && exec mv -f "$f.tmp" "$f"'
+SH_SAME_LINES = 'f=$1; shift; [ -f "$f" ] && printf "%s\\n" "$@" | cmp -s - "$f"'
+# VLAN 400's dnsmasq, shared by every slice, serves the union of the reservation files of a directory
+# (one file per slice, lines MAC,IP), given as --dhcp-host arguments (parsed while dnsmasq is still root:
+# no file of ours needs to be readable by its unprivileged user). MODE PIDFILE HOSTSDIR LEASES DNSMASQ-ARGV...
+# - check: exit 0 when dnsmasq (of this pid file) runs with exactly those reservations;
+# - run: if not, stop it, drop from the leases file every lease that is not a reservation (a released
+#   address, or one leased before, must not block the reservation now made for another MAC), start it;
+# - leave: the same as run, but only when dnsmasq runs (a slice left: its reservations go, nothing starts).
+# The leases file survives the restart, so the other slices' guests keep their leases.
+SH_DNSMASQ_SYNC = (
+    "m=$1; f=$2; d=$3; l=$4; shift 4; "
+    'want=$(cat "$d"/* 2>/dev/null | sed -n "s/^\\(..*\\)$/--dhcp-host=\\1/p" | sort); '
+    'p=$(cat "$f" 2>/dev/null); case "$p" in ""|*[!0-9]*) p=0;; esac; '
+    'ours() { tr "\\000" "\\n" < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$f"; }; '
+    'if ours && [ "$(tr "\\000" "\\n" < "/proc/$p/cmdline" | grep "^--dhcp-host=" | sort)" = "$want" ]; '
+    "then exit 0; fi; "
+    '[ "$m" = check ] && exit 1; '
+    'if ours; then kill "$p" 2>/dev/null; i=0; while ours && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
+    'ours && kill -9 "$p"; elif [ "$m" = leave ]; then exit 0; fi; rm -f "$f"; '
+    'if [ -f "$l" ]; then printf "%s\\n" "$want" | sed "s/^--dhcp-host=//" | '
+    'awk \'NR==FNR {k[tolower($0)]=1; next} (tolower($2) "," $3) in k\' - "$l" > "$l.tmp" && '
+    'mv -f "$l.tmp" "$l" || exit 1; fi; '
+    'for h in $want; do set -- "$@" "$h"; done; exec "$@"'
 )
 # Bounce a running guest NIC's link through QEMU's QMP socket: SOCKET NETDEV. The guest sees its
 # carrier go down for a second and up again, and asks DHCP anew (its VLAN, so its subnet, changed).

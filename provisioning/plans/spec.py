@@ -41,12 +41,17 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class NicSpec:
-    """A guest NIC: ``index`` 0 is eth0. ``vlan`` None = no VLAN (a dead interface)."""
+    """A guest NIC: ``index`` 0 is eth0. ``vlan`` None = no VLAN (a dead interface).
+
+    ``address``: the fixed VLAN 400 address of an internet NIC (its DHCP reservation,
+    pinned by its TAP's guard flows); empty on any other NIC.
+    """
 
     index: int
     mac: str
     vlan: int | None
     tap: str
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,14 @@ class VlanSpec:
         return self._host(DHCP_LAST_HOST)
 
     @property
+    def dhcp_first_address(self) -> ipaddress.IPv4Address:
+        return self.network.network_address + DHCP_FIRST_HOST
+
+    @property
+    def dhcp_last_address(self) -> ipaddress.IPv4Address:
+        return self.network.network_address + DHCP_LAST_HOST
+
+    @property
     def netmask(self) -> str:
         return str(self.network.netmask)
 
@@ -129,6 +142,8 @@ class SliceSpec:
 
     ``keep_internet`` / ``keep_isolation``: another deployed slice still needs
     VLAN 400 + NAT / the isolation chains, so a teardown of this slice keeps them.
+    ``link_guard``: link TAPs get guard flows too (no guest answers as its link's
+    gateway or DHCP server; the installation's ``SLICE_LINK_GUARD``).
     """
 
     slice_id: int
@@ -140,6 +155,7 @@ class SliceSpec:
     internet: bool = False
     keep_internet: bool = False
     keep_isolation: bool = False
+    link_guard: bool = False
 
     def worker(self, name: str) -> WorkerSpec:
         for worker in self.workers:
@@ -149,6 +165,17 @@ class SliceSpec:
 
     def vms_on(self, host: str) -> tuple[VmSpec, ...]:
         return tuple(vm for vm in self.vms if vm.host == host)
+
+    @property
+    def internet_reservations(self) -> tuple[tuple[str, str], ...]:
+        """(MAC, address) of every internet NIC: this slice's share of VLAN 400's dnsmasq."""
+        return tuple(
+            (nic.mac, nic.address) for vm in self.vms for nic in vm.nics if nic.vlan == INTERNET_VLAN and nic.address
+        )
+
+    def vlan(self, vlan: int) -> VlanSpec | None:
+        """The link VLAN ``vlan`` as served (None for VLAN 400 or a VLAN the spec does not serve)."""
+        return next((v for v in self.vlans if v.vlan == vlan), None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +206,7 @@ class SliceSpec:
             internet=data.get("internet", False),
             keep_internet=data.get("keep_internet", False),
             keep_isolation=data.get("keep_isolation", False),
+            link_guard=data.get("link_guard", False),
         )
 
 
@@ -194,8 +222,30 @@ def _check_path(value: str, what: str) -> None:
     )
 
 
-def validate_spec(spec: SliceSpec) -> SliceSpec:
-    """Refuse any value that could misbehave on a host (defence in depth: the models validate too)."""
+def _check_internet_address(vm: VmSpec, nic: NicSpec, *, deployed: bool) -> None:
+    """An internet NIC has its fixed address, inside VLAN 400's DHCP range.
+
+    ``deployed``: the spec is a footprint, which may come from a job run before
+    VLAN 400 addresses were fixed (its NICs have none; only undone, never built).
+    """
+    if deployed and nic.address == "":
+        return
+    try:
+        address = ipaddress.IPv4Address(nic.address)
+    except ValueError as exc:
+        raise PlanError(f"VM {vm.name}.eth{nic.index}: bad VLAN {INTERNET_VLAN} address {nic.address!r}") from exc
+    _require(
+        str(address) == nic.address and INTERNET.dhcp_first_address <= address <= INTERNET.dhcp_last_address,
+        f"VM {vm.name}.eth{nic.index}: VLAN {INTERNET_VLAN} address {nic.address} outside "
+        f"{INTERNET.dhcp_first}-{INTERNET.dhcp_last}",
+    )
+
+
+def validate_spec(spec: SliceSpec, *, deployed: bool = False) -> SliceSpec:
+    """Refuse any value that could misbehave on a host (defence in depth: the models validate too).
+
+    ``deployed``: ``spec`` is what may be on the hosts (a footprint), to be torn down or diffed.
+    """
     _require(isinstance(spec.slice_id, int) and spec.slice_id > 0, "bad slice id")
     _require(bool(NAME_RE.fullmatch(spec.slice_name or "")), f"unsafe slice name {spec.slice_name!r}")
     node = spec.netnode
@@ -209,6 +259,7 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
         _require(worker.accel in ACCELS, f"accelerator of {worker.name} must be one of {ACCELS}")
         names.add(worker.name)
     macs: dict[str, int] = {}  # MAC -> VM id (a merged footprint may hold two versions of one VM)
+    addresses: dict[str, str] = {}  # VLAN 400 address -> MAC
     for vm in spec.vms:
         _require(isinstance(vm.id, int) and vm.id > 0, f"bad VM id {vm.id!r}")
         _require(bool(NAME_RE.fullmatch(vm.name or "")), f"unsafe VM name {vm.name!r}")
@@ -240,6 +291,14 @@ def validate_spec(spec: SliceSpec) -> SliceSpec:
                     nic.vlan != INTERNET_VLAN or (nic.index == 0 and spec.internet),
                     f"VM {vm.name}: VLAN {INTERNET_VLAN} is only for eth0 with internet",
                 )
+            if nic.vlan == INTERNET_VLAN:
+                _check_internet_address(vm, nic, deployed=deployed)
+                _require(
+                    addresses.setdefault(nic.address, nic.mac) == nic.mac,
+                    f"VLAN {INTERNET_VLAN} address {nic.address} given to two NICs",
+                )
+            else:
+                _require(nic.address == "", f"VM {vm.name}.eth{nic.index}: an address only on VLAN {INTERNET_VLAN}")
     served = {v.vlan for v in spec.vlans}
     for vlan in spec.vlans:
         _require(VLAN_ID_MIN <= vlan.vlan <= VLAN_ID_MAX and vlan.vlan != INTERNET_VLAN, f"bad link VLAN {vlan.vlan}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from slices.ipam import INTERNET_VLAN
 
@@ -30,6 +30,7 @@ from .shell import (
 from .spec import (
     INTERNET,
     NicSpec,
+    VlanSpec,
     VmSpec,
     WorkerSpec,
 )
@@ -109,35 +110,101 @@ def flow_cookie(vm_id: int, nic: NicSpec) -> str:
     return f"{FLOW_COOKIE_TAG | vm_id << 8 | nic.index:#018x}"
 
 
-def internet_guard_command(vm: VmSpec, nic: NicSpec) -> HostCommand:
-    """OpenFlow rules on a VLAN 400 TAP: the guest reaches the gateway and DHCP, no other guest.
-
-    From the TAP, with the guest's own source MAC only: frames to the gateway's or
-    the DHCP server's MAC; broadcasts that are an ARP request for the gateway or a
-    DHCP request. Everything else from the TAP is dropped, so internet NICs of
-    different slices (and of one slice) never reach each other at L2, and no guest
-    can take the gateway's MAC. Routing between them is refused by SP-FORWARD.
-    """
+def _guard_command(vm: VmSpec, nic: NicSpec, flows: Sequence[str], what: str, texts: Sequence[tuple[str, int]]):
+    """Replace the flows of the NIC's cookie; checked by count and by the texts they must hold."""
     cookie = flow_cookie(vm.id, nic)
-    head = f"cookie={cookie},table=0,in_port={nic.tap}"
-    allow = f"{head},priority=300,dl_src={nic.mac}"
-    flows = (
-        f"{allow},dl_dst={INTERNET_GATEWAY_MAC},actions=NORMAL",
-        f"{allow},dl_dst={INTERNET_DHCP_MAC},actions=NORMAL",
-        f"{allow},dl_dst={BROADCAST_MAC},arp,arp_tpa={INTERNET.gateway},actions=NORMAL",
-        f"{allow},dl_dst={BROADCAST_MAC},udp,tp_src=68,tp_dst=67,actions=NORMAL",
-        f"{head},priority=290,actions=drop",
-    )
+    expect: list[str] = []
+    for text, count in texts:
+        expect += [text, str(count)]
     return HostCommand(
         sh(SH_OFCTL_REPLACE_FLOWS, "sp-flows", BRIDGE, cookie, *flows),
-        f"Guard {nic.tap} on VLAN {INTERNET_VLAN} ({vm.name}.eth{nic.index}): gateway and DHCP only",
-        check=sh(SH_OFCTL_FLOWS_CHECK, "sp-flows-check", BRIDGE, cookie, nic.tap, str(len(flows)), nic.mac),
-        undo=internet_unguard_argv(vm.id, nic),
-        undo_description=f"Remove the VLAN {INTERNET_VLAN} rules of {nic.tap}",
+        f"Guard {nic.tap} on VLAN {nic.vlan} ({vm.name}.eth{nic.index}): {what}",
+        check=sh(SH_OFCTL_FLOWS_CHECK, "sp-flows-check", BRIDGE, cookie, nic.tap, str(len(flows)), *expect),
+        undo=guard_remove_argv(vm.id, nic),
+        undo_description=f"Remove the guard flows of {nic.tap}",
     )
 
 
-def internet_unguard_argv(vm_id: int, nic: NicSpec) -> tuple[str, ...]:
+def _never_from_a_guest(head: str) -> tuple[str, ...]:
+    """What no guest may send on a guarded TAP, whatever its addresses (above every allow)."""
+    return (
+        f"{head},priority=310,udp,tp_src=67,actions=drop",  # a DHCP server's replies
+        f"{head},priority=310,icmp6,icmp_type=134,actions=drop",  # IPv6 router advertisements
+    )
+
+
+def internet_guard_command(vm: VmSpec, nic: NicSpec) -> HostCommand:
+    """OpenFlow rules on a VLAN 400 TAP (port security): the guest talks to the gateway and DHCP only,
+    and only as itself (its MAC and its fixed address).
+
+    From the TAP, with the guest's own source MAC only: ARP whose sender is its own MAC and
+    address (asking the gateway or the DHCP server, or answering them; an address probe from
+    0.0.0.0 for its own address); IPv4 from its own address to the gateway's MAC (its way out
+    through NAT); DHCP client requests (from 0.0.0.0 while it has no lease, from its address when
+    it renews). Never a DHCP server reply or an IPv6 router advertisement; everything else from
+    the TAP is dropped (other guests at L2, any other address, all other IPv6). So no guest can
+    claim another internet NIC's address toward the gateway, nor take the gateway's MAC.
+    Routing between internet NICs is refused by SP-FORWARD.
+    """
+    ip, gw, dhcp = nic.address, INTERNET.gateway, INTERNET.dhcp_server
+    head = f"cookie={flow_cookie(vm.id, nic)},table=0,in_port={nic.tap}"
+    allow = f"{head},priority=300,dl_src={nic.mac}"
+    arp = f"{allow},arp,arp_sha={nic.mac},arp_spa={ip}"
+    dhcp_request = "udp,tp_src=68,tp_dst=67"
+    flows = (
+        *_never_from_a_guest(head),
+        f"{arp},dl_dst={BROADCAST_MAC},arp_tpa={gw},actions=NORMAL",
+        f"{arp},dl_dst={BROADCAST_MAC},arp_tpa={dhcp},actions=NORMAL",
+        f"{arp},dl_dst={INTERNET_GATEWAY_MAC},actions=NORMAL",
+        f"{arp},dl_dst={INTERNET_DHCP_MAC},actions=NORMAL",
+        f"{allow},arp,arp_sha={nic.mac},arp_spa=0.0.0.0,arp_tpa={ip},dl_dst={BROADCAST_MAC},actions=NORMAL",
+        f"{allow},ip,nw_src={ip},dl_dst={INTERNET_GATEWAY_MAC},actions=NORMAL",
+        f"{allow},{dhcp_request},nw_src=0.0.0.0,dl_dst={BROADCAST_MAC},actions=NORMAL",
+        f"{allow},{dhcp_request},nw_src={ip},dl_dst={BROADCAST_MAC},actions=NORMAL",
+        f"{allow},{dhcp_request},nw_src={ip},dl_dst={INTERNET_DHCP_MAC},actions=NORMAL",
+        f"{head},priority=290,actions=drop",
+    )
+    allowed = len(flows) - 3
+    return _guard_command(
+        vm,
+        nic,
+        flows,
+        f"gateway and DHCP only, as {nic.mac} {ip}",
+        # every allow names the guest's MAC; all but the two DHCP discover flavours name its address
+        ((f"dl_src={nic.mac},", allowed), (f"={ip},", allowed - 1)),
+    )
+
+
+def link_guard_command(vm: VmSpec, nic: NicSpec, vlan: VlanSpec) -> HostCommand:
+    """OpenFlow rules on a link TAP (optional, ``SLICE_LINK_GUARD``): the guest cannot pose as the link's
+    gateway or DHCP server, nor send from another MAC.
+
+    Frames from the TAP that claim the gateway's or the DHCP server's address (ARP sender
+    or IPv4 source), DHCP server replies and IPv6 router advertisements are dropped; the
+    rest from the guest's own MAC goes on as before (a link carries whatever its two
+    guests speak), from any other MAC it is dropped.
+    """
+    head = f"cookie={flow_cookie(vm.id, nic)},table=0,in_port={nic.tap}"
+    flows = (
+        *_never_from_a_guest(head),
+        f"{head},priority=310,arp,arp_spa={vlan.gateway},actions=drop",
+        f"{head},priority=310,arp,arp_spa={vlan.dhcp_server},actions=drop",
+        f"{head},priority=310,ip,nw_src={vlan.gateway},actions=drop",
+        f"{head},priority=310,ip,nw_src={vlan.dhcp_server},actions=drop",
+        f"{head},priority=300,dl_src={nic.mac},actions=NORMAL",
+        f"{head},priority=290,actions=drop",
+    )
+    return _guard_command(
+        vm,
+        nic,
+        flows,
+        f"not as its gateway {vlan.gateway} or DHCP server {vlan.dhcp_server}",
+        ((f"dl_src={nic.mac},", 1), (f"={vlan.gateway},", 2), (f"={vlan.dhcp_server},", 2)),
+    )
+
+
+def guard_remove_argv(vm_id: int, nic: NicSpec) -> tuple[str, ...]:
+    """Remove a NIC's guard flows (VLAN 400 or link) by their cookie."""
     return sh(SH_OFCTL_DEL_FLOWS, "sp-del-flows", BRIDGE, flow_cookie(vm_id, nic))
 
 
@@ -230,12 +297,19 @@ def relink_command(worker: WorkerSpec, vm: VmSpec, nic: NicSpec) -> HostCommand:
 
 
 def worker_ports_commands(
-    worker: WorkerSpec, vms: Sequence[VmSpec], *, nics: dict[int, Sequence[NicSpec]] | None = None, dirs: bool = True
+    worker: WorkerSpec,
+    vms: Sequence[VmSpec],
+    *,
+    nics: dict[int, Sequence[NicSpec]] | None = None,
+    dirs: bool = True,
+    guarded: Mapping[int, VlanSpec] | None = None,
 ) -> tuple[HostCommand, ...]:
-    """State directories, TAPs (created, up/down) and the one ports transaction of a worker.
+    """State directories, TAPs (created, up/down), the one ports transaction of a worker, the guards.
 
     ``nics`` restricts the NICs per VM id (a teardown of removed NICs only);
-    ``dirs`` False leaves the directories out (a VM that is only restarted).
+    ``dirs`` False leaves the directories out (a VM that is only restarted);
+    ``guarded``: the link VLANs whose TAPs get link guards (the spec's, when ``link_guard``).
+    VLAN 400 TAPs always get theirs.
     """
     cmds: list[HostCommand] = []
     if dirs:
@@ -255,6 +329,8 @@ def worker_ports_commands(
     for vm, nic in chosen:
         if nic.vlan == INTERNET_VLAN:
             cmds += touching([internet_guard_command(vm, nic)], vm=vm.id, vlan=INTERNET_VLAN)
+        elif nic.vlan is not None and guarded and nic.vlan in guarded:
+            cmds += touching([link_guard_command(vm, nic, guarded[nic.vlan])], vm=vm.id, vlan=nic.vlan)
     return tuple(cmds)
 
 

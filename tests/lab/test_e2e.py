@@ -9,6 +9,7 @@ that snapshot back.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,133 @@ def test_internet_vm_is_masqueraded_out_of_the_uplink(portal, lab):
 
     portal.run(s["id"], "destroy")
     portal.run(other["id"], "destroy")
+    assert_restored(lab, before)
+
+
+def _capture(namespace: str, tap: str) -> subprocess.Popen:
+    """tcpdump of DHCP packets on a TAP of a lab worker, with MACs."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", namespace, "tcpdump", "-n", "-e", "-l", "-i", tap, "udp port 67 or udp port 68"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _captured(proc: subprocess.Popen) -> str:
+    time.sleep(0.5)
+    proc.terminate()
+    return proc.communicate(timeout=10)[0]
+
+
+def _rogue_dhcp(portal, vm: dict, nic: str, first: str, last: str, router: str) -> None:
+    """Start busybox udhcpd on the guest's ``nic``: a rogue DHCP server offering ``first``-``last``."""
+    conf = [f"start {first}", f"end {last}", f"interface {nic}", f"lease_file /tmp/rogue-{nic}.leases",
+            f"pidfile /tmp/rogue-{nic}.pid", f"option router {router}", "option subnet 255.255.255.0"]  # fmt: skip
+    quoted = " ".join(f"'{line}'" for line in conf)
+    assert portal.sh(vm, f"printf '%s\\n' {quoted} > /tmp/rogue-{nic}.conf && touch /tmp/rogue-{nic}.leases").ok
+    start = f"(setsid udhcpd -f /tmp/rogue-{nic}.conf > /tmp/rogue-{nic}.log 2>&1 &)"
+    assert portal.sh(vm, f"{start}; sleep 1; kill -0 $(cat /tmp/rogue-{nic}.pid)").ok
+
+
+def _drops(lab, worker: str, tap: str, match: str = "priority=290") -> int:
+    """Packets counted by the TAP's guard flow that holds ``match`` (default: the catch-all drop)."""
+    with lab.connect(worker) as connection:
+        flows = connection.run(f"ovs-ofctl dump-flows br-int in_port={tap}", hide=True).stdout
+    line = next(f for f in flows.splitlines() if match in f)
+    return int(re.search(r"n_packets=(\d+)", line)[1])
+
+
+def test_port_security_no_guest_claims_another_address_or_answers_as_a_server(portal, lab):
+    """Issue 14: slice A's guest tries to take slice B's VLAN 400 address and to serve DHCP on VLAN 400
+    and on its link; the guards on its TAPs stop every frame of it, and B keeps its NAT traffic."""
+    before = hoststate.snapshot(lab)
+    a, b = new_slice(portal, "mallory"), new_slice(portal, "bob")
+    evil = portal.vm(a["id"], "evil", host="worker1", data=1, internet=True)
+    peer = portal.vm(a["id"], "peer", host="worker2", data=1)
+    victim = portal.vm(b["id"], "victim", host="worker2", data=0, internet=True)
+    link = portal.link(a["id"], evil, peer)
+    for job in [portal.request(a["id"], "deploy"), portal.request(b["id"], "deploy")]:
+        done = portal.wait(job)
+        assert done["status"] == "succeeded", done.get("error")
+    evil, victim = portal.get_vm(evil), portal.get_vm(victim)
+    evil0, victim0, evil1 = interface(evil, "eth0"), interface(victim, "eth0"), interface(evil, "eth1")
+    # fixed, distinct, reserved addresses: what the API says is what the guests got
+    assert evil0["ip_address"] != victim0["ip_address"]
+    assert portal.lease(evil, "eth0").ip == evil0["ip_address"]
+    assert portal.lease(victim, "eth0").ip == victim0["ip_address"]
+    stolen, gateway = victim0["ip_address"], "10.60.7.1"
+    peer_ip = portal.lease(peer, "eth1").ip
+    assert portal.lease(evil, "eth1").ip
+
+    # B pings the internet through NAT the whole time A attacks.
+    # (in a subshell: "CMD &; echo" is a syntax error; setsid: the console's next Ctrl-C must not reach it)
+    assert portal.sh(victim, f"(setsid ping -c 50 -i 0.4 -W 2 {INTERNET_ADDRESS} > /tmp/nat.log 2>&1 &)").ok
+    dropped_before = _drops(lab, "worker1", evil0["tap"])
+    assert portal.sh(evil, f"ip addr add {stolen}/24 dev eth0").ok
+    portal.sh(evil, f"arping -U -c 3 -s {stolen} -I eth0 {gateway}", timeout=20)
+    portal.sh(evil, f"arping -A -c 3 -s {stolen} -I eth0 {gateway}", timeout=20)
+    assert not portal.sh(evil, f"ping -c 3 -W 1 -I {stolen} {gateway}", timeout=20).ok
+    assert not portal.sh(evil, f"ping -c 2 -W 1 -I {stolen} {INTERNET_ADDRESS}", timeout=20).ok
+    with lab.connect("netnode") as connection:
+        neigh = connection.run(f"ip neigh show {stolen} dev gw_v400", hide=True).stdout
+        tracked = connection.run("conntrack -L 2>/dev/null", hide=True, warn=True).stdout
+    assert evil0["mac"] not in neigh.lower(), neigh
+    assert not neigh.strip() or victim0["mac"] in neigh.lower(), neigh
+    assert not [line for line in tracked.splitlines() if f"src={stolen} dst={gateway} " in line], tracked
+    assert _drops(lab, "worker1", evil0["tap"]) > dropped_before  # the guard stopped them, not luck
+    assert portal.sh(evil, f"ip addr del {stolen}/24 dev eth0").ok
+    time.sleep(12)  # the rest of B's 50 pings
+    nat = portal.sh(victim, "cat /tmp/nat.log").output
+    sent, received = (int(n) for n in re.search(r"(\d+) packets transmitted, (\d+) packets received", nat).groups())
+    assert sent == 50 and received >= 48, nat
+
+    # Rogue DHCP servers on VLAN 400 and on the link: their offers never reach another guest.
+    _rogue_dhcp(portal, evil, "eth0", "10.60.7.200", "10.60.7.210", evil0["ip_address"])
+    link_net = link["subnet"].rsplit(".", 1)[0]
+    _rogue_dhcp(portal, evil, "eth1", f"{link_net}.200", f"{link_net}.210", f"{link_net}.99")
+    rogue = "priority=310,udp,in_port"  # the guards' "no DHCP server replies" flow
+    offers_before = [_drops(lab, "worker1", nic["tap"], rogue) for nic in (evil0, evil1)]
+    captures = {
+        "victim": _capture("worker2", victim0["tap"]),
+        "peer": _capture("worker2", interface(portal.get_vm(peer), "eth1")["tap"]),
+    }
+    logs = ""
+    try:
+        time.sleep(2)  # a TCG guest under load: let both rogue servers open their sockets
+        # Until both rogue servers have answered (at least twice): each time, the real servers win.
+        for _ in range(6):
+            got = portal.sh(victim, "udhcpc -i eth0 -n -q -t 3 -T 2 -s /bin/true 2>&1", timeout=30).output
+            assert f"lease of {stolen} obtained from 10.60.7.2" in got, got
+            got = portal.sh(peer, "udhcpc -i eth1 -n -q -t 3 -T 2 -s /bin/true 2>&1", timeout=30).output
+            assert f"lease of {peer_ip} obtained from {link_net}.2" in got, got
+            logs = portal.sh(evil, "cat /tmp/rogue-eth0.log /tmp/rogue-eth1.log").output
+            if logs.count("sending OFFER to 10.60.7.") >= 2 and logs.count(f"sending OFFER to {link_net}.") >= 2:
+                break
+            time.sleep(1)
+    finally:
+        seen = {name: _captured(proc) for name, proc in captures.items()}
+    # the rogue servers really answered, and their TAPs' guards dropped every offer ...
+    assert "sending OFFER to 10.60.7." in logs and f"sending OFFER to {link_net}." in logs, logs
+    offers_after = [_drops(lab, "worker1", nic["tap"], rogue) for nic in (evil0, evil1)]
+    assert all(after > before for before, after in zip(offers_before, offers_after, strict=True)), logs
+    # ... and nothing of theirs reached the other guests, who only heard the real servers
+    for name, mac, server in (("victim", evil0["mac"], "10.60.7.2"), ("peer", evil1["mac"], f"{link_net}.2")):
+        offers = [line for line in seen[name].splitlines() if ".67 >" in line]
+        assert offers and all(f"{server}.67 >" in line for line in offers), seen[name]
+        assert mac not in seen[name].lower(), seen[name]
+
+    # Nor can it answer as its link's gateway: the peer's neighbour entry stays the real gateway's.
+    assert portal.pings(peer, link["gateway"])
+    assert portal.sh(evil, f"ip addr add {link['gateway']}/24 dev eth1").ok
+    portal.sh(evil, f"arping -U -c 3 -s {link['gateway']} -I eth1 {peer_ip}", timeout=20)
+    portal.sh(evil, f"arping -A -c 3 -s {link['gateway']} -I eth1 {peer_ip}", timeout=20)
+    neigh = portal.sh(peer, f"ip neigh show {link['gateway']}").output.lower()
+    assert evil1["mac"] not in neigh and "lladdr" in neigh, neigh
+    assert portal.pings(peer, link["gateway"])
+
+    portal.run(a["id"], "destroy")
+    portal.run(b["id"], "destroy")
     assert_restored(lab, before)
 
 

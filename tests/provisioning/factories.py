@@ -14,9 +14,17 @@ def mac(vm_id: int, index: int) -> str:
     return f"52:54:00:{vm_id:02x}:00:{index:02x}"
 
 
+def internet_ip(vm_id: int) -> str:
+    """The fixed VLAN 400 address the factories give VM ``vm_id``'s eth0."""
+    return f"10.60.7.{10 + vm_id}"
+
+
 def vm(vm_id: int, host: str = "worker1", vlans=(None, 100), *, name=None, image=KERNEL, vcpus=1, ram=128) -> VmSpec:
-    """A VM whose NIC i is on vlans[i] (None: no VLAN)."""
-    nics = tuple(NicSpec(i, mac(vm_id, i), v, tap_name(vm_id, i)) for i, v in enumerate(vlans))
+    """A VM whose NIC i is on vlans[i] (None: no VLAN); on VLAN 400 with address ``internet_ip``."""
+    nics = tuple(
+        NicSpec(i, mac(vm_id, i), v, tap_name(vm_id, i), internet_ip(vm_id) if v == 400 else "")
+        for i, v in enumerate(vlans)
+    )
     return VmSpec(vm_id, name or f"vm{vm_id}", host, vcpus, ram, image, nics)
 
 

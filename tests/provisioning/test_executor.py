@@ -174,7 +174,8 @@ def test_destroy_keeps_what_another_slice_still_uses(ssh_hosts, user, other_user
     gone = run(services.destroy_request(slice_obj=s, user=user))
     assert gone.status == "succeeded", gone.error
     phases = [p.name for p in seen[-1].by_host()["netnode"]]
-    assert phases == ["teardown-vlans"]  # VLAN 400, NAT and the isolation chains stay for "other"
+    # VLAN 400, NAT and the isolation chains stay for "other"; only this slice's reservations leave
+    assert phases == ["leave-internet", "teardown-vlans"]
     assert not any("MASQUERADE" in line and "sp-ipt-delete" in line for line in log_lines(ssh_hosts["netnode"]))
 
 
@@ -223,7 +224,10 @@ def test_redeploy_tears_down_only_what_changed(ssh_hosts, user, make_slice, echo
     stop = plan.stages[0]
     assert stop.name == "stop" and [c.description for p in stop.phases for c in p.commands] == ["Stop QEMU of vm6"]
     teardown = [p.name for p in plan.stages[1].phases if p.teardown]
-    assert sorted(teardown) == ["teardown-ports", "teardown-vlans"]  # vm6's TAPs and the vm5-vm6 VLAN
+    # vm6's TAPs, the link guard of vm5.eth2 (it stays, off the link) and the vm5-vm6 VLAN
+    assert sorted(teardown) == ["teardown-ports", "teardown-ports", "teardown-vlans"]
+    unguarded = [c.description for p in plan.stages[1].phases if p.teardown for c in p.commands]
+    assert any(d.startswith("Remove the guard flows of") and "vm5.eth2" in d for d in unguarded), unguarded
     vms = [c.description.split(" (")[0] for p in plan.stages[-1].phases for c in p.commands]
     starts = [d for d in vms if d.startswith("Start QEMU")]
     assert sorted(starts) == [f"Start QEMU for vm{i}" for i in (1, 2, 3, 4, 5, 7)]  # checks skip 1-5 on a real host

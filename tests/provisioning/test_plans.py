@@ -195,8 +195,11 @@ def test_all_vlan_ports_of_the_network_node_go_in_one_transaction():
     assert transactions[0].argv.count("add-port") == 6
 
 
+RESERVED = ((mac(1, 0), "10.60.7.11"), (mac(2, 0), "10.60.7.12"))
+
+
 def test_internet_commands_exact():
-    got = plans.internet_commands(NODE)
+    got = plans.internet_commands(NODE, 7, RESERVED)
     tail = got[-3:]
     assert tail[0].argv == ("sh", "-c", shell.SH_IP_FORWARD_ON, "sp-ip-forward", "/var/lib/sp/ip_forward.saved")
     assert tail[0].undo == ("sh", "-c", shell.SH_IP_FORWARD_RESTORE, "sp-ip-forward-restore",
@@ -227,33 +230,9 @@ def test_internet_gateway_and_dhcp_ports_get_the_fixed_macs_the_guards_name():
     assert not [a for a in link.argv if a.startswith("mac=")]
 
 
-def test_an_internet_tap_reaches_only_the_gateway_and_dhcp():
-    guest = vm(1, vlans=(400, 100))
-    guard = plans.internet_guard_command(guest, guest.nics[0])
-    cookie = "0x5350000000000100"
-    own = f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=300,dl_src={mac(1, 0)}"
-    assert guard.argv == (
-        "sh", "-c", shell.SH_OFCTL_REPLACE_FLOWS, "sp-flows", "br-int", cookie,
-        f"{own},dl_dst=02:53:50:00:04:01,actions=NORMAL",
-        f"{own},dl_dst=02:53:50:00:04:02,actions=NORMAL",
-        f"{own},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_tpa=10.60.7.1,actions=NORMAL",
-        f"{own},dl_dst=ff:ff:ff:ff:ff:ff,udp,tp_src=68,tp_dst=67,actions=NORMAL",
-        f"cookie={cookie},table=0,in_port=tap_1_eth0,priority=290,actions=drop",
-    )  # fmt: skip
-    assert guard.check == ("sh", "-c", shell.SH_OFCTL_FLOWS_CHECK, "sp-flows-check", "br-int", cookie, "tap_1_eth0",
-                           "5", mac(1, 0))  # fmt: skip
-    assert guard.undo == ("sh", "-c", shell.SH_OFCTL_DEL_FLOWS, "sp-del-flows", "br-int", cookie)
-    # in the plan: right after the worker's ports transaction, only for VLAN 400 NICs
-    got = argvs(deploy_plan(spec([guest, vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)), "worker1", "ports")
-    assert got[-2][0] == "ovs-vsctl" and got[-1] == guard.argv
-    assert not [a for a in argvs(deploy_plan(two_vm_spec()), "worker1", "ports") if "sp-flows" in a]
-    # cookies stay apart for big ids and many NICs
-    assert plans.flow_cookie(123456, NicSpec(10, mac(1, 10), 400, "x")) == "0x5350000001e2400a"
-
-
 def test_guards_go_with_the_vm_or_when_its_nic_leaves_vlan_400():
     old = spec([vm(1, vlans=(400, None)), vm(2, vlans=(400, None))], internet=True)
-    unguard = plans.internet_unguard_argv
+    unguard = plans.guard_remove_argv
     destroy = argvs(destroy_plan(old), "worker1", "teardown-ports")
     assert unguard(1, old.vms[0].nics[0]) in destroy and unguard(2, old.vms[1].nics[0]) in destroy
     assert destroy.index(unguard(1, old.vms[0].nics[0])) < [a[0] for a in destroy].index("ovs-vsctl")
@@ -265,7 +244,7 @@ def test_guards_go_with_the_vm_or_when_its_nic_leaves_vlan_400():
 
 def test_uplink_comes_from_the_network_node_spec():
     node = dataclasses.replace(NODE, uplink="lab-up0")
-    assert "lab-up0" in plans.internet_commands(node)[-2].argv
+    assert "lab-up0" in plans.internet_commands(node, 7, RESERVED)[-2].argv
 
 
 def test_isolation_rules_every_append_checked_first():
@@ -321,6 +300,7 @@ def test_destroy_is_the_reverse_of_deploy_undo_by_undo():
             [
                 ("worker2", "teardown-ports"),
                 ("worker1", "teardown-ports"),
+                ("netnode", "leave-internet"),
                 ("netnode", "teardown-internet"),
                 ("netnode", "teardown-vlans"),
                 ("netnode", "teardown-isolation"),
@@ -329,7 +309,7 @@ def test_destroy_is_the_reverse_of_deploy_undo_by_undo():
     ]
     for host in ("netnode", "worker1", "worker2"):
         built = [c for p in deploy.by_host()[host] for c in p.commands if c.undo]
-        undone = [c.argv for p in destroy.by_host()[host] for c in p.commands]
+        undone = [c.argv for p in destroy.by_host()[host] if p.name != "leave-internet" for c in p.commands]
         assert undone == [c.undo for c in reversed(built)], host
 
 
@@ -346,9 +326,10 @@ def test_destroy_keeps_shared_things_other_slices_need():
     s = spec([vm(1, vlans=(400, 100)), vm(2, "worker2")], [vlan(100, 1, 2)], internet=True)
     kept = destroy_plan(dataclasses.replace(s, keep_internet=True, keep_isolation=True))
     phases = [p.name for p in kept.by_host()["netnode"]]
-    assert phases == ["teardown-vlans"]
+    assert phases == ["leave-internet", "teardown-vlans"]  # its reservations leave the shared dnsmasq
     only_nat = destroy_plan(dataclasses.replace(s, keep_isolation=True))
-    assert [p.name for p in only_nat.by_host()["netnode"]] == ["teardown-internet", "teardown-vlans"]
+    names_ = [p.name for p in only_nat.by_host()["netnode"]]
+    assert names_ == ["leave-internet", "teardown-internet", "teardown-vlans"]
 
 
 def test_shared_phases_are_marked():
@@ -558,7 +539,7 @@ def test_lease_wait_lists_every_vlan_nic_with_its_lease_file_and_reservation():
     cmd = plans.lease_wait_command(s, 60)
     assert cmd.argv[:5] == ("sh", "-c", shell.SH_WAIT_LEASES, "sp-leases", "60")
     assert cmd.argv[5:] == (
-        "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0), "-", "wait", "vm1.eth0",
+        "/var/lib/sp/dhcp/v400/dnsmasq.leases", mac(1, 0), "10.60.7.11", "wait", "vm1.eth0",
         "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(1, 1), "10.64.100.10", "wait", "vm1.eth1",
         "/var/lib/sp/dhcp/v100/dnsmasq.leases", mac(2, 1), "10.64.100.11", "wait", "vm2.eth1",
     )  # fmt: skip

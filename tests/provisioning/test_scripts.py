@@ -247,7 +247,7 @@ def iptables_state(ns):
 def test_isolation_and_nat_rules_apply_once_and_destroy_restores_exactly(netns, tmp_path):
     node = plans.NetnodeSpec("netnode", "ens3", str(tmp_path))
     # isolation chains, then forwarding on, NAT and the VLAN 400 forward rule (the internet phase's tail)
-    commands = [*plans.isolation_commands(), *plans.internet_commands(node)[-3:]]
+    commands = [*plans.isolation_commands(), *plans.internet_commands(node, 7, ())[-3:]]
     before = iptables_state(netns)
     proc, ended, parser = run(commands, prefix=in_ns(netns))
     assert parser.done, proc.stdout.decode() + proc.stderr.decode()
@@ -278,6 +278,10 @@ def test_destroy_of_network_node_is_tolerant_of_a_clean_host(netns, tmp_path):
     s = spec([vm(1, vlans=(400,))], internet=True)
     s = plans.SliceSpec(s.slice_id, s.slice_name, node, s.workers, s.vms, (), internet=True)
     teardown = [c for p in destroy_plan(s).by_host()["netnode"] for c in p.commands if c.argv[0] != "ovs-vsctl"]
+    # /run/netns is machine-wide: never delete the real ns-dhcp-vlan400 (a lab deployed meanwhile has it)
+    private = f"sp-t-{uuid.uuid4().hex[:8]}"
+    teardown = [renamed(c, "ns-dhcp-vlan400", private) for c in teardown]
+    assert any(private in c.argv for c in teardown)
     _proc, ended, parser = run(teardown, prefix=in_ns(netns))
     assert parser.done, [(e.index, e.output) for e in ended]
     assert {e.status for e in ended} == {"ok"}
@@ -411,3 +415,90 @@ def test_a_dead_interface_tap_refuses_the_guests_frames(netns, vlan, expected):
     subprocess.run([*in_ns(netns), "ip", "link", "set", "lo", "up"], check=True)
     out = subprocess.run([*in_ns(netns), sys.executable, "-c", TAP_PROBE, nic.tap], capture_output=True, text=True)
     assert out.stdout.strip() == expected, out.stderr
+
+
+FAKE_DNSMASQ = """
+import os, sys, time
+if os.fork():
+    sys.exit(0)  # like dnsmasq: the parent returns, the daemon stays
+os.setsid()
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)  # like dnsmasq: the step's output stream is not held open
+pidfile = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--pid-file="))
+with open(pidfile, "w") as f:
+    f.write(f"{os.getpid()}\\n")
+time.sleep(120)
+"""
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def test_vlan_400_dnsmasq_serves_the_union_of_the_slices_files_and_restarts_only_on_change(tmp_path):
+    """SH_DNSMASQ_SYNC with a stand-in dnsmasq (daemonises, writes its pid file): the reservations of
+    every slice's file become --dhcp-host arguments; stale leases go; leave never starts it."""
+    hosts, pidfile, leases = tmp_path / "hosts", tmp_path / "dnsmasq.pid", tmp_path / "dnsmasq.leases"
+    hosts.mkdir()
+    (hosts / "slice7").write_text("52:54:00:00:07:00,10.60.7.10\n")
+    (hosts / "slice8").write_text("52:54:00:00:08:00,10.60.7.11\n52:54:00:00:08:01,10.60.7.12\n")
+    leases.write_text(
+        "1999999999 52:54:00:00:07:00 10.60.7.10 a *\n"  # its reservation: kept
+        "1999999999 52:54:00:00:09:00 10.60.7.11 b *\n"  # another MAC on a reserved address: dropped
+        "1999999999 52:54:00:00:08:01 10.60.7.99 c *\n"  # not its reservation: dropped
+    )
+    fake = tmp_path / "fake-dnsmasq.py"
+    fake.write_text(FAKE_DNSMASQ)
+
+    def sync(mode):
+        argv = (sys.executable, str(fake), f"--pid-file={pidfile}", "--port=0")
+        return sh_run(sh(shell.SH_DNSMASQ_SYNC, "s", mode, str(pidfile), str(hosts), str(leases), *argv))
+
+    pids = []
+    try:
+        assert sync("check").returncode != 0
+        assert sync("leave").returncode == 0 and not pidfile.exists()  # not running: leave starts nothing
+        assert sync("run").returncode == 0
+        time.sleep(0.5)
+        pids.append(int(pidfile.read_text()))
+        args = _cmdline(pids[0])
+        assert sorted(a for a in args if a.startswith("--dhcp-host=")) == [
+            "--dhcp-host=52:54:00:00:07:00,10.60.7.10",
+            "--dhcp-host=52:54:00:00:08:00,10.60.7.11",
+            "--dhcp-host=52:54:00:00:08:01,10.60.7.12",
+        ]
+        assert leases.read_text() == "1999999999 52:54:00:00:07:00 10.60.7.10 a *\n"
+        # the same reservations: in place, not restarted
+        assert sync("check").returncode == 0
+        assert sync("run").returncode == 0 and int(pidfile.read_text()) == pids[0]
+        # slice 8 leaves: restarted without its reservations, slice 7's lease survives
+        (hosts / "slice8").unlink()
+        assert sync("check").returncode != 0
+        assert sync("leave").returncode == 0
+        time.sleep(0.5)
+        pids.append(int(pidfile.read_text()))
+        assert pids[1] != pids[0] and not Path(f"/proc/{pids[0]}/cmdline").read_bytes()
+        assert [a for a in _cmdline(pids[1]) if a.startswith("--dhcp-host=")] == [
+            "--dhcp-host=52:54:00:00:07:00,10.60.7.10"
+        ]
+        assert "52:54:00:00:07:00" in leases.read_text()
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def test_reservation_file_is_written_whole_and_world_readable_under_umask_077(tmp_path):
+    path = tmp_path / "slice7"
+    lines = ("52:54:00:00:07:00,10.60.7.10", "52:54:00:00:07:01,10.60.7.11")
+    same = sh(shell.SH_SAME_LINES, "s", str(path), *lines)
+    assert sh_run(same).returncode != 0
+    proc = subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "u", *sh(shell.SH_WRITE_LINES, "w", str(path), *lines)])
+    assert proc.returncode == 0
+    assert path.read_text() == "".join(f"{line}\n" for line in lines)
+    assert path.stat().st_mode & 0o777 == 0o644 and not Path(f"{path}.tmp").exists()
+    assert sh_run(same).returncode == 0
+    assert sh_run(sh(shell.SH_SAME_LINES, "s", str(path), *lines[:1])).returncode != 0
