@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("slices", "0004_mac_pattern_strict"),
+        ("slices", "0005_slice_vlans"),
     ]
 
     operations = [
