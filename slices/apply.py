@@ -95,17 +95,6 @@ def _wanted(spec: io.VMSpec, default_flavor: str | None, default_image: str | No
     return wanted
 
 
-def _current(vm: VM) -> dict[str, Any]:
-    return {
-        "flavor": vm.flavor.name,
-        "image": vm.image.name,
-        "data_interfaces_count": vm.data_interfaces_count,
-        "internet_enabled": vm.internet_enabled,
-        "x": vm.x,
-        "y": vm.y,
-    }
-
-
 def diff(*, slice_obj: Slice | None, document: io.SliceDocument) -> dict[str, Any]:
     """What applying ``document`` to ``slice_obj`` (None: no such slice yet) would change.
 
@@ -128,7 +117,7 @@ def diff(*, slice_obj: Slice | None, document: io.SliceDocument) -> dict[str, An
         vm = vms.get(spec.name)
         if vm is None:
             continue
-        now = _current(vm)
+        now = io.vm_fields(vm)
         changes = {key: [now[key], value] for key, value in _wanted(spec, default_flavor, default_image).items()}
         changes = {key: pair for key, pair in changes.items() if pair[0] != pair[1]}
         if changes:

@@ -384,6 +384,18 @@ def _end_key(end: str) -> tuple[str, int]:
     return vm, iface_index(iface)
 
 
+def vm_fields(vm) -> dict[str, Any]:
+    """A VM's fields in the document (everything but its name): what export writes and apply compares."""
+    return {
+        "flavor": vm.flavor.name,
+        "image": vm.image.name,
+        "data_interfaces_count": vm.data_interfaces_count,
+        "internet_enabled": vm.internet_enabled,
+        "x": vm.x,
+        "y": vm.y,
+    }
+
+
 def export_document(slice_obj: Slice) -> dict[str, Any]:
     """The canonical document of a slice (see the module docstring)."""
     vms = list(slice_obj.vms.select_related("flavor", "image").order_by("name"))
@@ -398,15 +410,7 @@ def export_document(slice_obj: Slice) -> dict[str, Any]:
         "name": slice_obj.name,
         "description": slice_obj.description,
         "vms": [
-            {
-                "name": vm.name,
-                "flavor": vm.flavor.name,
-                "image": vm.image.name,
-                "data_interfaces_count": vm.data_interfaces_count,
-                "internet_enabled": vm.internet_enabled,
-                "x": vm.x,
-                "y": vm.y,
-            }
+            {"name": vm.name, **vm_fields(vm)}
             for vm in vms
         ],
         "links": links,

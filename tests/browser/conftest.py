@@ -8,16 +8,13 @@ it is absent. Screenshots go to ``artifacts/browser/``.
 import os
 import re
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
 
 from inventory.models import Flavor, Host, Image
+from tests.workers import JobWorker
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # The flags LAB-NOTES found to work headless as root (Playwright adds --headless and a fresh profile).
@@ -107,61 +104,6 @@ def inventory(transactional_db):
     return {"flavor": flavor, "image": image, "hosts": hosts}
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "postgres", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
-class Worker:
-    """A real RQ worker process (``rq_worker.py``) on a queue of its own, started and stopped by PID."""
-
-    def __init__(self, settings, *, runner: str, delay: float = 0.0, fail: str = "", env: dict | None = None):
-        self.queue = f"browser-tests-{uuid.uuid4().hex[:10]}"
-        settings.PROVISIONING_RUNNER = runner
-        settings.PROVISIONING_QUEUE = self.queue
-        self.process = None
-        if connection.vendor != "postgresql":
-            # An in-memory SQLite test database cannot be opened by another process: run jobs inline.
-            settings.RQ_QUEUES = {**settings.RQ_QUEUES, self.queue: {"URL": settings.REDIS_URL, "ASYNC": False}}
-            return
-        full_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "DATABASE_URL": _database_url(),
-            "PROVISIONING_RUNNER": runner,
-            "REDIS_URL": settings.REDIS_URL,
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        full_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with open(ARTIFACTS / "rq-worker.log", "a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.browser.rq_worker", self.queue, str(delay), fail],
-                cwd=REPO,
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        import django_rq
-        from rq import Queue
-
-        Queue(self.queue, connection=django_rq.get_connection("provisioning")).delete(delete_jobs=True)
-
-
 @pytest.fixture
 def provisioning_worker(transactional_db, settings, request):
     """Deploy jobs run by a real RQ worker process with the dry-run runner, on a queue of this test's own.
@@ -172,7 +114,7 @@ def provisioning_worker(transactional_db, settings, request):
     """
     options = getattr(request, "param", None) or {}
     delay = options.get("delay", DRY_RUN_STEP_DELAY)
-    worker = Worker(settings, runner="dry-run", delay=delay, fail=options.get("fail", ""))
+    worker = JobWorker(settings, runner="dry-run", delay=delay, fail=options.get("fail", ""))
     yield worker
     worker.stop()
 
@@ -198,7 +140,7 @@ def deploy_env(request, transactional_db, settings):
     """
     if request.param == "dry-run":
         inventory = request.getfixturevalue("inventory")
-        worker = Worker(settings, runner="dry-run", delay=DRY_RUN_STEP_DELAY)
+        worker = JobWorker(settings, runner="dry-run", delay=DRY_RUN_STEP_DELAY)
         yield {"kind": "dry-run", "inventory": inventory, "worker": worker}
         worker.stop()
         return
@@ -223,7 +165,7 @@ def deploy_env(request, transactional_db, settings):
         hosts = inventory.register_hosts(paths, uplink=DEFAULT_UPLINK)
         inventory.register_image(image)
         env = {"LAB_DIR": str(paths.root), "PROVISIONING_KNOWN_HOSTS": str(paths.known_hosts)}
-        worker = Worker(settings, runner="fabric", env=env)
+        worker = JobWorker(settings, runner="fabric", env=env)
         try:
             yield {"kind": "lab", "hosts": hosts, "worker": worker}
         finally:
