@@ -245,6 +245,10 @@ def attach(
                 outcome = session.run()
         except KeyboardInterrupt:
             outcome = Outcome(Exit.INTERRUPTED, "interrupted")
+        except BrokenPipeError:
+            # stdout's reader is gone (`| head`): nobody wants more output; not a failure.
+            tty = False
+            outcome = Outcome(Exit.OK, "output closed: detached")
     if tty:
         stdout.write(b"\r\n")  # the guest's cursor may be mid-line
         stdout.flush()
