@@ -13,17 +13,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 # Django first: the consumers import models, which need the app registry ready.
 django_application = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from provisioning.routing import websocket_urlpatterns  # noqa: E402
+from provisioning.ws_auth import websocket_stack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        # The session cookie authenticates a WebSocket: another site's page must not open one with
-        # it, so the Origin header has to name one of ALLOWED_HOSTS (the WebSocket's CSRF check).
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The session cookie authenticates a browser's WebSocket: another site's page must not open one
+        # with it, so the Origin header has to name one of ALLOWED_HOSTS (the WebSocket's CSRF check).
+        # A client with an API token (slicectl) sends no Origin; then the token alone says who it is.
+        "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -2,6 +2,7 @@
 
 Access is decided when the WebSocket connects, before any SSH connection: only the
 slice's owner and staff get a console; anyone else is closed with a code and a reason.
+The user comes from the session cookie or an API token (provisioning/ws_auth.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from slices.models import VM
 from . import consoles
 
 
-def console_access(*, user, vm_id: int) -> tuple[consoles.ConsoleTarget | None, tuple[int, str] | None]:
-    """(the VM's console, None) when ``user`` may open it, else (None, (close code, reason))."""
+def console_access(
+    *, user, vm_id: int, auth_error: str | None = None
+) -> tuple[consoles.ConsoleTarget | None, tuple[int, str] | None]:
+    """(the VM's console, None) when ``user`` may open it, else (None, (close code, reason)).
+
+    ``auth_error``: why the handshake's token was refused (then nobody is logged in).
+    """
+    if auth_error:
+        return None, (consoles.CLOSE_NOT_LOGGED_IN, auth_error)
     if user is None or not user.is_authenticated:
         return None, (consoles.CLOSE_NOT_LOGGED_IN, "Log in to open a console.")
     vm = VM.objects.select_related("slice", "host").filter(pk=vm_id).first()
@@ -41,7 +49,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         vm_id = int(self.scope["url_route"]["kwargs"]["vm_id"])
         # Accept first: a close code and reason can only be sent on an open WebSocket.
         await self.accept()
-        target, refusal = await database_sync_to_async(console_access)(user=self.scope.get("user"), vm_id=vm_id)
+        target, refusal = await database_sync_to_async(console_access)(
+            user=self.scope.get("user"), vm_id=vm_id, auth_error=self.scope.get("auth_error")
+        )
         if refusal is not None:
             await self.end(*refusal)
             return

@@ -217,15 +217,28 @@ def cmd_apply(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_console(client: Client, args: argparse.Namespace) -> int:
-    """Attach to a VM's serial console: not served over the API by this portal yet (exit 7)."""
+    """Attach the terminal to a running VM's serial console (the portal's WebSocket, your token).
+
+    On a terminal, keys go to the guest as typed (Ctrl-C too); Ctrl-] detaches.
+    Piped stdin is sent once the console is live, then the output is printed
+    until the portal closes the console or ``--timeout`` seconds pass (exit 0).
+    The scrollback (the console's recent output) is printed first.
+    """
+    from . import console
+
     detail = client.slice_by_name(args.name)
-    if not any(vm["name"] == args.vm for vm in detail["vms"]):
+    vm = next((vm for vm in detail["vms"] if vm["name"] == args.vm), None)
+    if vm is None:
         raise CliError(f"Slice {args.name!r} has no VM named {args.vm!r}.", Exit.NOT_FOUND)
-    raise CliError(
-        "The interactive serial console is not served by this portal's API yet; "
-        "the designer shows the console's last lines (slicectl inspect -o json: console_tail).",
-        Exit.UNSUPPORTED,
-    )
+    if vm["status"] != "running":
+        # The portal would say the same (close code 4409); no need to connect to hear it.
+        raise CliError(f"VM {args.vm} is {vm['status']}, not running: no console.", Exit.REFUSED)
+    if not vm.get("console_url"):
+        raise CliError("This portal does not serve VM consoles (no console_url).", Exit.UNSUPPORTED)
+    if not client.token:
+        raise CliError("Not logged in: run `slicectl login` or set SLICECTL_TOKEN.", Exit.AUTH)
+    url = console.websocket_url(client.url, vm["console_url"])
+    return console.attach(url, client.token, label=f"{args.vm} (slice {args.name})", timeout=args.timeout)
 
 
 def cmd_completion(client: Client, args: argparse.Namespace) -> int:
@@ -235,6 +248,17 @@ def cmd_completion(client: Client, args: argparse.Namespace) -> int:
 
 
 # --- the parser -----------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _output_option(parser: argparse.ArgumentParser, choices: Sequence[str] = OUTPUT_FORMATS) -> None:
@@ -248,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Slices as code: apply topology files, deploy, inspect and destroy slices "
         "through the Slice Portal's REST API.",
         epilog="Exit codes: 0 ok, 1 job failed, 2 usage, 3 refused by the portal, 4 not found, "
-        "5 not logged in, 6 portal unreachable, 7 not served yet, 130 interrupted. "
+        "5 not logged in, 6 portal unreachable, 7 not served by this portal, 8 console closed by the portal, "
+        "130 interrupted. "
         "URL and token: --url/--token, SLICECTL_URL/SLICECTL_TOKEN, or `slicectl login`.",
     )
     parser.add_argument("--version", action="version", version=f"slicectl {__version__}")
@@ -308,9 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     _output_option(p)
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("console", help="a VM's serial console (not served yet)", description=cmd_console.__doc__)
+    p = sub.add_parser("console", help="attach to a VM's serial console", description=cmd_console.__doc__)
     p.add_argument("name", metavar="NAME")
     p.add_argument("vm", metavar="VM")
+    p.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="detach after SECONDS from connecting, exit 0 (for scripts)"
+    )
     p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("completion", help="print a shell completion script", description=cmd_completion.__doc__)

@@ -1,8 +1,8 @@
 """The portal's REST API over HTTP, with a token: the only thing slicectl talks to.
 
 Standard library only (``urllib``), so the CLI installs with no dependency but
-PyYAML. Where the URL and token come from, first found wins: the command-line
-flags, ``SLICECTL_URL``/``SLICECTL_TOKEN``, the config file
+PyYAML (and ``websockets``, which only ``slicectl console`` imports). Where the URL
+and token come from, first found wins: the command-line flags, ``SLICECTL_URL``/``SLICECTL_TOKEN``, the config file
 (``$SLICECTL_CONFIG``, else ``$XDG_CONFIG_HOME/slicectl/config.json``, else
 ``~/.config/slicectl/config.json``, written by ``slicectl login`` with mode 0600).
 """
@@ -30,7 +30,8 @@ class Exit:
     NOT_FOUND = 4  # no such slice or VM
     AUTH = 5  # not logged in, or the token was refused
     UNREACHABLE = 6  # the portal cannot be reached or answered a server error
-    UNSUPPORTED = 7  # this portal does not serve that yet (console)
+    UNSUPPORTED = 7  # this portal does not serve that (a console on a portal without WebSockets)
+    CLOSED = 8  # the portal ended the console: idle, or the VM stopped
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -72,7 +72,8 @@ class InterfaceSerializer(serializers.ModelSerializer):
 # The console WebSocket's protocol, in words (the schema has no WebSocket operations).
 CONSOLE_PROTOCOL = (
     "WebSocket path of the VM's interactive serial console (same host as the API; ws:// or wss://). "
-    "Authenticated by the session cookie; the Origin header must be one of the portal's hosts. "
+    "Authenticated by the session cookie (the Origin header must then be one of the portal's hosts) or "
+    "by the API token in the handshake, Authorization: Token KEY (no Origin needed; slicectl console). "
     "Only the slice's owner and staff get in, and only while the VM is running. "
     "Server to client: binary frames are the guest's output bytes (first the recent scrollback of its "
     'console log, then a text frame {"event": "live"}, then live output); before closing, a text frame '

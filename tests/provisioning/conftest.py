@@ -207,3 +207,7 @@ def kernel_image(db):
         },
     )
     return image
+
+
+# The console tests' fixtures (imported here so that any test module can use them by name).
+from .consoles_support import console_layer, daphne, running_vm  # noqa: E402, F401

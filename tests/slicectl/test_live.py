@@ -152,8 +152,9 @@ def test_exit_codes(cli, live_server, tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(DOC))
     assert cli("apply", "-f", str(ok), "--no-deploy").returncode == 0
-    r = cli("console", "lab", "r1")
-    assert r.returncode == 7 and "not served" in r.stderr
+    r = cli("console", "lab", "r1")  # a draft VM: refused before connecting (the console: test_console_cli.py)
+    assert r.returncode == 3 and "VM r1 is designed, not running: no console." in r.stderr
+    assert cli("console", "lab", "r1", "--timeout", "0").returncode == 2
     assert cli("console", "lab", "r9").returncode == 4
     assert cli("frobnicate").returncode == 2
     r = cli("completion", "bash")
