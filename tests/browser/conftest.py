@@ -72,7 +72,7 @@ def chromium():
 
 
 @pytest.fixture
-def inventory(transactional_db):
+def inventory(transactional_db, django_db_serialized_rollback):
     """What a deploy needs in the database: a flavor, a default image, two workers and a network node.
 
     Transactional tests flush the tables between tests, so the data migrations'
@@ -105,7 +105,7 @@ def inventory(transactional_db):
 
 
 @pytest.fixture
-def provisioning_worker(transactional_db, settings, request):
+def provisioning_worker(transactional_db, django_db_serialized_rollback, settings, request):
     """Deploy jobs run by a real RQ worker process with the dry-run runner, on a queue of this test's own.
 
     The worker reads the live server's test database. Parametrize indirectly with
@@ -131,7 +131,7 @@ def lab_unavailable_reason() -> str | None:
 
 
 @pytest.fixture(params=["dry-run", pytest.param("lab", marks=pytest.mark.lab)])
-def deploy_env(request, transactional_db, settings):
+def deploy_env(request, transactional_db, django_db_serialized_rollback, settings):
     """Where deploys go: fake hosts and the dry-run runner, or the local lab over SSH (root only).
 
     The lab variant brings the lab up when it is not (and takes it down again
@@ -176,7 +176,7 @@ def deploy_env(request, transactional_db, settings):
 
 
 @pytest.fixture
-def ui_user(transactional_db, django_user_model):
+def ui_user(transactional_db, django_db_serialized_rollback, django_user_model):
     return django_user_model.objects.create_user(username="ada", password=PASSWORD)
 
 
@@ -196,7 +196,7 @@ class Console:
 
 
 @pytest.fixture
-def page(chromium, live_server, transactional_db, request):
+def page(chromium, live_server, transactional_db, django_db_serialized_rollback, request):
     """A fresh browser page at 1280x800 on the live server; fails the test on console errors.
 
     Set up after the database fixture so that it is torn down before the tables are

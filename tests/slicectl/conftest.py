@@ -16,7 +16,7 @@ needs_postgres = pytest.mark.skipif(
 
 
 @pytest.fixture
-def inventory(transactional_db):
+def inventory(transactional_db, django_db_serialized_rollback):
     Flavor.objects.get_or_create(name="tiny", defaults={"vcpus": 1, "ram_mib": 96, "is_default": True})
     Image.objects.get_or_create(
         name="busybox", defaults={"kind": Image.Kind.KERNEL, "kernel_path": "/k", "is_default": True}
