@@ -409,10 +409,7 @@ def export_document(slice_obj: Slice) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "name": slice_obj.name,
         "description": slice_obj.description,
-        "vms": [
-            {"name": vm.name, **vm_fields(vm)}
-            for vm in vms
-        ],
+        "vms": [{"name": vm.name, **vm_fields(vm)} for vm in vms],
         "links": links,
     }
 
