@@ -75,7 +75,7 @@ SH_POWER_STATUS = (
 
 
 def _vm_of(spec: SliceSpec, vm_id: int) -> tuple[WorkerSpec, VmSpec]:
-    for vm in spec.vms:
+    for vm in reversed(spec.vms):  # a merged footprint may hold two versions of a VM: the newer is last
         if vm.id == vm_id:
             return spec.worker(vm.host), vm
     raise PlanError(f"VM {vm_id} is not deployed in slice {spec.slice_name!r}")
