@@ -77,9 +77,7 @@ def test_the_model_actions_are_the_plans_actions():
         ("force_off", "stopped", "Force off vm1"),
     ],
 )
-def test_every_action_is_a_job_with_step_rows_and_the_vm_status_from_the_host(
-    deployed, user, action, state, first
-):
+def test_every_action_is_a_job_with_step_rows_and_the_vm_status_from_the_host(deployed, user, action, state, first):
     vm1, vm2 = vms(deployed)
     dep = services.power_request(vm=vm1, action=action, user=user)
     assert (dep.kind, dep.action, dep.vm_id, dep.status) == ("power", action, vm1.pk, "queued")
@@ -211,3 +209,20 @@ def test_api_power_validation_and_access(api, deployed, user, other_user, staff_
     staff.force_authenticate(staff_user)
     r = staff.post(url, {"action": "reboot", "dry_run": True}, format="json")
     assert r.status_code == 202 and r.data["dry_run"] is True
+
+
+def test_admin_power_actions_on_vms(client, deployed, staff_user):
+    staff_user.is_superuser = True
+    staff_user.save()
+    client.force_login(staff_user)
+    vm1, vm2 = vms(deployed)
+    listing = client.get("/admin/slices/vm/")
+    assert listing.status_code == 200 and b"power_force_off" in listing.content
+    r = client.post("/admin/slices/vm/", {"action": "power_force_off", "_selected_action": [vm1.pk]}, follow=True)
+    assert r.status_code == 200 and b"force off queued as deployment" in r.content
+    job = Deployment.objects.get(slice=deployed, kind="power")
+    assert (job.action, job.vm_id, job.requested_by_id) == ("force_off", vm1.pk, staff_user.pk)
+    # The second VM of the same slice: busy (one job per slice), said as a warning, not a crash.
+    r = client.post("/admin/slices/vm/", {"action": "power_start", "_selected_action": [vm2.pk]}, follow=True)
+    assert r.status_code == 200 and b"already has a job running" in r.content
+    assert client.get(f"/admin/provisioning/deployment/{job.pk}/change/").status_code == 200
