@@ -259,6 +259,8 @@ PROVISIONING_JOB_TIMEOUT = int(os.environ.get("PROVISIONING_JOB_TIMEOUT", "1800"
 PROVISIONING_RUNNER = os.environ.get("PROVISIONING_RUNNER", "fabric")
 # How long the deploy's last phase waits for every VLAN interface's DHCP lease.
 PROVISIONING_LEASE_WAIT = int(os.environ.get("PROVISIONING_LEASE_WAIT", "60"))
+# How long a shut down waits for the guest to power off (ACPI) before it forces the VM off.
+PROVISIONING_SHUTDOWN_TIMEOUT = int(os.environ.get("PROVISIONING_SHUTDOWN_TIMEOUT", "60"))
 # A running job that has not stamped its heartbeat for this long is abandoned.
 PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
 # Seconds between runs of the scheduled reaper (manage.py rqcron provisioning.cron).

@@ -1,7 +1,9 @@
 """Admin for operators: deployments with their steps.
 
-Deployments are read-only (their record is written by jobs); the one action
-retries failed ones through the same service the API uses. The RQ dashboard
+Deployments are read-only (their record is written by jobs); the actions
+retry failed ones and cancel running ones through the same services the API uses.
+The VM admin (slices') gets the power actions from here (start, shut down, ...),
+so that the design domain never imports provisioning. The RQ dashboard
 (/admin/rq/) is linked from the deployment list and from each deployment's job.
 """
 
@@ -10,6 +12,7 @@ from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from slices.admin import VMAdmin
 from slices.errors import ServiceError
 
 from . import services
@@ -37,7 +40,19 @@ class DeploymentStepInline(admin.TabularInline):
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["id", "slice", "kind", "status", "dry_run", "progress", "requested_by", "created", "finished"]
+    list_display = [
+        "id",
+        "slice",
+        "kind",
+        "action",
+        "vm",
+        "status",
+        "dry_run",
+        "progress",
+        "requested_by",
+        "created",
+        "finished",
+    ]
     list_filter = ["status", "kind", "dry_run"]
     search_fields = ["slice__name", "slice__owner__username", "job_id", "error"]
     date_hierarchy = "created"
@@ -47,6 +62,8 @@ class DeploymentAdmin(admin.ModelAdmin):
     readonly_fields = [
         "slice",
         "kind",
+        "action",
+        "vm",
         "status",
         "dry_run",
         "requested_by",
@@ -99,6 +116,29 @@ class DeploymentAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Deployment {deployment.pk}: {exc.message}", messages.WARNING)
             else:
                 self.message_user(request, f"Deployment {deployment.pk}: cancel asked (it stops at a step boundary).")
+
+
+def _power_action(action: str, label: str):
+    """An admin action of the VM list: the power action on each selected VM (one job per VM's slice)."""
+
+    @admin.action(description=f"{label} the selected VMs")
+    def act(modeladmin, request, queryset) -> None:
+        for vm in queryset.select_related("slice"):
+            try:
+                job = services.power_request(vm=vm, action=action, user=request.user)
+            except ServiceError as exc:
+                modeladmin.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
+            else:
+                modeladmin.message_user(request, f"{vm}: {label.lower()} queued as deployment {job.pk}.")
+
+    act.__name__ = f"power_{action}"
+    return act
+
+
+VMAdmin.actions = [
+    *(VMAdmin.actions or []),
+    *(_power_action(value, label) for value, label in Deployment.Action.choices),
+]
 
 
 def _queue_index() -> int:

@@ -525,7 +525,11 @@ def execute(*, deployment_id: int, runner: Runner | None = None, lock_factory=sh
                 target = executor.probe_accel(target)
                 Deployment.objects.filter(pk=deployment.pk).update(spec=target.to_dict())
             plan, guard_spec = specs.plan_for(
-                slice_id=deployment.slice_id, kind=deployment.kind, target=target, footprint=footprint
+                slice_id=deployment.slice_id,
+                kind=deployment.kind,
+                target=target,
+                footprint=footprint,
+                power=specs.power_of(deployment),
             )
             Deployment.objects.filter(pk=deployment.pk).update(plan=plan.to_dict())
             try:

@@ -8,6 +8,7 @@ Slice states (docs/provisioning.md)::
     active/failed --destroy--> queued --job starts--> destroying --ok--> draft
                                                                   \\--error / cancel--> failed
     failed --deploy (retry)/redeploy/destroy--> queued ...
+    active/failed --power action on a VM--> (unchanged; the job's row makes the slice busy)
 
 Every change goes through the named transitions of :class:`slices.models.Slice`,
 :class:`slices.models.VMQuerySet` and :class:`provisioning.models.Deployment`. A dry
@@ -25,6 +26,10 @@ from slices.models import VM, Slice
 
 from .models import Deployment, DeploymentStep
 from .plans import SliceSpec
+from .plans.power import PHASE_STATUS, STOPPED, parse_power_status
+
+# QMP run states that mean the guest is dead although its QEMU runs; every other live state is "running".
+CRASHED_STATES = ("guest-panicked", "internal-error")
 
 
 def _slice(deployment: Deployment) -> Slice:
@@ -33,7 +38,7 @@ def _slice(deployment: Deployment) -> Slice:
 
 def on_started(deployment: Deployment) -> None:
     """The job began: queued -> deploying / destroying; the VMs of a deploy are deploying."""
-    if deployment.dry_run:
+    if deployment.dry_run or deployment.kind == Deployment.Kind.POWER:
         return
     slice_obj = _slice(deployment)
     if deployment.kind == Deployment.Kind.DESTROY:
@@ -46,6 +51,9 @@ def on_started(deployment: Deployment) -> None:
 def on_succeeded(deployment: Deployment, *, spec: SliceSpec | None) -> None:
     """deploying -> active (VMs running) / destroying -> draft (VMs designed, leases forgotten)."""
     if not deployment.mark_succeeded() or deployment.dry_run:
+        return
+    if deployment.kind == Deployment.Kind.POWER:
+        power_states_seen(deployment)
         return
     if deployment.kind == Deployment.Kind.DESTROY:
         with transaction.atomic():
@@ -69,6 +77,9 @@ def _stopped(deployment: Deployment, started_vms: Collection[int]) -> None:
     )
     slice_obj = Slice.objects.filter(pk=deployment.slice_id).first()
     if deployment.dry_run or slice_obj is None:
+        return
+    if deployment.kind == Deployment.Kind.POWER:  # the slice's network is as it was: it stays as it is
+        power_states_seen(deployment)
         return
     slice_obj.mark_failed()
     if deployment.kind != Deployment.Kind.DESTROY:
@@ -94,3 +105,27 @@ def on_cancelled(
         return False
     _stopped(deployment, started_vms)
     return True
+
+
+def power_states_seen(deployment: Deployment) -> dict[int, str]:
+    """Set the status of the VMs a power job's status probe reported (running / stopped / failed).
+
+    Read from the probe's step rows: what the host said, not what the job asked for. A VM
+    whose probe did not run (an earlier step failed) keeps its status. Returns {vm id: state}.
+    """
+    states: dict[int, str] = {}
+    rows = DeploymentStep.objects.filter(
+        deployment=deployment, phase=PHASE_STATUS, status=DeploymentStep.Status.OK
+    ).values_list("output_tail", flat=True)
+    for output in rows:
+        states.update(parse_power_status(output))
+    vms = VM.objects.filter(slice_id=deployment.slice_id)
+    for vm_id, state in states.items():
+        one = vms.filter(pk=vm_id)
+        if state == STOPPED:
+            one.mark_stopped()
+        elif state in CRASHED_STATES:
+            one.mark_failed()
+        else:
+            one.mark_running()
+    return states

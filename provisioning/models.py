@@ -6,7 +6,7 @@ from django.utils import timezone
 
 
 class Deployment(models.Model):
-    """One provisioning job on a slice (deploy, destroy or redeploy) and its outcome.
+    """One provisioning job on a slice (deploy, destroy, redeploy, or a power action on a VM) and its outcome.
 
     Progress fields are written with ``filter(pk=...).update(...)`` the moment
     they change, outside any long transaction, so the API shows them live.
@@ -16,6 +16,16 @@ class Deployment(models.Model):
         DEPLOY = "deploy", "Deploy"
         REDEPLOY = "redeploy", "Redeploy"
         DESTROY = "destroy", "Destroy"
+        POWER = "power", "Power action"
+
+    class Action(models.TextChoices):
+        """The power actions (provisioning.plans.power; docs/provisioning.md "Power actions")."""
+
+        START = "start", "Start"
+        SHUTDOWN = "shutdown", "Shut down"
+        REBOOT = "reboot", "Reboot"
+        RESET = "reset", "Reset"
+        FORCE_OFF = "force_off", "Force off"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -28,6 +38,15 @@ class Deployment(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=16, choices=Action.choices, blank=True, help_text="A power job's action.")
+    vm = models.ForeignKey(
+        "slices.VM",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="power_jobs",
+        help_text="The VM a power job acts on.",
+    )
     dry_run = models.BooleanField(default=False)
     plan = models.JSONField(default=dict, blank=True)
     spec = models.JSONField(

@@ -1,4 +1,4 @@
-"""Provisioning requests: deploy, redeploy, destroy, retry and cancel. Views, the API and the admin call these.
+"""Provisioning requests: deploy, redeploy, destroy, VM power actions, retry, cancel. Views, API and admin call these.
 
 One job per slice at a time (a database constraint; a second request is a 409).
 Jobs are enqueued on the "provisioning" RQ queue in ``transaction.on_commit``
@@ -17,8 +17,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from slices import internet
-from slices.errors import Conflict, NotFound
-from slices.models import Slice
+from slices.errors import Conflict, InvalidRequest, NotFound
+from slices.models import VM, Slice
 
 from . import lifecycle, placement, reaper, specs
 from .models import ACTIVE_STATUSES, Deployment
@@ -30,6 +30,7 @@ ALLOWED_FROM = {
     Deployment.Kind.DEPLOY: (Slice.Status.DRAFT, Slice.Status.ACTIVE, Slice.Status.FAILED),
     Deployment.Kind.REDEPLOY: (Slice.Status.ACTIVE, Slice.Status.FAILED),
     Deployment.Kind.DESTROY: (Slice.Status.ACTIVE, Slice.Status.FAILED),
+    Deployment.Kind.POWER: (Slice.Status.ACTIVE, Slice.Status.FAILED),
 }
 
 
@@ -52,6 +53,10 @@ def retry_deployment(*, deployment: Deployment, user: AbstractBaseUser | None) -
     """A new job of the same kind for a failed deployment's slice (with the slice's current design)."""
     if deployment.status != Deployment.Status.FAILED:
         raise Conflict(f"Deployment {deployment.pk} is {deployment.status}: only a failed one can be retried.")
+    if deployment.kind == Deployment.Kind.POWER:
+        if deployment.vm is None:
+            raise Conflict(f"Deployment {deployment.pk} acted on a VM that no longer exists.", code="vm_gone")
+        return power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
     return _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
 
 
@@ -65,11 +70,7 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
         locked = Slice.objects.select_for_update().filter(pk=slice_obj.pk).first()
         if locked is None:  # deleted by a concurrent request
             raise NotFound("No such slice.")
-        if locked.is_busy or Deployment.objects.filter(slice=locked, status__in=ACTIVE_STATUSES).exists():
-            raise Conflict(
-                f"Slice {locked.name!r} already has a job running ({locked.status}): wait for it to finish.",
-                code="slice_busy",
-            )
+        _refuse_busy(locked)
         if locked.status not in ALLOWED_FROM[kind]:
             hint = "deploy it first" if locked.status == Slice.Status.DRAFT else "destroy or deploy it"
             raise Conflict(
@@ -82,22 +83,70 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
             where = placement.place_slice(slice_obj=locked, save=not dry_run)
             addresses = internet.reserve_addresses(slice_obj=locked, save=not dry_run)
             spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses)
-        try:
-            with transaction.atomic():
-                deployment = Deployment.objects.create(
-                    slice=locked,
-                    kind=kind,
-                    requested_by=user if user is not None and user.is_authenticated else None,
-                    dry_run=dry_run,
-                    spec=spec.to_dict() if spec else {},
-                )
-        except IntegrityError as exc:  # the one-active-deployment constraint
-            raise Conflict(f"Slice {locked.name!r} already has a job running.", code="slice_busy") from exc
-        Deployment.objects.filter(pk=deployment.pk).update(job_id=_new_job_id(deployment.pk))
-        deployment.refresh_from_db()
+        deployment = _create(slice_obj=locked, user=user, kind=kind, dry_run=dry_run, spec=spec)
         if not dry_run:
             locked.mark_queued(allowed=ALLOWED_FROM[kind])
         transaction.on_commit(partial(enqueue, deployment.pk))
+    return deployment
+
+
+def power_request(*, vm: VM, action: str, user: AbstractBaseUser | None, dry_run: bool = False) -> Deployment:
+    """Start, shut down, reboot, reset or force off one deployed VM: a job with step rows like a deploy.
+
+    Only on an active or failed slice with no job running (409 otherwise), and only for a
+    VM its last deploy put on the hosts. The slice's state does not change; the VM's status
+    is set from the host's answer when the job ends (:func:`lifecycle.power_states_seen`).
+    """
+    if action not in Deployment.Action.values:
+        raise InvalidRequest(f"Unknown power action {action!r}: one of {', '.join(Deployment.Action.values)}.")
+    reaper.reap_abandoned(slice_id=vm.slice_id)
+    with transaction.atomic():
+        locked = Slice.objects.select_for_update().filter(pk=vm.slice_id).first()
+        if locked is None or not VM.objects.filter(pk=vm.pk, slice=locked).exists():
+            raise NotFound("No such VM.")
+        _refuse_busy(locked)
+        if locked.status not in ALLOWED_FROM[Deployment.Kind.POWER]:
+            raise Conflict(
+                f"Cannot {action.replace('_', ' ')} VM {vm.name!r}: slice {locked.name!r} is {locked.status}, "
+                "not deployed.",
+                code="bad_state",
+            )
+        footprint = specs.deployed_footprint(slice_id=locked.pk)
+        if footprint is None or all(v.id != vm.pk for v in footprint.vms):
+            raise Conflict(
+                f"VM {vm.name!r} is not on the hosts yet: redeploy slice {locked.name!r} first.", code="not_deployed"
+            )
+        deployment = _create(
+            slice_obj=locked, user=user, kind=Deployment.Kind.POWER, dry_run=dry_run, action=action, vm=vm
+        )
+        transaction.on_commit(partial(enqueue, deployment.pk))
+    return deployment
+
+
+def _refuse_busy(locked: Slice) -> None:
+    if locked.is_busy or Deployment.objects.filter(slice=locked, status__in=ACTIVE_STATUSES).exists():
+        raise Conflict(
+            f"Slice {locked.name!r} already has a job running ({locked.status}): wait for it to finish.",
+            code="slice_busy",
+        )
+
+
+def _create(*, slice_obj: Slice, user, kind: str, dry_run: bool, spec: SliceSpec | None = None, **extra) -> Deployment:
+    """The deployment row (the one-active-job constraint makes a racing second request a 409) and its job id."""
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                slice=slice_obj,
+                kind=kind,
+                requested_by=user if user is not None and user.is_authenticated else None,
+                dry_run=dry_run,
+                spec=spec.to_dict() if spec else {},
+                **extra,
+            )
+    except IntegrityError as exc:  # the one-active-deployment constraint
+        raise Conflict(f"Slice {slice_obj.name!r} already has a job running.", code="slice_busy") from exc
+    Deployment.objects.filter(pk=deployment.pk).update(job_id=_new_job_id(deployment.pk))
+    deployment.refresh_from_db()
     return deployment
 
 

@@ -7,12 +7,13 @@
 - :func:`internet_users` / :func:`netnode_users`: other slices that still need
   VLAN 400 + NAT / the network node's isolation chains, so a teardown keeps them.
 - :func:`plan_for`: the one place a job's plan is built (the job and the preview call it).
+- :func:`power_of`: a power job's action and VM ids (its plan acts on the deployed footprint).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from django.conf import settings
@@ -41,6 +42,7 @@ from .plans import (
     merge_specs,
     validate_spec,
 )
+from .plans.power import power_plan
 
 # The placeholder accelerator shown for a worker whose KVM probe is still due.
 UNPROBED_ACCEL = "tcg"
@@ -160,6 +162,8 @@ def deployed_footprint(*, slice_id: int, exclude_id: int | None = None) -> Slice
         rows = rows.exclude(pk=exclude_id)
     footprint: SliceSpec | None = None
     for dep in rows:
+        if dep.kind == Deployment.Kind.POWER:  # starts and stops what is there: the footprint stays
+            continue
         if dep.kind == Deployment.Kind.DESTROY:
             if dep.status == Deployment.Status.SUCCEEDED:
                 footprint = None
@@ -196,15 +200,33 @@ def internet_users(*, slice_id: int) -> str | None:
     return f"slice {dep.slice_id}" if dep else None
 
 
+def power_of(deployment: Deployment) -> tuple[str, Sequence[int]] | None:
+    """A power job's (action, VM ids); None for the other kinds."""
+    if deployment.kind != Deployment.Kind.POWER:
+        return None
+    return deployment.action, [deployment.vm_id] if deployment.vm_id is not None else []
+
+
 def plan_for(
-    *, slice_id: int, kind: str, target: SliceSpec | None, footprint: SliceSpec | None
+    *,
+    slice_id: int,
+    kind: str,
+    target: SliceSpec | None,
+    footprint: SliceSpec | None,
+    power: tuple[str, Sequence[int]] | None = None,
 ) -> tuple[Plan, SliceSpec | None]:
-    """The plan of a deploy/redeploy (``target``: the design) or a destroy, from the deployed ``footprint``.
+    """The plan of a deploy/redeploy (``target``: the design) or a destroy, from the deployed ``footprint``;
+    or of a power action (``power``: action and VM ids) on the VMs as deployed.
 
     Returns (plan, the spec whose network node the shared-phase lock guards; None when
-    nothing runs). A destroy keeps VLAN 400 + NAT and the isolation chains while other
-    slices need them.
+    nothing runs, or nothing shared does). A destroy keeps VLAN 400 + NAT and the
+    isolation chains while other slices need them.
     """
+    if kind == Deployment.Kind.POWER:
+        if footprint is None or power is None:
+            raise PlanError("nothing of the slice is deployed: deploy it before a power action")
+        action, vm_ids = power
+        return power_plan(footprint, action, vm_ids, shutdown_timeout=settings.PROVISIONING_SHUTDOWN_TIMEOUT), None
     if kind == Deployment.Kind.DESTROY:
         if footprint is None:
             return Plan("destroy"), None

@@ -131,6 +131,14 @@ class VMQuerySet(models.QuerySet):
     def mark_running(self) -> int:
         return self.update(status=VM.Status.RUNNING)
 
+    def mark_stopped(self) -> int:
+        """Deployed, but its QEMU does not run (a power action, as the host reported it)."""
+        return self.update(status=VM.Status.STOPPED)
+
+    def mark_failed(self) -> int:
+        """Its QEMU runs, but the guest crashed (QMP says guest-panicked or internal-error)."""
+        return self.update(status=VM.Status.FAILED)
+
     def mark_designed(self) -> int:
         """Destroyed: back to the design, leases forgotten."""
         Interface.objects.filter(vm__in=self).update(lease_address=None)

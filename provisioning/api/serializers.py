@@ -14,6 +14,27 @@ class DeployRequestSerializer(StrictTypesMixin, serializers.Serializer):
     )
 
 
+class PowerRequestSerializer(StrictTypesMixin, serializers.Serializer):
+    """Body of POST /api/vms/{id}/power/."""
+
+    action = NamedChoiceField(
+        choices=Deployment.Action.choices,
+        enum_name="PowerActionEnum",
+        help_text="start; shutdown (ACPI, forced off after a timeout); reboot / reset (a hard reset in the same "
+        "QEMU process: TAPs, MACs and leases stay); force_off.",
+    )
+    dry_run = serializers.BooleanField(
+        default=False, help_text="Record the commands instead of running them; the VM's state does not change."
+    )
+
+
+class _BlankAsNull(NamedChoiceField):
+    """A choice the model keeps blank when it does not apply: null in the API."""
+
+    def to_representation(self, value):
+        return super().to_representation(value) if value else None
+
+
 class DeploymentStepSerializer(serializers.ModelSerializer):
     status = NamedChoiceField(choices=DeploymentStep.Status.choices, enum_name="DeploymentStepStatusEnum")
     duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
@@ -44,6 +65,16 @@ class DeploymentSerializer(serializers.ModelSerializer):
     status = NamedChoiceField(choices=Deployment.Status.choices, enum_name="DeploymentStatusEnum", read_only=True)
     slice_name = serializers.CharField(source="slice.name", read_only=True)
     requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
+    action = _BlankAsNull(
+        choices=Deployment.Action.choices,
+        enum_name="DeploymentActionEnum",
+        read_only=True,
+        allow_null=True,
+        help_text="A power job's action (null for the other kinds).",
+    )
+    vm = serializers.IntegerField(
+        source="vm_id", read_only=True, allow_null=True, help_text="The VM a power job acts on (else null)."
+    )
 
     class Meta:
         model = Deployment
@@ -52,6 +83,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "slice",
             "slice_name",
             "kind",
+            "action",
+            "vm",
             "status",
             "dry_run",
             "progress",

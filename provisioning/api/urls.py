@@ -14,5 +14,6 @@ urlpatterns = [
     path("slices/<int:pk>/destroy/", views.SliceDestroyView.as_view(), name="slice-destroy"),
     path("slices/<int:pk>/plan/", views.SlicePlanView.as_view(), name="slice-plan"),
     path("slices/<int:pk>/placement/", views.SlicePlacementView.as_view(), name="slice-placement"),
+    path("vms/<int:pk>/power/", views.VmPowerView.as_view(), name="vm-power"),
     path("", include(router.urls)),
 ]

@@ -1,4 +1,5 @@
-"""Provisioning API: deploy/redeploy/destroy a slice, preview its plan and placement, follow deployments."""
+"""Provisioning API: deploy/redeploy/destroy a slice, power actions on a VM, preview a slice's plan and
+placement, follow deployments."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -20,6 +21,7 @@ from .serializers import (
     DeployRequestSerializer,
     PlacementSerializer,
     PlanSerializer,
+    PowerRequestSerializer,
 )
 
 MAX_STEP_REVISION = 9_999_999_999  # ten digits: far above any deployment's step count
@@ -85,6 +87,30 @@ class SliceDestroyView(_SliceActionView):
     @_action_schema("Destroy a slice")
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
+
+
+class VmPowerView(APIView):
+    """Start, shut down, reboot, reset or force off a deployed VM: 202 with the queued power job.
+
+    The job has step rows like a deploy (follow it at /api/deployments/{id}/); when it ends,
+    the VM's status is what its worker reported (running or stopped). 409 while the slice
+    has a job running, is not deployed, or the VM was added after the last deploy.
+    """
+
+    @extend_schema(
+        summary="Power action on a VM",
+        request=PowerRequestSerializer,
+        responses={202: DeploymentDetailSerializer, 400: ERROR, 404: ERROR, 409: ERROR},
+        tags=["provisioning"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        vm = get_object_or_404(slice_selectors.vm_list(user=request.user), pk=pk)
+        body = PowerRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        deployment = services.power_request(
+            vm=vm, action=body.validated_data["action"], user=request.user, dry_run=body.validated_data["dry_run"]
+        )
+        return Response(DeploymentDetailSerializer(deployment).data, status=202)
 
 
 class SlicePlanView(APIView):

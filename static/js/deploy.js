@@ -6,7 +6,14 @@ import { consoleBlock, el, formatDuration, render, statusBadge } from "./ui.js";
 export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 // Step statuses of a step that ran to its end (not_run: the job stopped before it).
 const ENDED = new Set(["ok", "skipped", "failed"]);
-const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
+const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy", power: "Power action" };
+const ACTION_LABEL = { start: "Start", shutdown: "Shut down", reboot: "Reboot", reset: "Reset", force_off: "Force off" };
+
+/** A job's name: its kind, or for a power job its action ("Shut down"). */
+export function jobLabel(dep) {
+  if (dep.kind === "power") return ACTION_LABEL[dep.action] || "Power action";
+  return KIND_LABEL[dep.kind] || dep.kind || "Job";
+}
 
 /** How long a step took (the server's figure once it ended), or has been running so far. */
 function stepDuration(step) {
@@ -197,7 +204,7 @@ export function renderDeployment(container, dep, vms, { cancelling = false } = {
     el(
       "div",
       { class: "deploy-head" },
-      el("h2", {}, `${KIND_LABEL[dep.kind] || dep.kind || "Job"} #${dep.id}`, dep.dry_run ? el("span", { class: "muted small" }, " · dry run") : null),
+      el("h2", {}, `${jobLabel(dep)} #${dep.id}`, dep.dry_run ? el("span", { class: "muted small" }, " · dry run") : null),
       cancelling ? statusBadge("deploying", "Cancelling…") : dep.status === "running" ? statusBadge("deploying", "Running") : statusBadge(dep.status),
     ),
     el(

@@ -2,7 +2,7 @@
 // Every change goes through the REST API; the page only mirrors what the API answers.
 
 import { ApiError, api, config } from "./api.js";
-import { FINISHED, mergeSteps, renderDeployment } from "./deploy.js";
+import { FINISHED, jobLabel, mergeSteps, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
 import { enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
 import { renderInspector as renderInspectorPanel, renderOutline as renderOutlinePanel } from "./inspector.js";
@@ -115,6 +115,7 @@ function isBusy() {
 function sliceStatus() {
   const dep = state.deployment;
   if (!jobRunning()) return state.slice.status;
+  if (dep.kind === "power") return state.slice.status; // a power action leaves the slice as it is
   if (dep.status === "queued") return "queued";
   return dep.kind === "destroy" ? "destroying" : "deploying";
 }
@@ -328,6 +329,7 @@ function panelView() {
     onAddVm: () => openVmDialog(),
     onEditVm: (vm) => openVmDialog(vm),
     onDelete: () => deleteSelection(),
+    onPower: (vm, action, button) => powerVm(vm, action, button),
   };
 }
 
@@ -585,6 +587,36 @@ async function startJob(kind, button) {
   }
 }
 
+// Power actions that lose the guest's unsaved state: asked first.
+const POWER_CONFIRM = {
+  force_off: "Force off pulls the plug: the guest is stopped at once, without shutting down.",
+  reset: "Reset restarts the guest at once (the reset button), without shutting down.",
+};
+
+/** A power action on one VM (start, shutdown, reboot, reset, force_off): a job followed like a deploy. */
+async function powerVm(vm, action, button) {
+  if (POWER_CONFIRM[action]) {
+    const ok = await confirmDialog(`${POWER_CONFIRM[action]} Go on with “${vm.name}”?`, {
+      title: `${jobLabel({ kind: "power", action })} ${vm.name}?`,
+      ok: jobLabel({ kind: "power", action }),
+    });
+    if (!ok) return;
+  }
+  try {
+    const seq = numbered("deployment");
+    const dep = await withBusy(button, () => api(`vms/${vm.id}/power/`, { method: "POST", body: { action } }));
+    if (!isNews("deployment", seq)) return;
+    state.deployment = dep;
+    state.pollErrors = 0;
+    showTab("deploy");
+    renderJob();
+    poll();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    toast(`${jobLabel({ kind: "power", action })} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
+  }
+}
+
 /** Show the job: its view, the canvas colours, and what follows from it (status, buttons). */
 function renderJob() {
   const dep = state.deployment;
@@ -640,7 +672,7 @@ async function jobEnded(dep) {
     canvasError(`Could not reload the slice: ${err.message}`);
   }
   renderJob();
-  const what = JOB_NAME[dep.kind];
+  const what = jobLabel(dep);
   if (dep.status === "succeeded") toast(`${what} finished.`, { kind: "ok", testid: "job-done" });
   else if (dep.status === "cancelled") toast(`${what} cancelled.`, { kind: "info", testid: "job-cancelled" });
   else toast(`${what} failed: ${dep.error || "see the failing step"}`, { kind: "error", testid: "job-failed" });
@@ -656,7 +688,7 @@ async function cancelJob(button) {
   const dep = state.deployment;
   if (!jobRunning() || isCancelling()) return;
   const ok = await confirmDialog(
-    `Stop the ${JOB_NAME[dep.kind].toLowerCase()} of “${state.slice.name}” after the step that is running? What has run stays on the hosts; the slice is marked failed until Deploy, Redeploy or Destroy repairs it.`,
+    `Stop the ${jobLabel(dep).toLowerCase()} of “${state.slice.name}” after the step that is running? What has run stays on the hosts; the slice is marked failed until Deploy, Redeploy or Destroy repairs it.`,
     { title: "Cancel the job?", ok: "Stop the job", dismiss: "Keep it running" },
   );
   if (!ok || state.deployment?.id !== dep.id || !jobRunning()) return;

@@ -23,6 +23,39 @@ function outlineItem(id, label, meta, view) {
   );
 }
 
+// Power actions by the VM's status (as its worker last reported it); none for a VM not deployed.
+const POWER_BUTTONS = {
+  running: [
+    ["shutdown", "Shut down", "ACPI power button; forced off if the guest has not stopped after a while"],
+    ["reboot", "Reboot", "Restart the guest in the same QEMU process (TAPs, MACs and leases stay)"],
+    ["reset", "Reset", "Hard reset: the guest is not asked"],
+    ["force_off", "Force off", "Stop the VM at once (pull the plug)"],
+  ],
+  stopped: [["start", "Start", "Boot the VM again, with its links"]],
+  failed: [
+    ["start", "Start", "Boot the VM if it does not run"],
+    ["force_off", "Force off", "Stop the VM at once (pull the plug)"],
+  ],
+};
+
+function powerButtons(vm, view) {
+  if (!["active", "failed"].includes(view.slice?.status)) return [];
+  return (POWER_BUTTONS[vm.status] || []).map(([action, label, title]) =>
+    el(
+      "button",
+      {
+        type: "button",
+        class: action === "force_off" || action === "reset" ? "btn btn-sm btn-danger-ghost" : "btn btn-sm",
+        "data-testid": `vm-power-${action}`,
+        title,
+        disabled: view.busy,
+        onclick: (e) => view.onPower(vm, action, e.currentTarget),
+      },
+      label,
+    ),
+  );
+}
+
 /** The outline of every VM and link (a click selects it), with the keyboard hints. */
 export function renderOutline(container, view) {
   const vms = [...view.vms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
@@ -145,6 +178,7 @@ export function renderInspector(box, view) {
                 "Console",
               )
             : null,
+          ...powerButtons(vm, view),
           el("button", { type: "button", class: "btn btn-sm", onclick: () => view.onEditVm(vm), disabled: view.busy }, "Edit"),
           el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: view.onDelete, disabled: view.busy }, "Delete VM"),
         ),

@@ -227,6 +227,8 @@ def e2e_worker(django_db_setup, lab_session, tmp_path_factory):
         "LAB_DIR": str(lab_session.paths.root),
         "PROVISIONING_KNOWN_HOSTS": str(lab_session.known_hosts),
         "PROVISIONING_RUNNER": "fabric",
+        # The lab guest ignores the ACPI power button: a shut down is forced off after this (tests/lab/test_power.py).
+        "PROVISIONING_SHUTDOWN_TIMEOUT": os.environ.get("PROVISIONING_SHUTDOWN_TIMEOUT", "8"),
         "PYTHONUNBUFFERED": "1",
     }
     worker = RqWorker(env, log_dir / "lab-e2e-rqworker.log")
