@@ -139,4 +139,7 @@ async def closed_with(comm: WebsocketCommunicator) -> tuple[int, str]:
     message = await comm.receive_output(timeout=10)
     assert message["type"] == "websocket.close", message
     assert (said["event"], said["code"], said["reason"]) == ("closed", message["code"], message["reason"])
+    # Let the consumer see the client go and end by itself: cancelling it mid-receive at the end of
+    # asyncio.run can leave the channel layer's receive waiting on Redis (a hang seen under load).
+    await comm.disconnect()
     return message["code"], message["reason"]
