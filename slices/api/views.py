@@ -83,6 +83,15 @@ def _read_document(request: Request) -> tuple[object, str | None]:
     return loaded, name or None
 
 
+# A topology document (ours or containerlab's): a JSON or YAML body, or an uploaded file.
+DOCUMENT_REQUEST = {
+    "application/json": SliceDocumentSerializer,
+    "application/yaml": OpenApiTypes.STR,
+    "text/plain": OpenApiTypes.STR,
+    "multipart/form-data": ImportUploadSerializer,
+}
+
+
 def _report(topology: apply.Topology) -> dict:
     """What reading the document reported: its source, the interfaces renamed, what was not represented."""
     return {"source": topology.source, "interfaces": topology.interfaces, "warnings": topology.warnings}
@@ -184,12 +193,7 @@ class SliceViewSet(viewsets.ModelViewSet):
         return response
 
     @extend_schema(
-        request={
-            "application/json": SliceDocumentSerializer,
-            "application/yaml": OpenApiTypes.STR,
-            "text/plain": OpenApiTypes.STR,
-            "multipart/form-data": ImportUploadSerializer,
-        },
+        request=DOCUMENT_REQUEST,
         parameters=[OpenApiParameter("name", str, description="Import under this name instead of the document's.")],
         responses={
             201: SliceImportResultSerializer,
@@ -217,12 +221,7 @@ class SliceViewSet(viewsets.ModelViewSet):
         return response
 
     @extend_schema(
-        request={
-            "application/json": SliceDocumentSerializer,
-            "application/yaml": OpenApiTypes.STR,
-            "text/plain": OpenApiTypes.STR,
-            "multipart/form-data": ImportUploadSerializer,
-        },
+        request=DOCUMENT_REQUEST,
         parameters=[
             OpenApiParameter("dry_run", OpenApiTypes.BOOL, description="true: only say what would change."),
             OpenApiParameter("name", str, description="Apply to this slice name instead of the document's."),

@@ -572,9 +572,14 @@ async function startJob(kind, button) {
     });
     if (!ok) return;
   }
+  await requestJob(button, `slices/${sliceId}/${kind}/`, {}, JOB_NAME[kind]);
+}
+
+/** Ask for a job (a POST answered with its deployment), then follow it: its tab, the canvas, polling. */
+async function requestJob(button, path, body, label) {
   try {
     const seq = numbered("deployment");
-    const dep = await withBusy(button, () => api(`slices/${sliceId}/${kind}/`, { method: "POST", body: {} }));
+    const dep = await withBusy(button, () => api(path, { method: "POST", body }));
     if (!isNews("deployment", seq)) return;
     state.deployment = dep;
     state.pollErrors = 0;
@@ -583,7 +588,7 @@ async function startJob(kind, button) {
     poll();
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
-    toast(`${JOB_NAME[kind]} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
+    toast(`${label} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
   }
 }
 
@@ -602,19 +607,7 @@ async function powerVm(vm, action, button) {
     });
     if (!ok) return;
   }
-  try {
-    const seq = numbered("deployment");
-    const dep = await withBusy(button, () => api(`vms/${vm.id}/power/`, { method: "POST", body: { action } }));
-    if (!isNews("deployment", seq)) return;
-    state.deployment = dep;
-    state.pollErrors = 0;
-    showTab("deploy");
-    renderJob();
-    poll();
-  } catch (err) {
-    if (!(err instanceof ApiError)) throw err;
-    toast(`${jobLabel({ kind: "power", action })} refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
-  }
+  await requestJob(button, `vms/${vm.id}/power/`, { action }, jobLabel({ kind: "power", action }));
 }
 
 /** Show the job: its view, the canvas colours, and what follows from it (status, buttons). */
