@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -202,6 +204,26 @@ class RqWorker:
         self.process = None
 
 
+def stop_stale_workers(connection) -> list[int]:
+    """End the RQ workers an interrupted run of these tests left on their Redis database (by PID, on this
+    machine, only a `manage.py rqworker` process): one would take this run's jobs with its stale code."""
+    from rq import Worker
+
+    stopped = []
+    for worker in Worker.all(connection=connection):
+        if worker.hostname != socket.gethostname() or not worker.pid:
+            continue
+        try:
+            cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"rqworker" in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+                stopped.append(worker.pid)
+    return stopped
+
+
 @pytest.fixture(scope="session")
 def e2e_worker(django_db_setup, lab_session, tmp_path_factory):
     """The lab, and an RQ worker process reading the test database and a test-only Redis database."""
@@ -215,7 +237,8 @@ def e2e_worker(django_db_setup, lab_session, tmp_path_factory):
         connection.ping()
     except Exception as exc:
         pytest.skip(f"end-to-end tests need Redis at {settings.REDIS_URL}: {exc}")
-    # Jobs of an earlier, interrupted run must not run against this database.
+    # Jobs of an earlier, interrupted run must not run against this database, nor its worker take ours.
+    stop_stale_workers(connection)
     connection.flushdb()
     lab_session.ensure_up()
     artifacts = Path(settings.BASE_DIR) / "artifacts"
