@@ -91,10 +91,3 @@ def workers(db):
         )
         for i in (1, 2)
     ]
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    """Browser tests last: once started, Playwright's sync API keeps an event loop running in the
-    main thread until the session ends, and ``asyncio.run`` (the console tests) refuses to start there."""
-    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))

@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from provisioning import consoles
 from provisioning.lab import console
 from provisioning.routing import websocket_urlpatterns
+from tests.aio import run_async
 from tests.lab.test_e2e import new_slice, portal  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -89,7 +90,7 @@ def test_two_viewers_type_into_a_running_guest(portal, lab, settings):  # noqa: 
         assert vm["id"] not in consoles._relays
 
     connections = consoles.stats["connections"]
-    asyncio.run(go())
+    run_async(go())
     assert consoles.stats["connections"] == connections + 1  # one relay, one SSH connection, for both
     # The relay let go of the serial socket: the lab's own console works again.
     assert portal.sh(vm, "echo back-$((20+1))").output.strip() == "back-21"

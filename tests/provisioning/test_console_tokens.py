@@ -6,7 +6,6 @@ decides who it is. Access is the same rule as for the cookie (owner or staff), a
 a refused connection never reaches SSH.
 """
 
-import asyncio
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from rest_framework.authtoken.models import Token
 from provisioning import consoles
 from provisioning.routing import websocket_urlpatterns
 from provisioning.ws_auth import websocket_stack
+from tests.aio import run_async
 
 from .conftest import needs_sshd
 from .consoles_support import closed_with, logins, read_until, session_cookie, wait_live
@@ -64,7 +64,7 @@ def test_the_owners_and_staffs_tokens_open_the_console_without_an_origin(running
         await staff.disconnect(timeout=10)
         return scrollback, seen
 
-    scrollback, seen = asyncio.run(go())
+    scrollback, seen = run_async(go())
     assert b"Linux version 6.1 booting" in scrollback and b"42" in seen
     assert logins(sshd) == before + 1
 
@@ -85,7 +85,7 @@ def test_refused_tokens_never_reach_ssh(running_vm, user, other_user, sshd):
             "bad token, owner's cookie": await refused(running_vm.pk, Authorization="token nope", Cookie=cookie),
         }
 
-    answers = asyncio.run(go())
+    answers = run_async(go())
     assert answers["foreign"] == answers["missing"] == (consoles.CLOSE_NOT_FOUND, "No such VM.")
     assert (
         answers["unknown key"]
@@ -101,7 +101,7 @@ def test_an_inactive_users_token_is_refused(running_vm, user):
     key = token(user)
     user.is_active = False
     user.save()
-    code, reason = asyncio.run(refused(running_vm.pk, Authorization=key))
+    code, reason = run_async(refused(running_vm.pk, Authorization=key))
     assert code == consoles.CLOSE_NOT_LOGGED_IN and "inactive" in reason.lower()
 
 
@@ -124,7 +124,7 @@ def test_the_origin_rule_still_holds(running_vm, user, settings):
             "nothing": await handshake(),
         }
 
-    assert asyncio.run(go()) == dict.fromkeys(
+    assert run_async(go()) == dict.fromkeys(
         ("cookie, no origin", "cookie, other site", "token, other site", "nothing"), False
     )
 
@@ -132,4 +132,4 @@ def test_the_origin_rule_still_holds(running_vm, user, settings):
         return await refused(running_vm.pk + 1000, Cookie=cookie, Origin="http://portal.example")
 
     # the portal's own Origin with the cookie gets as far as the access check (a missing VM here: no SSH)
-    assert asyncio.run(allowed()) == (consoles.CLOSE_NOT_FOUND, "No such VM.")
+    assert run_async(allowed()) == (consoles.CLOSE_NOT_FOUND, "No such VM.")

@@ -17,6 +17,7 @@ from channels.testing import WebsocketCommunicator
 from provisioning import consoles
 from provisioning.routing import websocket_urlpatterns
 from slices.models import VM
+from tests.aio import run_async
 
 from .conftest import needs_sshd
 from .consoles_support import closed_with, logins, read_until, session_cookie, wait_live
@@ -69,7 +70,7 @@ def test_anonymous_is_refused_before_any_ssh(running_vm, sshd):
         comm = await open_console(running_vm.pk, AnonymousUser())
         return await closed_with(comm)
 
-    code, reason = asyncio.run(go())
+    code, reason = run_async(go())
     assert (code, reason) == (consoles.CLOSE_NOT_LOGGED_IN, "Log in to open a console.")
     time.sleep(0.5)
     assert logins(sshd) == before and consoles.stats["connections"] == connections
@@ -83,7 +84,7 @@ def test_another_user_is_refused_like_a_missing_vm(running_vm, sshd, other_user)
         missing = await closed_with(await open_console(running_vm.pk + 1000, other_user))
         return foreign, missing
 
-    foreign, missing = asyncio.run(go())
+    foreign, missing = run_async(go())
     assert foreign == missing == (consoles.CLOSE_NOT_FOUND, "No such VM.")
     time.sleep(0.5)
     assert logins(sshd) == before
@@ -95,7 +96,7 @@ def test_a_stopped_vm_has_no_console(running_vm, user):
     async def go():
         return await closed_with(await open_console(running_vm.pk, user))
 
-    code, reason = asyncio.run(go())
+    code, reason = run_async(go())
     assert code == consoles.CLOSE_NOT_RUNNING and "stopped" in reason
 
 
@@ -116,7 +117,7 @@ def test_owner_gets_scrollback_then_types_into_the_guest(running_vm, user, staff
         return scrollback, seen_by
 
     connections = consoles.stats["connections"]
-    scrollback, _seen = asyncio.run(go())
+    scrollback, _seen = run_async(go())
     assert b"Linux version 6.1 booting" in scrollback
     assert consoles.stats["connections"] == connections + 1  # one relay for both viewers
 
@@ -138,7 +139,7 @@ def test_twenty_open_close_cycles_leave_nothing_behind(running_vm, user, sshd):
             # The relay closes its session after the last viewer left: wait for it before the next one.
             await relay_gone(running_vm.pk)
 
-    asyncio.run(go())
+    run_async(go())
     deadline = time.monotonic() + 10
     while (relays_on_worker(running_vm.sock) or sshd_sessions(sshd) > sessions) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -161,7 +162,7 @@ def test_an_idle_console_closes(running_vm, user, settings):
                 await relay_gone(running_vm.pk)
                 return message["code"], message["reason"]
 
-    code, reason = asyncio.run(go())
+    code, reason = run_async(go())
     assert code == consoles.CLOSE_IDLE and "without a keystroke" in reason
     deadline = time.monotonic() + 10
     while relays_on_worker(running_vm.sock) and time.monotonic() < deadline:
