@@ -115,12 +115,16 @@ class Deployment(models.Model):
 
         False when the deployment had already ended (e.g. declared abandoned meanwhile).
         """
+        return self._end(self.Status.FAILED, error, allowed=ACTIVE_STATUSES)
+
+    def _end(self, status: str, message: str, *, allowed: tuple[str, ...]) -> bool:
+        """Compare-and-set to a final ``status`` with its message, only from ``allowed``."""
         now = timezone.now()
-        done = Deployment.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
-            status=self.Status.FAILED, finished=now, error=error[:20000]
+        done = Deployment.objects.filter(pk=self.pk, status__in=allowed).update(
+            status=status, finished=now, error=message[:20000]
         )
         if done:
-            self.status, self.finished, self.error = self.Status.FAILED, now, error
+            self.status, self.finished, self.error = status, now, message
         return bool(done)
 
     def request_cancel(self, *, user=None) -> bool:
@@ -141,14 +145,8 @@ class Deployment(models.Model):
 
         False if it was not in such a state (it had ended, or a job had claimed it meanwhile).
         """
-        now = timezone.now()
         allowed = (self.Status.QUEUED,) if only_queued else ACTIVE_STATUSES
-        done = Deployment.objects.filter(pk=self.pk, status__in=allowed).update(
-            status=self.Status.CANCELLED, finished=now, error=reason[:20000]
-        )
-        if done:
-            self.status, self.finished, self.error = self.Status.CANCELLED, now, reason
-        return bool(done)
+        return self._end(self.Status.CANCELLED, reason, allowed=allowed)
 
     def latest_step_revision(self) -> int:
         """The highest revision written on this deployment's step rows (0 before any)."""
