@@ -86,10 +86,15 @@ def scrollback_argv(files: VmFiles, nbytes: int) -> tuple[str, ...]:
 
 
 class SerialLink:
-    """The SSH side of a relay (blocking; the relay calls it from threads)."""
+    """The SSH side of a relay (blocking; the relay calls it from threads).
 
-    def __init__(self, target: ConsoleTarget) -> None:
+    ``argv``: the host-side command bridging the session to a socket (default: the
+    serial console's, :func:`relay_argv`; the graphical console passes its own).
+    """
+
+    def __init__(self, target: ConsoleTarget, argv: tuple[str, ...] | None = None) -> None:
         self.target = target
+        self.argv = argv if argv is not None else relay_argv(target.files)
         self.runner = FabricRunner(
             {target.host.name: target.host},
             known_hosts=settings.PROVISIONING_KNOWN_HOSTS,
@@ -105,7 +110,7 @@ class SerialLink:
         stats["connections"] += 1
         self.transport = conn.transport
         chan = self.transport.open_session(timeout=settings.PROVISIONING_CONNECT_TIMEOUT)
-        chan.exec_command(shell_text(relay_argv(self.target.files)))
+        chan.exec_command(shell_text(self.argv))
         self.chan = chan
 
     def scrollback(self, nbytes: int) -> bytes:

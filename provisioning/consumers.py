@@ -1,4 +1,4 @@
-"""WebSocket consumers: a VM's interactive serial console (protocol in docs/consoles.md).
+"""WebSocket consumers: a VM's interactive serial console and its graphical console (docs/consoles.md).
 
 Access is decided when the WebSocket connects, before any SSH connection: only the
 slice's owner and staff get a console; anyone else is closed with a code and a reason.
@@ -15,7 +15,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from slices.models import VM
 
-from . import consoles
+from . import consoles, vnc
+from .runners import HostUnreachable
 
 
 def console_access(
@@ -38,7 +39,16 @@ def console_access(
     return consoles.console_target(host=vm.host, state_dir=vm.host.state_dir, vm_id=vm.pk), None
 
 
-class ConsoleConsumer(AsyncWebsocketConsumer):
+class ClosingConsumer(AsyncWebsocketConsumer):
+    """A console WebSocket that closes with a code and a reason."""
+
+    async def end(self, code: int, reason: str) -> None:
+        """Close with a code and reason, said first in a text frame too (daphne drops a close frame's reason)."""
+        await self.send(text_data=json.dumps({"event": "closed", "code": code, "reason": reason}))
+        await self.close(code=code, reason=reason)
+
+
+class ConsoleConsumer(ClosingConsumer):
     """One viewer of a VM's serial console: bytes both ways, through the VM's one relay."""
 
     relay: str | None = None
@@ -65,11 +75,6 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(consoles.READY_TIMEOUT)
         self.relay = None
         await self.end(consoles.CLOSE_NO_RELAY, "The console relay did not answer: reconnect.")
-
-    async def end(self, code: int, reason: str) -> None:
-        """Close with a code and reason, said first in a text frame too (daphne drops a close frame's reason)."""
-        await self.send(text_data=json.dumps({"event": "closed", "code": code, "reason": reason}))
-        await self.close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Keystrokes and pastes: binary frames as they are, text frames as UTF-8."""
@@ -104,3 +109,50 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def console_closed(self, event: dict) -> None:
         self.relay = None  # the relay is gone: no leave to send
         await self.end(event["code"], event["reason"])
+
+
+class VncConsumer(ClosingConsumer):
+    """One viewer of a VM's graphical console: RFB bytes both ways, through an SSH session of its own.
+
+    The same access check and close codes as the serial console; no scrollback and no
+    "live" event (noVNC starts the RFB handshake at once). Before closing, the same text
+    frame ``{"event": "closed", "code": N, "reason": "..."}`` (noVNC ignores text frames).
+    """
+
+    session: vnc.VncSession | None = None
+
+    async def connect(self) -> None:
+        vm_id = int(self.scope["url_route"]["kwargs"]["vm_id"])
+        await self.accept()
+        target, refusal = await database_sync_to_async(console_access)(
+            user=self.scope.get("user"), vm_id=vm_id, auth_error=self.scope.get("auth_error")
+        )
+        if refusal is not None:
+            await self.end(*refusal)
+            return
+        session = vnc.VncSession(target, send=self._to_viewer, end=self._ended)
+        try:
+            await session.open()
+        except HostUnreachable as exc:
+            await self.end(consoles.CLOSE_UNREACHABLE, f"Console unreachable: {exc}"[:120])
+            return
+        except Exception as exc:
+            await self.end(consoles.CLOSE_UNREACHABLE, f"Console unreachable: {type(exc).__name__}: {exc}"[:120])
+            return
+        self.session = session
+
+    async def _to_viewer(self, data: bytes) -> None:
+        await self.send(bytes_data=data)
+
+    async def _ended(self, code: int, reason: str) -> None:
+        """The session ended (VNC socket closed, idle): close the viewer; disconnect closes the SSH side."""
+        await self.end(code, reason)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session is not None and bytes_data:
+            await self.session.input(bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()

@@ -94,3 +94,8 @@ def dhcp_namespace(vlan: int) -> str:
 def vm_console_path(vm) -> str:
     """The WebSocket path of a VM's serial console (served by provisioning/routing.py)."""
     return f"/ws/vms/{vm.pk}/console/"
+
+
+def vm_vnc_path(vm) -> str:
+    """The WebSocket path of a VM's graphical console (VNC; served by provisioning/routing.py)."""
+    return f"/ws/vms/{vm.pk}/vnc/"

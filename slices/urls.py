@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.SliceListView.as_view(), name="slice-list"),
     path("slices/<int:pk>/", views.SliceDesignerView.as_view(), name="slice-designer"),
     path("slices/<int:pk>/vms/<int:vm>/console/", views.VmConsoleView.as_view(), name="vm-console"),
+    path("slices/<int:pk>/vms/<int:vm>/vnc/", views.VmVncView.as_view(), name="vm-vnc"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -12,7 +12,7 @@ from django.views.generic import TemplateView
 
 from slices import selectors
 from slices.models import BUSY_STATUSES
-from slices.naming import MAX_DATA_INTERFACES, vm_console_path
+from slices.naming import MAX_DATA_INTERFACES, vm_console_path, vm_vnc_path
 
 from .forms import SliceCreateForm, SliceImportForm, VMForm
 
@@ -68,6 +68,9 @@ class VmConsoleView(LoginRequiredMixin, TemplateView):
 
     template_name = "slices/console.html"
 
+    def console_path(self, vm) -> str:
+        return vm_console_path(vm)
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         # Another user's VM is a 404, as in the API.
@@ -79,7 +82,16 @@ class VmConsoleView(LoginRequiredMixin, TemplateView):
             **_common_config(),
             "vmId": vm.pk,
             "vmName": vm.name,
-            "consolePath": vm_console_path(vm),
+            "consolePath": self.console_path(vm),
             "designerUrl": reverse("slice-designer", args=[vm.slice_id]),
         }
         return context
+
+
+class VmVncView(VmConsoleView):
+    """A VM's graphical console (noVNC over the VNC WebSocket, docs/consoles.md); access as for the serial one."""
+
+    template_name = "slices/vnc.html"
+
+    def console_path(self, vm) -> str:
+        return vm_vnc_path(vm)

@@ -38,7 +38,9 @@ BUSYBOX = Path("/bin/busybox")
 # virtio-net (the cloud kernel builds both as modules). Their dependencies
 # (virtio, virtio_ring, failover, ...) are added automatically.
 GUEST_MODULES = ("virtio_pci", "virtio_net")
-KERNEL_ARGS = "console=ttyS0 quiet panic=-1"
+# The kernel logs to the VGA console too (the graphical console shows the boot); the last
+# console= is /dev/console, where init keeps its shell: the serial port.
+KERNEL_ARGS = "console=tty0 console=ttyS0 quiet panic=-1"
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "guest_init.sh"
 UDHCPC_SCRIPT = HERE / "guest_udhcpc.sh"

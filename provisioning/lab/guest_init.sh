@@ -27,7 +27,9 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /dev/pts /run/sp && mount -t devpts devpts /dev/pts 2>/dev/null
 
-say() { echo "SP: $*"; }
+# The report goes to the serial console (/dev/console) and to the screen (the VGA console, seen
+# through the graphical console); a write to a missing screen is ignored.
+say() { echo "SP: $*"; echo "SP: $*" >/dev/tty0 2>/dev/null; return 0; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
 say "BOOT userspace uptime=$(uptime_s)"

@@ -71,6 +71,11 @@ class VmFiles:
         return f"{self.dir}/qmp.sock"
 
     @property
+    def vnc_sock(self) -> str:
+        """QEMU's VNC server (the graphical console): a unix socket, never a TCP port."""
+        return f"{self.dir}/vnc.sock"
+
+    @property
     def disk(self) -> str:
         return f"{self.dir}/disk.qcow2"
 

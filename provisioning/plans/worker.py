@@ -215,7 +215,13 @@ def accel_args(accel: str) -> tuple[str, ...]:
 
 
 def qemu_argv(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> tuple[str, ...]:
-    """The QEMU command line of one VM (daemonized, pid file, serial to a socket and a log)."""
+    """The QEMU command line of one VM (daemonized, pid file, serial to a socket and a log).
+
+    Every guest has a VGA display served by QEMU's VNC server on a unix socket in its
+    state directory (the graphical console; never a TCP port reachable from the
+    network). ``share=force-shared``: several viewers at once, none can push the
+    others off (the portal gives each browser tab its own connection).
+    """
     files = vm_files(worker, vm)
     argv: list[str] = [
         QEMU,
@@ -250,8 +256,12 @@ def qemu_argv(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> tuple[str, ...
         "chardev:s0",
         "-qmp",
         f"unix:{files.qmp_sock},server=on,wait=off",
+        "-vga",
+        "std",
         "-display",
         "none",
+        "-vnc",
+        f"unix:{files.vnc_sock},share=force-shared",
         "-pidfile",
         files.pidfile,
         "-daemonize",

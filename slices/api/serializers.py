@@ -9,7 +9,7 @@ from inventory.models import Flavor, Host, Image
 from slices import ipam, topologies, vlans
 from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
-from slices.naming import MAX_DATA_INTERFACES, tap_name, vm_console_path
+from slices.naming import MAX_DATA_INTERFACES, tap_name, vm_console_path, vm_vnc_path
 
 from .fields import NameField, OwnedRelatedField
 from .fields import validate_name as validate_name  # re-exported for the UI and older imports
@@ -84,6 +84,15 @@ CONSOLE_PROTOCOL = (
     "4410 the guest's console closed (VM stopped), 4502 worker or console socket unreachable, "
     "4504 the relay did not answer (reconnect)."
 )
+VNC_PROTOCOL = (
+    "WebSocket path of the VM's graphical console (its screen over VNC; noVNC speaks it). Authenticated, "
+    "authorised and closed like console_url (same rules, same close codes; idle means no key or pointer "
+    "event for CONSOLE_IDLE_TIMEOUT s). Frames are binary both ways and carry the RFB protocol (RFC 6143) "
+    "unchanged, from the handshake on: the server relays the bytes of QEMU's VNC server (a unix socket on "
+    "the worker, never a TCP port). No scrollback and no live event; before closing, the server sends the "
+    'text frame {"event": "closed", "code": N, "reason": "..."}. Each viewer gets a connection of its own; '
+    "several viewers of one VM share the screen and can all type."
+)
 
 
 class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
@@ -110,6 +119,7 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
     y = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
     interfaces = InterfaceSerializer(many=True, read_only=True)
     console_url = serializers.SerializerMethodField(help_text=CONSOLE_PROTOCOL)
+    vnc_url = serializers.SerializerMethodField(help_text=VNC_PROTOCOL)
 
     class Meta:
         model = VM
@@ -129,11 +139,15 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
             "interfaces",
             "console_tail",
             "console_url",
+            "vnc_url",
         ]
         read_only_fields = ["console_tail"]
 
     def get_console_url(self, vm: VM) -> str:
         return vm_console_path(vm)
+
+    def get_vnc_url(self, vm: VM) -> str:
+        return vm_vnc_path(vm)
 
     def validate_slice(self, value: Slice) -> Slice:
         if self.instance is not None and value.pk != self.instance.slice_id:

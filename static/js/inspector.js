@@ -178,6 +178,20 @@ export function renderInspector(box, view) {
                 "Console",
               )
             : null,
+          vm.status === "running"
+            ? el(
+                "a",
+                {
+                  class: "btn btn-sm",
+                  href: `${window.location.pathname.replace(/\/?$/, "/")}vms/${vm.id}/vnc/`,
+                  target: "_blank",
+                  rel: "noopener",
+                  "data-testid": "vm-vnc-open",
+                  title: "Open the VM's screen (graphical console, VNC) in a new tab",
+                },
+                "Screen",
+              )
+            : null,
           ...powerButtons(vm, view),
           el("button", { type: "button", class: "btn btn-sm", onclick: () => view.onEditVm(vm), disabled: view.busy }, "Edit"),
           el("button", { type: "button", class: "btn btn-sm btn-danger-ghost", onclick: view.onDelete, disabled: view.busy }, "Delete VM"),

@@ -110,7 +110,8 @@ def test_qemu_argv_kernel_boot_tcg():
         "-chardev", f"socket,id=s0,path={d}/console.sock,server=on,wait=off,logfile={d}/console.log",
         "-serial", "chardev:s0",
         "-qmp", f"unix:{d}/qmp.sock,server=on,wait=off",
-        "-display", "none", "-pidfile", f"{d}/qemu.pid", "-daemonize",
+        "-vga", "std", "-display", "none", "-vnc", f"unix:{d}/vnc.sock,share=force-shared",
+        "-pidfile", f"{d}/qemu.pid", "-daemonize",
     )  # fmt: skip
 
 
