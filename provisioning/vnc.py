@@ -76,6 +76,7 @@ class VncSession:
         except BaseException:
             await asyncio.to_thread(self.link.close)
             raise
+        self.last_input = time.monotonic()  # the idle time counts from here, not from before the SSH handshake
         self.task = asyncio.ensure_future(self._run())
 
     async def input(self, frame: bytes) -> None:

@@ -210,4 +210,4 @@ def kernel_image(db):
 
 
 # The console tests' fixtures (imported here so that any test module can use them by name).
-from .consoles_support import console_layer, daphne, running_vm  # noqa: E402, F401
+from .consoles_support import console_layer, daphne, running_vm, vnc_vm  # noqa: E402, F401

@@ -1,7 +1,8 @@
 """What the console tests share: a channel layer of their own, a running VM with a fake guest, daphne.
 
 The fake guest is socat listening on the VM's ``console.sock`` with a shell behind it,
-so what a viewer types is run and answered, as on a guest's serial console. The
+so what a viewer types is run and answered, as on a guest's serial console; its fake
+VNC server (``vnc.sock``) greets like QEMU's and echoes. The
 fixtures are registered by ``conftest.py`` (test modules use them by name).
 """
 
@@ -59,6 +60,26 @@ def running_vm(ssh_hosts, make_slice, user):
     yield vm
     guest.terminate()  # by its PID (its forked children end with their connections)
     guest.wait(timeout=5)
+
+
+# A fake VNC server: says the RFB version like QEMU's, then echoes what the viewer sends.
+FAKE_RFB_GREETING = b"RFB 003.008\n"
+
+
+@pytest.fixture
+def vnc_vm(running_vm):
+    """running_vm with a fake VNC server on its ``vnc.sock`` (socat, one child per client, as QEMU takes several)."""
+    sock = running_vm.sock.with_name("vnc.sock")
+    server = subprocess.Popen(
+        ["socat", f"UNIX-LISTEN:{sock},fork", f"SYSTEM:echo {FAKE_RFB_GREETING.decode().strip()}; exec cat"]
+    )
+    deadline = time.monotonic() + 5
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running_vm.vnc_sock = sock
+    yield running_vm
+    server.terminate()  # by its PID
+    server.wait(timeout=5)
 
 
 @pytest.fixture
