@@ -41,3 +41,29 @@ def test_the_console_page_is_the_owners_and_names_the_websocket(client, user, ot
     assert client.get(f"/slices/{slice_obj.pk + 1}/vms/{vm.pk}/console/").status_code == 404  # not in that slice
     # The API names the console of each VM.
     assert api.get(f"/api/vms/{vm.pk}/").json()["console_url"] == f"/ws/vms/{vm.pk}/console/"
+
+
+@pytest.mark.django_db
+def test_the_screen_page_is_the_owners_and_names_the_vnc_websocket(
+    client, user, other_user, staff_user, make_slice, api
+):
+    slice_obj = make_slice(owner=user, name="pages-vnc", vms=1)
+    vm = slice_obj.vms.get()
+    url = f"/slices/{slice_obj.pk}/vms/{vm.pk}/vnc/"
+    for who in (user, staff_user):
+        client.force_login(who)
+        response = client.get(url)
+        assert response.status_code == 200
+        assert page_config(response.content.decode())["consolePath"] == f"/ws/vms/{vm.pk}/vnc/"
+        assert "js/vnc.js" in response.content.decode()
+    client.force_login(other_user)
+    assert client.get(url).status_code == 404  # another user's VM, as in the API
+    assert api.get(f"/api/vms/{vm.pk}/").json()["vnc_url"] == f"/ws/vms/{vm.pk}/vnc/"
+    # noVNC is served from the portal (vendored, no CDN), as ES modules that import each other.
+    assert (settings_static_root() / "vendor/novnc/core/rfb.js").is_file()
+
+
+def settings_static_root():
+    from django.conf import settings
+
+    return settings.STATICFILES_DIRS[0]
