@@ -1,7 +1,8 @@
 """A real guest's serial console through the portal's relay (Channels' communicator, SSH to the lab worker).
 
 What a browser tab does, minus the browser: two viewers of one running VM, typing into
-its shell, seeing the guest's answers (not the echo), Ctrl-C stopping a ping.
+its shell, seeing the guest's answers (not the echo), Ctrl-C stopping a ping; then its
+graphical console, where QEMU's VNC server greets through the relay.
 """
 
 from __future__ import annotations
@@ -89,9 +90,19 @@ def test_two_viewers_type_into_a_running_guest(portal, lab, settings):  # noqa: 
             await asyncio.sleep(0.1)
         assert vm["id"] not in consoles._relays
 
+    async def screen():
+        """The graphical console: QEMU's own VNC server answers through the relay (RFB version first)."""
+        comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/vms/{vm['id']}/vnc/")
+        comm.scope["user"] = user
+        assert (await comm.connect())[0]
+        greeting = await until(comm, rb"^RFB 003\.00\d\n")
+        await comm.disconnect(timeout=10)
+        return greeting
+
     connections = consoles.stats["connections"]
     run_async(go())
     assert consoles.stats["connections"] == connections + 1  # one relay, one SSH connection, for both
+    assert run_async(screen()).startswith(b"RFB 003.008")
     # The relay let go of the serial socket: the lab's own console works again.
     assert portal.sh(vm, "echo back-$((20+1))").output.strip() == "back-21"
     portal.run(s["id"], "destroy")
