@@ -111,6 +111,16 @@ class Image(models.Model):
     kernel_path = models.CharField(max_length=255, blank=True, validators=[PATH_VALIDATOR])
     initrd_path = models.CharField(max_length=255, blank=True, validators=[PATH_VALIDATOR])
     kernel_args = models.CharField(max_length=255, blank=True, default="console=ttyS0", validators=[CMDLINE_VALIDATOR])
+    cloud_init = models.BooleanField(
+        default=False,
+        help_text="The image runs cloud-init: each VM gets a NoCloud seed (hostname, the owner's keys, network).",
+    )
+    default_user = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[RegexValidator(SSH_USER_PATTERN)],
+        help_text="Cloud-init images: the user the seed creates with the owner's keys (e.g. debian).",
+    )
     is_default = models.BooleanField(default=False)
 
     class Meta:
@@ -118,6 +128,9 @@ class Image(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["is_default"], condition=models.Q(is_default=True), name="one_default_image"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cloud_init=False) | ~models.Q(default_user=""), name="cloud_init_image_has_user"
             ),
         ]
 

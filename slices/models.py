@@ -179,6 +179,16 @@ class VM(models.Model):
     x = models.FloatField(default=0)
     y = models.FloatField(default=0)
     console_tail = models.TextField(blank=True, help_text="Last lines of the serial console.")
+    # Cloud-init images: what the VM's NoCloud seed holds, fixed at its first deploy (see docs/guests.md).
+    console_password = models.CharField(
+        max_length=64, blank=True, help_text="The default user's console password (shown to the owner only)."
+    )
+    console_password_hash = models.CharField(max_length=128, blank=True, help_text="Its SHA-512 crypt hash (seed).")
+    seed_keys = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The owner's keys as at the VM's first deploy: [{name, fingerprint, public_key}] (null: none yet).",
+    )
 
     objects = VMQuerySet.as_manager()
 
@@ -295,6 +305,30 @@ class InternetAddress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.mac})"
+
+
+class SshKey(models.Model):
+    """One of a user's SSH public keys (validated by ``slices.sshkeys``): cloud-init VMs trust them."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=64)
+    key_type = models.CharField(max_length=32)
+    public_key = models.TextField(help_text="TYPE BASE64, as validated (the comment is kept apart).")
+    comment = models.CharField(max_length=200, blank=True)
+    fingerprint = models.CharField(max_length=64, help_text="SHA256:... as ssh-keygen -l prints it.")
+    bits = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["owner_id", "created", "id"]
+        verbose_name = "SSH key"
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_ssh_key_name_per_owner"),
+            models.UniqueConstraint(fields=["owner", "fingerprint"], name="unique_ssh_key_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
 
 
 class UserQuota(models.Model):

@@ -8,6 +8,7 @@ from .forms import LoginForm
 
 urlpatterns = [
     path("", views.SliceListView.as_view(), name="slice-list"),
+    path("profile/", views.ProfileView.as_view(), name="profile"),
     path("slices/<int:pk>/", views.SliceDesignerView.as_view(), name="slice-designer"),
     path("slices/<int:pk>/vms/<int:vm>/console/", views.VmConsoleView.as_view(), name="vm-console"),
     path("slices/<int:pk>/vms/<int:vm>/vnc/", views.VmVncView.as_view(), name="vm-vnc"),

@@ -95,3 +95,14 @@ class VmVncView(VmConsoleView):
 
     def console_path(self, vm) -> str:
         return vm_vnc_path(vm)
+
+
+class ProfileView(LoginRequiredMixin, TemplateView):
+    """The user's profile: their SSH keys (the page's script calls /api/me/keys/)."""
+
+    template_name = "slices/profile.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["page_config"] = _common_config()
+        return context

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import keys, views
 from .auth import ObtainTokenView
 
 router = SimpleRouter()
@@ -11,6 +11,7 @@ router.register("slices", views.SliceViewSet, basename="slice")
 router.register("vms", views.VMViewSet, basename="vm")
 router.register("links", views.LinkViewSet, basename="link")
 router.register("interfaces", views.InterfaceViewSet, basename="interface")
+router.register("me/keys", keys.SshKeyViewSet, basename="ssh-key")
 
 urlpatterns = [
     path("me/", views.me, name="me"),
