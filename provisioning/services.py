@@ -16,7 +16,7 @@ from functools import partial
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from slices import internet
+from slices import guests, internet
 from slices.errors import Conflict, InvalidRequest, NotFound
 from slices.models import VM, Slice
 
@@ -82,7 +82,8 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
                 raise Conflict(f"Slice {locked.name!r} has no VM to deploy.", code="empty_slice")
             where = placement.place_slice(slice_obj=locked, save=not dry_run)
             addresses = internet.reserve_addresses(slice_obj=locked, save=not dry_run)
-            spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses)
+            seeds = guests.seed_inputs(slice_obj=locked, save=not dry_run)
+            spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses, seeds=seeds)
         deployment = _create(slice_obj=locked, user=user, kind=kind, dry_run=dry_run, spec=spec)
         if not dry_run:
             locked.mark_queued(allowed=ALLOWED_FROM[kind])

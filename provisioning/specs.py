@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from inventory.models import Host
+from slices import guests
 from slices import internet as internet_addresses
 from slices.errors import Conflict
 from slices.ipam import INTERNET_VLAN
@@ -33,6 +34,7 @@ from .plans import (
     NicSpec,
     Plan,
     PlanError,
+    SeedSpec,
     SliceSpec,
     VlanSpec,
     VmSpec,
@@ -67,21 +69,44 @@ def image_spec(image) -> ImageSpec:
         kernel_path=image.kernel_path if image.kind == "kernel" else "",
         initrd_path=image.initrd_path if image.kind == "kernel" else "",
         kernel_args=image.kernel_args if image.kind == "kernel" else "",
+        cloud_init=image.cloud_init,
+        default_user=image.default_user if image.cloud_init else "",
     )
 
 
+def instance_id(vm_id: int) -> str:
+    """The cloud-init instance id of a VM: stable for the VM's life (its row), unique in the installation."""
+    return f"slice-portal-vm{vm_id}"
+
+
+def seed_spec(vm, seeds: Mapping[int, guests.SeedInputs]) -> SeedSpec | None:
+    if not vm.image.cloud_init:
+        return None
+    inputs = seeds.get(vm.pk)
+    if inputs is None:
+        raise Conflict(f"VM {vm.name!r} has no cloud-init seed inputs yet.", code="no_seed")
+    return SeedSpec(instance_id(vm.pk), inputs.keys, inputs.password_hash)
+
+
 def build_spec(
-    *, slice_obj, hosts: Mapping[int, Host] | None = None, addresses: Mapping[str, str] | None = None
+    *,
+    slice_obj,
+    hosts: Mapping[int, Host] | None = None,
+    addresses: Mapping[str, str] | None = None,
+    seeds: Mapping[int, guests.SeedInputs] | None = None,
 ) -> SliceSpec:
     """The slice as designed now. ``hosts`` maps VM id -> worker for VMs placed but not saved yet.
 
     ``addresses``: MAC -> VLAN 400 address of the internet NICs, as a deploy request reserved
     them (:func:`slices.internet.reserve_addresses`); None computes them without reserving
-    anything (a preview).
+    anything (a preview). ``seeds``: VM id -> cloud-init seed inputs (:func:`slices.guests.seed_inputs`),
+    None likewise.
     """
     hosts = hosts or {}
     if addresses is None:
         addresses = internet_addresses.reserve_addresses(slice_obj=slice_obj, save=False)
+    if seeds is None:
+        seeds = guests.seed_inputs(slice_obj=slice_obj, save=False)
     node = network_node()
     vms = list(
         VM.objects.filter(slice=slice_obj)
@@ -117,6 +142,7 @@ def build_spec(
                 ram_mib=vm.flavor.ram_mib,
                 image=image_spec(vm.image),
                 nics=nics,
+                seed=seed_spec(vm, seeds),
             )
         )
     vlans = []

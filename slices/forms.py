@@ -79,6 +79,11 @@ class SliceImportForm(forms.Form):
     )
 
 
+def image_label(image: Image) -> str:
+    """The image picker's label: a cloud-init image says so, with the user it creates."""
+    return f"{image.name} (cloud-init, user {image.default_user})" if image.cloud_init else image.name
+
+
 class VMForm(forms.Form):
     """A VM of the slice being designed (POST /api/vms/ or PATCH /api/vms/{id}/)."""
 
@@ -102,5 +107,6 @@ class VMForm(forms.Form):
         images = Image.objects.all()
         self.fields["flavor"].queryset = flavors
         self.fields["image"].queryset = images
+        self.fields["image"].label_from_instance = image_label
         self.fields["flavor"].initial = next((f.pk for f in flavors if f.is_default), None)
         self.fields["image"].initial = next((i.pk for i in images if i.is_default), None)

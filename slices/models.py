@@ -140,9 +140,10 @@ class VMQuerySet(models.QuerySet):
         return self.update(status=VM.Status.FAILED)
 
     def mark_designed(self) -> int:
-        """Destroyed: back to the design, leases forgotten."""
+        """Destroyed: back to the design, leases forgotten, and what the guests received at first boot
+        (the next deploy boots fresh disks: they get the owner's keys of that moment and new passwords)."""
         Interface.objects.filter(vm__in=self).update(lease_address=None)
-        return self.update(status=VM.Status.DESIGNED)
+        return self.update(status=VM.Status.DESIGNED, seed_keys=None, console_password="", console_password_hash="")
 
     def mark_failed_if_deploying(self) -> int:
         """The job ended before these VMs started."""

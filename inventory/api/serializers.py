@@ -18,13 +18,33 @@ class FlavorSerializer(StrictTypesMixin, serializers.ModelSerializer):
 
 
 class ImageSerializer(StrictTypesMixin, serializers.ModelSerializer):
-    """A guest image VMs boot (a kernel and initrd, or a disk)."""
+    """A guest image VMs boot (a kernel and initrd, or a disk); ``cloud_init``: VMs get a NoCloud seed."""
 
     kind = NamedChoiceField(choices=Image.Kind.choices, enum_name="ImageKindEnum", required=False)
 
     class Meta:
         model = Image
-        fields = ["id", "name", "kind", "disk_path", "kernel_path", "initrd_path", "kernel_args", "is_default"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "disk_path",
+            "kernel_path",
+            "initrd_path",
+            "kernel_args",
+            "cloud_init",
+            "default_user",
+            "is_default",
+        ]
+
+    def validate(self, attrs):
+        cloud_init = attrs.get("cloud_init", getattr(self.instance, "cloud_init", False))
+        user = attrs.get("default_user", getattr(self.instance, "default_user", ""))
+        if cloud_init and not user:
+            raise serializers.ValidationError(
+                {"default_user": ["A cloud-init image needs its default user (e.g. debian)."]}
+            )
+        return attrs
 
 
 class HostSerializer(StrictTypesMixin, serializers.ModelSerializer):

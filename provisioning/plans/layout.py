@@ -79,6 +79,11 @@ class VmFiles:
     def disk(self) -> str:
         return f"{self.dir}/disk.qcow2"
 
+    @property
+    def seed(self) -> str:
+        """The cloud-init NoCloud seed disk (vfat labelled cidata)."""
+        return f"{self.dir}/seed.img"
+
 
 def vm_files(worker: WorkerSpec, vm: VmSpec) -> VmFiles:
     return VmFiles(vm_dir(worker.state_dir, vm.id))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import asdict, dataclass
 
-from inventory.patterns import CMDLINE_RE, HOST_NAME_RE, IFNAME_RE, PATH_RE
+from inventory.patterns import CMDLINE_RE, HOST_NAME_RE, IFNAME_RE, PATH_RE, SSH_USER_PATTERN
 from slices.ipam import (
     DHCP_FIRST_HOST,
     DHCP_LAST_HOST,
@@ -37,6 +38,20 @@ class ImageSpec:
     kernel_path: str = ""
     initrd_path: str = ""
     kernel_args: str = ""
+    cloud_init: bool = False
+    default_user: str = ""
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    """What a cloud-init VM's NoCloud seed says: its instance id, the keys it trusts, its console password hash.
+
+    ``keys``: OpenSSH public key lines (``TYPE BASE64 [COMMENT]``), the owner's at the VM's first deploy.
+    """
+
+    instance_id: str
+    keys: tuple[str, ...] = ()
+    password_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,7 @@ class VmSpec:
     ram_mib: int
     image: ImageSpec
     nics: tuple[NicSpec, ...]
+    seed: SeedSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,7 @@ class SliceSpec:
                     ram_mib=vm["ram_mib"],
                     image=ImageSpec(**vm["image"]),
                     nics=tuple(NicSpec(**nic) for nic in vm["nics"]),
+                    seed=_seed_from_dict(vm.get("seed")),
                 )
                 for vm in data.get("vms", ())
             ),
@@ -208,6 +225,37 @@ class SliceSpec:
             keep_isolation=data.get("keep_isolation", False),
             link_guard=data.get("link_guard", False),
         )
+
+
+def _seed_from_dict(data: dict | None) -> SeedSpec | None:
+    if not data:
+        return None
+    return SeedSpec(data["instance_id"], tuple(data.get("keys", ())), data.get("password_hash", ""))
+
+
+# What may reach a seed: a user name, key lines (type, base64, a comment of printable text), a crypt hash.
+SEED_USER_RE = re.compile(SSH_USER_PATTERN)
+SEED_KEY_RE = re.compile(
+    r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}( [^\x00-\x1f\x7f]{1,200})?"
+)
+SEED_PASSWORD_HASH_RE = re.compile(r"\$6\$[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}")
+SEED_INSTANCE_ID_RE = re.compile(r"[a-z0-9-]{1,64}")
+
+
+def _check_seed(vm: VmSpec) -> None:
+    image, seed = vm.image, vm.seed
+    if not image.cloud_init:
+        _require(seed is None, f"VM {vm.name}: a seed but not a cloud-init image")
+        return
+    _require(bool(SEED_USER_RE.fullmatch(image.default_user or "")), f"VM {vm.name}: bad default user")
+    _require(seed is not None, f"VM {vm.name}: a cloud-init image needs a seed")
+    _require(bool(SEED_INSTANCE_ID_RE.fullmatch(seed.instance_id or "")), f"VM {vm.name}: bad instance id")
+    for key in seed.keys:
+        _require(isinstance(key, str) and bool(SEED_KEY_RE.fullmatch(key)), f"VM {vm.name}: bad SSH key {key!r}")
+    _require(
+        seed.password_hash == "" or bool(SEED_PASSWORD_HASH_RE.fullmatch(seed.password_hash)),
+        f"VM {vm.name}: bad console password hash",
+    )
 
 
 def _require(ok: bool, message: str) -> None:
@@ -275,6 +323,7 @@ def validate_spec(spec: SliceSpec, *, deployed: bool = False) -> SliceSpec:
             if image.initrd_path:
                 _check_path(image.initrd_path, f"initrd of {vm.name}")
             _require(bool(CMDLINE_RE.fullmatch(image.kernel_args or "")), f"VM {vm.name}: unsafe kernel args")
+        _check_seed(vm)
         _require(len(vm.nics) >= 1, f"VM {vm.name} has no interface")
         _require([nic.index for nic in vm.nics] == list(range(len(vm.nics))), f"VM {vm.name}: NICs must be eth0..ethN")
         for nic in vm.nics:

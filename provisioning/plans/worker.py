@@ -17,6 +17,7 @@ from .model import HostCommand, touching
 from .netnode import (
     ovs_ports_check,
 )
+from .seed import seed_command
 from .shell import (
     SH_DEL_LINK,
     SH_KILL_PIDFILE,
@@ -242,6 +243,9 @@ def qemu_argv(worker: WorkerSpec, vm: VmSpec, slice_name: str) -> tuple[str, ...
         argv += ["-append", vm.image.kernel_args]
     else:
         argv += ["-drive", f"file={files.disk},if=virtio,format=qcow2"]
+    if vm.image.cloud_init and vm.seed is not None:
+        # After the boot disk (the guest's vda): the NoCloud seed, read-only.
+        argv += ["-drive", f"file={files.seed},if=virtio,format=raw,readonly=on"]
     for nic in vm.nics:
         argv += [
             "-netdev",
@@ -351,5 +355,7 @@ def worker_vms_commands(
     for vm in vms:
         if vm.image.kind == "disk" and disks:
             cmds.append(disk_command(worker, vm))
+        if vm.image.cloud_init and vm.seed is not None and disks:
+            cmds.append(seed_command(worker, vm))
         cmds.append(qemu_command(worker, vm, slice_name))
     return tuple(cmds)
