@@ -37,8 +37,8 @@ class HostAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "disk_path", "kernel_path", "is_default"]
-    list_filter = ["kind", "is_default"]
+    list_display = ["name", "kind", "disk_path", "kernel_path", "cloud_init", "default_user", "is_default"]
+    list_filter = ["kind", "cloud_init", "is_default"]
     search_fields = ["name", "disk_path", "kernel_path"]
 
 

@@ -8,7 +8,8 @@ set -euo pipefail
 # Host-side tools the lab and the provisioning engine run, Redis for the job queue.
 APT_PACKAGES=(python3-venv openssh-client openssh-server openvswitch-switch qemu-system-x86 qemu-utils
   dnsmasq-base iptables iproute2 iputils-ping busybox-static ethtool tcpdump conntrack socat redis-server
-  syslinux syslinux-common mtools)  # syslinux + mtools: the lab's bootable qcow2 disk image
+  syslinux syslinux-common mtools  # syslinux + mtools: the lab's bootable qcow2 disk image
+  dosfstools mmdebstrap openssl)  # cloud-init seeds (mkfs.vfat), the lab's Debian image, console password hashes
 
 # A fresh machine often runs apt at boot (unattended-upgrades, cloud-init): wait for it, bounded.
 APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-600}

@@ -14,7 +14,9 @@ import string
 import subprocess
 from dataclasses import dataclass
 
+from .ipam import INTERNET_VLAN
 from .models import VM
+from .naming import dhcp_namespace
 from .sshkeys import keys_of
 
 PASSWORD_LENGTH = 16
@@ -76,3 +78,45 @@ def seed_inputs(*, slice_obj, save: bool = True) -> dict[int, SeedInputs]:
                 )
         out[vm.pk] = SeedInputs(tuple(r["public_key"] for r in vm.seed_keys), vm.console_password_hash)
     return out
+
+
+def _address(nic) -> str | None:
+    return nic.ip_address or nic.lease_address
+
+
+def ssh_command(vm: VM) -> str | None:
+    """The ``ssh`` an operator (or a jump host) runs on the network node to log in to a cloud-init VM.
+
+    From the DHCP namespace of the VM's first link (``ns-dhcp-vlanV``, on the link's L2 segment):
+    the network node's own namespace reaches no guest (its INPUT rules drop guest traffic), and
+    VLAN 400's port security lets an internet NIC talk to its gateway only. None when the VM has
+    no link with an address (an internet-only VM: reach it through a VM it links to, or its console).
+    """
+    if not vm.image.cloud_init:
+        return None
+    for nic in sorted(vm.interfaces.all(), key=lambda n: n.index):
+        if nic.vlan is not None and nic.vlan != INTERNET_VLAN and _address(nic):
+            return f"ip netns exec {dhcp_namespace(nic.vlan)} ssh {vm.image.default_user}@{_address(nic)}"
+    return None
+
+
+def guest_access(vm: VM) -> dict | None:
+    """What the VM card shows for a cloud-init VM: user, addresses per NIC, the ssh command, the keys it received."""
+    if not vm.image.cloud_init:
+        return None
+    return {
+        "user": vm.image.default_user,
+        "addresses": [
+            {"interface": nic.name, "vlan": nic.vlan, "address": _address(nic)}
+            for nic in sorted(vm.interfaces.all(), key=lambda n: n.index)
+            if nic.vlan is not None
+        ],
+        "ssh": ssh_command(vm),
+        "ssh_from": "the network node",
+        "keys": (
+            None
+            if vm.seed_keys is None
+            else [{"name": k["name"], "fingerprint": k["fingerprint"]} for k in vm.seed_keys]
+        ),
+        "has_console_password": bool(vm.console_password),
+    }

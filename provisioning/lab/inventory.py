@@ -13,6 +13,7 @@ from provisioning.lab.topology import DEFAULT_UPLINK, HOSTS, NETWORK_NODE, LabPa
 
 LAB_IMAGE_NAME = "lab-busybox"
 LAB_DISK_IMAGE_NAME = "lab-busybox-disk"
+LAB_DEBIAN_IMAGE_NAME = "debian12"
 
 
 def network_node_uplink() -> str:
@@ -83,6 +84,24 @@ def register_disk_image(disk_path: Path) -> Image:
             "kernel_path": "",
             "initrd_path": "",
             "kernel_args": "",
+            "is_default": False,
+        },
+    )
+    return image
+
+
+def register_debian_image(disk_path: Path, *, default_user: str) -> Image:
+    """Create or update the lab's Debian 12 Image: a qcow2 disk running cloud-init (not the default)."""
+    image, _ = Image.objects.update_or_create(
+        name=LAB_DEBIAN_IMAGE_NAME,
+        defaults={
+            "kind": Image.Kind.DISK,
+            "disk_path": str(disk_path),
+            "kernel_path": "",
+            "initrd_path": "",
+            "kernel_args": "",
+            "cloud_init": True,
+            "default_user": default_user,
             "is_default": False,
         },
     )

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from inventory.api.fields import NamedChoiceField, StrictTypesMixin
 from inventory.models import Flavor, Host, Image
-from slices import ipam, topologies, vlans
+from slices import guests, ipam, topologies, vlans
 from slices.io import COORD_LIMIT, DESCRIPTION_MAX_LENGTH
 from slices.models import VM, Interface, Link, Slice
 from slices.naming import MAX_DATA_INTERFACES, tap_name, vm_console_path, vm_vnc_path
@@ -95,6 +95,28 @@ VNC_PROTOCOL = (
 )
 
 
+class GuestAddressSerializer(serializers.Serializer):
+    interface = serializers.CharField()
+    vlan = serializers.IntegerField()
+    address = serializers.IPAddressField(protocol="IPv4", allow_null=True)
+
+
+class GuestKeySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    fingerprint = serializers.CharField()
+
+
+class GuestAccessSerializer(serializers.Serializer):
+    """How to reach a cloud-init VM."""
+
+    user = serializers.CharField()
+    addresses = GuestAddressSerializer(many=True)
+    ssh = serializers.CharField(allow_null=True)
+    ssh_from = serializers.CharField()
+    keys = GuestKeySerializer(many=True, allow_null=True)
+    has_console_password = serializers.BooleanField()
+
+
 class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
     """A VM of one of your slices, with its interfaces (eth0 management, eth1.. data)."""
 
@@ -120,6 +142,11 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
     interfaces = InterfaceSerializer(many=True, read_only=True)
     console_url = serializers.SerializerMethodField(help_text=CONSOLE_PROTOCOL)
     vnc_url = serializers.SerializerMethodField(help_text=VNC_PROTOCOL)
+    guest = serializers.SerializerMethodField(
+        help_text="Cloud-init VMs (null otherwise): the default user, addresses per NIC, the ssh command to run on "
+        "the network node, the keys the VM received at its first deploy (null before), whether a console "
+        "password exists (GET console-password/ shows it to the owner)."
+    )
 
     class Meta:
         model = VM
@@ -140,6 +167,7 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
             "console_tail",
             "console_url",
             "vnc_url",
+            "guest",
         ]
         read_only_fields = ["console_tail"]
 
@@ -148,6 +176,10 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
 
     def get_vnc_url(self, vm: VM) -> str:
         return vm_vnc_path(vm)
+
+    @extend_schema_field(GuestAccessSerializer(allow_null=True))
+    def get_guest(self, vm: VM) -> dict | None:
+        return guests.guest_access(vm)
 
     def validate_slice(self, value: Slice) -> Slice:
         if self.instance is not None and value.pk != self.instance.slice_id:

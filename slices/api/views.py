@@ -13,6 +13,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -20,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from slices import apply, io, quotas, selectors, services, topologies
-from slices.errors import InvalidRequest, PayloadTooLarge
+from slices.errors import Conflict, InvalidRequest, PayloadTooLarge
 from slices.links import LinkRequest
 from slices.models import VM, Interface, Link, Slice
 
@@ -346,6 +347,27 @@ class VMViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.vm_delete(vm=instance)
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "ConsolePassword", {"user": serializers.CharField(), "password": serializers.CharField()}
+            ),
+            403: OpenApiResponse(description="Only the slice's owner sees the password (not staff)."),
+            409: OpenApiResponse(description="Not a cloud-init VM, or not deployed yet (no password made)."),
+        }
+    )
+    @action(detail=True, methods=["get"], url_path="console-password")
+    def console_password(self, request: Request, pk=None) -> Response:
+        """The serial console password of a cloud-init VM's default user: its owner only, on request, never cached."""
+        vm = self.get_object()
+        if vm.slice.owner_id != request.user.pk:
+            raise PermissionDenied("Only the slice's owner sees its VMs' console passwords.")
+        if not vm.image.cloud_init or not vm.console_password:
+            raise Conflict(f"VM {vm.name!r} has no console password (not a cloud-init VM, or not deployed yet).")
+        response = Response({"user": vm.image.default_user, "password": vm.console_password})
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 @extend_schema_view(list=_id_filter("slice", "this slice's links"))

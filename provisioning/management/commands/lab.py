@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.lab import cluster, console, guest, health, inventory
+from provisioning.lab import cluster, console, debian, guest, health, inventory
 from provisioning.lab.hostkeys import untrusted_hint
 from provisioning.lab.system import LabCommandError
 from provisioning.lab.topology import HOSTS, LabPaths
@@ -32,7 +32,15 @@ class Command(BaseCommand):
         down = sub.add_parser("down", help="Remove everything the lab made; disable its Host rows.")
         down.add_argument("--force", action="store_true", help=force_help)
         sub.add_parser("status", help="Report each host's health; exit 1 when anything is unhealthy.")
-        image = sub.add_parser("image", help="Build (if needed) and register the guest image.")
+        image = sub.add_parser("image", help="Build (if needed) and register a guest image.")
+        image.add_argument(
+            "which",
+            nargs="?",
+            choices=["busybox", "debian"],
+            default="busybox",
+            help="busybox: the default lab guest (kernel + initramfs); debian: a Debian 12 cloud image "
+            "with cloud-init (mmdebstrap from the package mirror, ~10 min once, cached).",
+        )
         image.add_argument("--refresh", action="store_true", help="Fetch the current kernel if not cached yet.")
         image.add_argument("--rebuild", action="store_true", help="Rebuild the initramfs (and the disk).")
         image.add_argument(
@@ -93,9 +101,20 @@ class Command(BaseCommand):
         if hint := untrusted_hint(paths, settings.PROVISIONING_KNOWN_HOSTS):
             self.stderr.write(self.style.WARNING(f"!! {hint}"))
 
-    def do_image(self, *, refresh: bool = False, rebuild: bool = False, disk: bool = False, **_):
+    def do_image(
+        self, *, which: str = "busybox", refresh: bool = False, rebuild: bool = False, disk: bool = False, **_
+    ):
         start = time.monotonic()
         images_dir = lab_paths().images_dir
+        if which == "debian":
+            built = debian.ensure_debian(images_dir, rebuild=rebuild)
+            row = inventory.register_debian_image(built.path, default_user=built.default_user)
+            size = built.path.stat().st_size / 2**20
+            self.stdout.write(
+                f"image {row.name} (disk, cloud-init, user {row.default_user}) ready in "
+                f"{time.monotonic() - start:.2f}s: {built.path} ({size:.0f} MiB)"
+            )
+            return
         image = guest.ensure_guest(images_dir, refresh=refresh, rebuild=rebuild)
         row = inventory.register_image(image)
         self.stdout.write(
