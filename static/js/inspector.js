@@ -1,6 +1,7 @@
 // The Design tab of the side panel: the outline of the slice and the card of the selection.
 // Pure rendering: the designer passes what to show and what the buttons do (see panelView()).
 
+import { api } from "./api.js";
 import { ifaceTable } from "./deploy.js";
 import { consoleBlock, el, render, statusBadge } from "./ui.js";
 
@@ -138,6 +139,7 @@ export function renderInspector(box, view) {
   }
   if (sel.kind === "vm") {
     const vm = sel.item;
+    if (shownPassword && shownPassword.vm !== vm.id) shownPassword = null;
     render(
       box,
       el(
@@ -158,6 +160,7 @@ export function renderInspector(box, view) {
         ),
         el("h3", { class: "section-title" }, "Interfaces"),
         ifaceTable(vm),
+        vm.guest ? guestAccess(vm) : null,
         el("h3", { class: "section-title" }, "Serial console"),
         consoleBlock(vm.console_tail, { "data-testid": "vm-console" }),
         el(
@@ -226,4 +229,69 @@ export function renderInspector(box, view) {
       ),
     );
   }
+}
+
+// The console password the owner asked to see: {vm, password}, kept while that VM stays selected
+// (the card re-renders as the designer polls), forgotten when another VM or nothing is selected.
+let shownPassword = null;
+
+/** How to log in to a cloud-init VM: user, addresses, the ssh command (network node), keys, console password. */
+function guestAccess(vm) {
+  const g = vm.guest;
+  const password = el("dd", { class: "mono", "data-testid": "vm-password" });
+  const reveal = el(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-sm",
+      "data-testid": "vm-password-show",
+      onclick: async () => {
+        try {
+          const data = await api(`vms/${vm.id}/console-password/`);
+          shownPassword = { vm: vm.id, password: data.password };
+          render(password, data.password);
+        } catch (err) {
+          render(password, el("span", { class: "muted" }, err.message));
+        }
+      },
+    },
+    "Show",
+  );
+  if (shownPassword && shownPassword.vm === vm.id) render(password, shownPassword.password);
+  else render(password, g.has_console_password ? reveal : el("span", { class: "muted" }, "made at the first deploy"));
+  return el(
+    "div",
+    { "data-testid": "vm-guest" },
+    el("h3", { class: "section-title" }, "Log in (cloud-init)"),
+    el(
+      "dl",
+      { class: "kv" },
+      el("dt", {}, "User"),
+      el("dd", { class: "mono", "data-testid": "vm-user" }, g.user),
+      ...g.addresses.flatMap((a) => [
+        el("dt", {}, a.interface),
+        el("dd", { class: "mono" }, `${a.address || "DHCP"} (VLAN ${a.vlan})`),
+      ]),
+      el("dt", {}, "SSH"),
+      el(
+        "dd",
+        {},
+        g.ssh
+          ? [el("code", { "data-testid": "vm-ssh" }, g.ssh), el("div", { class: "muted small" }, `run on ${g.ssh_from}`)]
+          : el("span", { class: "muted" }, "no link: through a VM it links to, or the console"),
+      ),
+      el("dt", {}, "Keys"),
+      el(
+        "dd",
+        { "data-testid": "vm-keys" },
+        g.keys === null
+          ? el("span", { class: "muted" }, "your keys at its first deploy")
+          : g.keys.length
+            ? el("ul", { class: "plain" }, g.keys.map((k) => el("li", {}, `${k.name} `, el("code", {}, k.fingerprint))))
+            : el("span", { class: "muted" }, "none (add keys in your profile, then deploy a new VM)"),
+      ),
+      el("dt", {}, "Console password"),
+      password,
+    ),
+  );
 }
