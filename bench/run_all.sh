@@ -16,6 +16,8 @@ if [ "$(id -u)" = 0 ]; then
     $PY bench/connections.py
     echo
     $PY bench/deploy_latency.py
+    echo
+    $PY bench/guest_login.py
 else
     echo "# benchmarks 2 (connections) and 3 (deploy latency) skipped: they need root (the lab)"
 fi

@@ -41,7 +41,11 @@ DEFAULT_USER = "debian"
 ROOT_UUID = "5b1e0f4c-57a1-4e0d-9c5e-1a2b3c4d5e6f"  # fixed: the boot loader's root= names it
 BOOT_MIB = 96
 ROOT_MIB = 2048
-KERNEL_ARGS = f"root=UUID={ROOT_UUID} ro console=ttyS0 net.ifnames=0 panic=-1"
+# quiet: every kernel line on the serial port costs boot time under TCG.
+KERNEL_ARGS = f"root=UUID={ROOT_UUID} ro console=ttyS0 net.ifnames=0 quiet panic=-1"
+# The initramfs only needs to find the root disk (ext4 is built into the cloud kernel): a small one
+# unpacks and settles in seconds under TCG, where MODULES=most took minutes.
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk")
 SYSLINUX_MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
 TOOLS = {
     "mmdebstrap": "mmdebstrap",
@@ -80,8 +84,12 @@ CUSTOMIZE = (
     + 'chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer'
     + " systemd-networkd-wait-online.service\n"
     + 'rm -f "$1/etc/hostname" "$1/etc/machine-id" && touch "$1/etc/machine-id"\n'
+    + 'echo "MODULES=list" > "$1/etc/initramfs-tools/conf.d/slice-portal.conf"\n'
+    + 'mkdir -p "$1/usr/share/initramfs-tools/modules.d"\n'
+    + f'printf "%s\\n" {" ".join(INITRAMFS_MODULES)} > "$1/usr/share/initramfs-tools/modules.d/slice-portal"\n'
+    + 'chroot "$1" update-initramfs -u -k all\n'
 )
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 
 
 @dataclass(frozen=True)
