@@ -66,6 +66,8 @@ def user_data(vm: VmSpec) -> str:
         "users": [user],
         "ssh_pwauth": False,  # keys over SSH; the password is for the serial console only
         "disable_root": True,
+        # One host key: every OpenSSH client speaks ed25519, and an RSA key takes long to make under TCG.
+        "ssh_genkeytypes": ["ed25519"],
     }
     return "#cloud-config\n" + _dump(config)
 

@@ -54,6 +54,8 @@ def test_exact_files_of_a_three_nic_vm():
         f"  - {KEY}\n"
         "ssh_pwauth: false\n"
         "disable_root: true\n"
+        "ssh_genkeytypes:\n"
+        "- ed25519\n"
     )
     assert files["network-config"] == (
         "version: 2\n"
@@ -96,7 +98,7 @@ def test_a_hostile_key_comment_stays_one_string():
     assert files["user-data"].startswith("#cloud-config\n")
     data = yaml.safe_load(files["user-data"])
     assert data["users"][0]["ssh_authorized_keys"] == [HOSTILE_KEY, KEY]
-    assert set(data) == {"hostname", "users", "ssh_pwauth", "disable_root"}
+    assert set(data) == {"hostname", "users", "ssh_pwauth", "disable_root", "ssh_genkeytypes"}
 
 
 def test_the_seed_step_builds_a_cidata_disk_and_is_skipped_when_unchanged(tmp_path):
