@@ -23,7 +23,7 @@ from tests.lab.driver import Portal, interface
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-BOOT_TIMEOUT = 900  # seconds for three Debian guests to finish cloud-init under TCG on 2 shared cores
+BOOT_TIMEOUT = 1800  # seconds for three Debian guests to finish cloud-init under TCG on 2 shared (busy) cores
 SSH_OPTIONS = (
     "-o",
     "BatchMode=yes",
@@ -125,6 +125,7 @@ def wait_for_cloud_init(portal: Portal, vms: dict[str, dict], deadline: float) -
     return commands
 
 
+@pytest.mark.timeout(BOOT_TIMEOUT + 1200)  # + the image build on a fresh machine, deploy, redeploy, destroy
 def test_debian_guests_get_keys_hostname_and_one_default_route_at_most(debian_portal, lab):
     portal = debian_portal
     before = hoststate.snapshot(lab)
