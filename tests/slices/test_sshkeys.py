@@ -94,3 +94,10 @@ def test_api_refuses_the_same_key_twice(api):
 
 def test_anonymous_has_no_keys(anon_api):
     assert anon_api.get("/api/me/keys/").status_code in (401, 403)
+
+
+def test_profile_page_is_for_logged_in_users(client, user):
+    assert client.get("/profile/").status_code == 302
+    client.force_login(user)
+    page = client.get("/profile/")
+    assert page.status_code == 200 and b"js/profile.js" in page.content and b"SSH keys" in page.content
