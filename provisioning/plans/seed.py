@@ -87,6 +87,8 @@ def network_config(vm: VmSpec) -> str:
             entry["dhcp4"] = False
             entry["optional"] = True
         entry["dhcp6"] = False
+        if nic.vlan != INTERNET_VLAN:  # no IPv6 default route from a link either (a guest's router advertisement)
+            entry["accept-ra"] = False
         ethernets[name] = entry
     return _dump({"version": 2, "ethernets": ethernets})
 

@@ -75,6 +75,7 @@ def test_exact_files_of_a_three_nic_vm():
         "      use-routes: false\n"
         "      use-dns: false\n"
         "    dhcp6: false\n"
+        "    accept-ra: false\n"
         "  eth2:\n"
         "    match:\n"
         "      macaddress: '52:54:00:00:00:03'\n"
@@ -82,6 +83,7 @@ def test_exact_files_of_a_three_nic_vm():
         "    dhcp4: false\n"
         "    optional: true\n"
         "    dhcp6: false\n"
+        "    accept-ra: false\n"
     )
 
 
