@@ -84,12 +84,15 @@ CUSTOMIZE = (
     + 'chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer'
     + " systemd-networkd-wait-online.service\n"
     + 'rm -f "$1/etc/hostname" "$1/etc/machine-id" && touch "$1/etc/machine-id"\n'
+    # Devices (ttyS0 for the serial getty) may take over 90 s to appear under TCG on busy cores.
+    + 'mkdir -p "$1/etc/systemd/system.conf.d" && printf "[Manager]\\nDefaultTimeoutStartSec=600\\n"'
+    + ' > "$1/etc/systemd/system.conf.d/slice-portal.conf"\n'
     + 'echo "MODULES=list" > "$1/etc/initramfs-tools/conf.d/slice-portal.conf"\n'
     + 'mkdir -p "$1/usr/share/initramfs-tools/modules.d"\n'
     + f'printf "%s\\n" {" ".join(INITRAMFS_MODULES)} > "$1/usr/share/initramfs-tools/modules.d/slice-portal"\n'
     + 'chroot "$1" update-initramfs -u -k all\n'
 )
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 
 
 @dataclass(frozen=True)
