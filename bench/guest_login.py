@@ -1,4 +1,4 @@
-"""Benchmark 6 — a Debian cloud-init VM from the deploy request to an SSH login, beside the busybox guest.
+"""Benchmark 7 — a Debian cloud-init VM from the deploy request to an SSH login, beside the busybox guest.
 
 Two VMs on one link, one per worker, deployed through the portal (``POST .../deploy/``, the
 real RQ worker, Fabric to the lab hosts):
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
     args = parser.parse_args()
     require_root()
-    print("# Benchmark 6: request -> SSH login of a Debian cloud-init VM, beside the busybox guest (2 VMs, 1 link)")
+    print("# Benchmark 7: request -> SSH login of a Debian cloud-init VM, beside the busybox guest (2 VMs, 1 link)")
     print(f"# machine: {machine()}")
     with (
         scratch_database("guest_login", keep=args.keep_db),

@@ -19,5 +19,5 @@ if [ "$(id -u)" = 0 ]; then
     echo
     $PY bench/guest_login.py
 else
-    echo "# benchmarks 2 (connections) and 3 (deploy latency) skipped: they need root (the lab)"
+    echo "# benchmarks 2 (connections), 3 (deploy latency) and 7 (guest login) skipped: they need root (the lab)"
 fi
