@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from slices.ipam import INTERNET_VLAN
 
 from .model import HostCommand
-from .shell import SH_RMDIR_IF_EMPTY, sh
+from .shell import SH_RMDIR_IF_EMPTY, is_dir, sh
 from .spec import (
     NetnodeSpec,
     VmSpec,
@@ -117,6 +117,7 @@ def shared_dir_command(path: str, what: str) -> HostCommand:
     return HostCommand(
         ("mkdir", "-p", path),
         what,
+        check=is_dir(path),
         undo=sh(SH_RMDIR_IF_EMPTY, "sp-rmdir", path),
         undo_description=f"Remove the {what[0].lower()}{what[1:]} if empty",
     )

@@ -40,6 +40,9 @@ from .shell import (
     SH_PIDFILE_ALIVE,
     SH_SAME_LINES,
     SH_WRITE_LINES,
+    has_address,
+    is_dir,
+    link_state,
     sh,
 )
 from .spec import (
@@ -202,19 +205,29 @@ def _vlan_port_commands(v: VlanSpec) -> tuple[HostCommand, ...]:
     """The gateway address, the DHCP port moved into its namespace and addressed."""
     gw, dport, ns = gateway_port_name(v.vlan), dhcp_port_name(v.vlan), dhcp_namespace(v.vlan)
     in_ns = ("ip", "netns", "exec", ns)
+    gw_cidr, dhcp_cidr = f"{v.gateway}/{v.prefixlen}", f"{v.dhcp_server}/{v.prefixlen}"
     return (
-        HostCommand(("ip", "addr", "replace", f"{v.gateway}/{v.prefixlen}", "dev", gw), f"Gateway {v.gateway} on {gw}"),
-        HostCommand(("ip", "link", "set", "dev", gw, "up"), f"Bring {gw} up"),
+        HostCommand(
+            ("ip", "addr", "replace", gw_cidr, "dev", gw),
+            f"Gateway {v.gateway} on {gw}",
+            check=has_address(gw, gw_cidr),
+        ),
+        HostCommand(("ip", "link", "set", "dev", gw, "up"), f"Bring {gw} up", check=link_state(gw, "up")),
         HostCommand(
             ("ip", "link", "set", "dev", dport, "netns", ns),
             f"Move {dport} into {ns}",
             check=(*in_ns, "ip", "link", "show", "dev", dport),
         ),
         HostCommand(
-            (*in_ns, "ip", "addr", "replace", f"{v.dhcp_server}/{v.prefixlen}", "dev", dport),
+            (*in_ns, "ip", "addr", "replace", dhcp_cidr, "dev", dport),
             f"DHCP server address {v.dhcp_server} on {dport}",
+            check=(*in_ns, *has_address(dport, dhcp_cidr)),
         ),
-        HostCommand((*in_ns, "ip", "link", "set", "dev", dport, "up"), f"Bring {dport} up"),
+        HostCommand(
+            (*in_ns, "ip", "link", "set", "dev", dport, "up"),
+            f"Bring {dport} up",
+            check=(*in_ns, *link_state(dport, "up")),
+        ),
     )
 
 
@@ -223,6 +236,7 @@ def _dhcp_dir_command(node: NetnodeSpec, vlan: int) -> HostCommand:
     return HostCommand(
         ("mkdir", "-p", path),
         f"DHCP state directory of VLAN {vlan}",
+        check=is_dir(path),
         undo=("rm", "-rf", path),
         undo_description=f"Remove DHCP state of VLAN {vlan}",
     )

@@ -25,6 +25,16 @@ SH_ADD_NETNS = (
     'exec ip netns add "$1"'
 )
 SH_DEL_NETNS = f'{SH_NETNS_LISTED} || exit 0; exec ip netns del "$1"'
+# Checks of commands that change state in place (an unchanged redeploy runs none of them):
+# a directory exists: PATH;
+SH_IS_DIR = '[ -d "$1" ]'
+# a link's administrative state (the UP flag, not LOWER_UP): DEV up|down;
+SH_LINK_STATE = (
+    'f=$(ip -o link show dev "$1" 2>/dev/null) || exit 1; f=${f#*<}; f=${f%%>*}; '
+    'case ",$f," in *,UP,*) [ "$2" = up ];; *) [ "$2" = down ];; esac'
+)
+# an IPv4 address with its prefix length is on the device: DEV ADDRESS/PREFIXLEN.
+SH_HAS_ADDRESS = 'ip -o -4 addr show dev "$1" 2>/dev/null | grep -qF -- " inet $2 "'
 SH_RMDIR_IF_EMPTY = '[ -d "$1" ] || exit 0; exec rmdir --ignore-fail-on-non-empty "$1"'
 SH_IPT_DELETE = (
     't=$1; c=$2; shift 2; iptables -w -t "$t" -C "$c" "$@" >/dev/null 2>&1 || exit 0; '
@@ -150,3 +160,18 @@ def sh(program: str, name: str, *args: str) -> tuple[str, ...]:
 def not_(argv: Sequence[str]) -> tuple[str, ...]:
     """A check that succeeds when ``argv`` fails (e.g. "the link is gone")."""
     return sh(SH_NOT, "sp-not", *argv)
+
+
+def is_dir(path: str) -> tuple[str, ...]:
+    """A check: the directory exists."""
+    return sh(SH_IS_DIR, "sp-is-dir", path)
+
+
+def link_state(dev: str, state: str) -> tuple[str, ...]:
+    """A check: the link is administratively ``state`` ("up" or "down")."""
+    return sh(SH_LINK_STATE, "sp-link-state", dev, state)
+
+
+def has_address(dev: str, cidr: str) -> tuple[str, ...]:
+    """A check: the device holds the IPv4 address ``cidr`` (address/prefix length)."""
+    return sh(SH_HAS_ADDRESS, "sp-has-address", dev, cidr)

@@ -26,6 +26,8 @@ from .shell import (
     SH_OFCTL_REPLACE_FLOWS,
     SH_PIDFILE_ALIVE,
     SH_QMP_BOUNCE_LINK,
+    is_dir,
+    link_state,
     sh,
 )
 from .spec import (
@@ -46,6 +48,7 @@ def vm_dir_command(worker: WorkerSpec, vm: VmSpec) -> HostCommand:
     return HostCommand(
         ("mkdir", "-p", path),
         f"State directory of {vm.name}",
+        check=is_dir(path),
         undo=("rm", "-rf", path),
         undo_description=f"Remove the files of {vm.name} (console log, sockets, disk overlay)",
         vm=vm.id,
@@ -70,6 +73,7 @@ def tap_commands(vm: VmSpec, nic: NicSpec) -> tuple[HostCommand, ...]:
         HostCommand(
             ("ip", "link", "set", "dev", nic.tap, state),
             f"Set {nic.tap} {state}" + ("" if nic.vlan is not None else " (no VLAN: dead interface)"),
+            check=link_state(nic.tap, state),
         ),
     )
 

@@ -2,8 +2,10 @@
 
 Reboot keeps the QEMU process, its TAPs and MACs, and the guest leases the same address again;
 shut down then start brings a VM back with its link; force off is reported as stopped; an
-unchanged redeploy brings a stopped VM back, and one more changes nothing (every step that has
-a check is skipped, the hosts are as they were).
+unchanged redeploy brings a stopped VM back. After each of reboot, shut down + start and force
+off + start (and after that redeploy), an unchanged redeploy runs no mutating command: every step
+of its plan is skipped by its check (only the read-only observation runs), the hosts are as they
+were and the guests keep their QEMU processes.
 
 The lab guest (busybox) does not act on the ACPI power button, so shut down ends with the forced
 off fallback after PROVISIONING_SHUTDOWN_TIMEOUT (short for the lab's RQ worker, tests/lab/conftest.py).
@@ -52,6 +54,24 @@ def status(driver: Portal, vm: dict) -> str:
     return driver.get_vm(vm)["status"]
 
 
+READ_ONLY_PHASES = ("probe", "observe")  # the executor's KVM probe, lease read and console tails
+
+
+def assert_redeploy_changes_nothing(driver: Portal, slice_id: int, lab, vms: list[dict], after: str) -> None:
+    """An unchanged redeploy: every step of its plan skipped (no mutating command ran), hosts and QEMU as before."""
+    deployed = hoststate.snapshot(lab)
+    pids = [driver.qemu_pid(vm) for vm in vms]
+    assert None not in pids, f"after {after}: a VM is not running: {pids}"
+    again = driver.run(slice_id, "redeploy")
+    plan_steps = [st for st in again["steps"] if st["phase"] not in READ_ONLY_PHASES]
+    commands = [c for stage in again["plan"]["stages"] for ph in stage["phases"] for c in ph["commands"]]
+    assert len(plan_steps) == len(commands) > 0
+    ran = [(st["host"], st["description"], st["status"]) for st in plan_steps if st["status"] != "skipped"]
+    assert not ran, f"after {after}, an unchanged redeploy ran {len(ran)} command(s): {ran}"
+    assert not hoststate.diff(deployed, hoststate.snapshot(lab)), after
+    assert [driver.qemu_pid(vm) for vm in vms] == pids, after
+
+
 def test_power_actions_keep_links_and_report_the_hosts_state(portal, lab):  # noqa: F811 (the fixture)
     before = hoststate.snapshot(lab)
     s = new_slice(portal, "power")
@@ -71,6 +91,7 @@ def test_power_actions_keep_links_and_report_the_hosts_state(portal, lab):  # no
     assert wait_leases(portal, v1, "eth1", 2)[-2:] == [lease1.ip, lease1.ip]
     assert portal.sh(v1, "cat /sys/class/net/eth1/address").output.strip() == mac
     assert portal.pings(v1, lease2.ip)
+    assert_redeploy_changes_nothing(portal, s["id"], lab, [v1, v2], "reboot")
 
     # Shut down (busybox ignores the power button: forced off after the timeout), then start.
     done = power(portal, v1, "shutdown")
@@ -86,8 +107,18 @@ def test_power_actions_keep_links_and_report_the_hosts_state(portal, lab):  # no
     # A new QEMU process truncates its console log: the lease seen is the new boot's.
     assert wait_leases(portal, v1, "eth1", 1) == [lease1.ip]
     assert portal.pings(v1, lease2.ip)
+    assert_redeploy_changes_nothing(portal, s["id"], lab, [v1, v2], "shut down + start")
 
-    # Force off: stopped, as the host says.
+    # Force off: stopped, as the host says; start brings it back as it was.
+    power(portal, v1, "force_off")
+    assert portal.qemu_pid(v1) is None and status(portal, v1) == "stopped"
+    power(portal, v1, "start")
+    assert status(portal, v1) == "running"
+    assert wait_leases(portal, v1, "eth1", 1) == [lease1.ip]
+    assert portal.pings(v1, lease2.ip)
+    assert_redeploy_changes_nothing(portal, s["id"], lab, [v1, v2], "force off + start")
+
+    # Force off again: an unchanged redeploy brings it back ...
     power(portal, v1, "force_off")
     assert portal.qemu_pid(v1) is None and status(portal, v1) == "stopped"
 
@@ -98,20 +129,8 @@ def test_power_actions_keep_links_and_report_the_hosts_state(portal, lab):  # no
     assert wait_leases(portal, v1, "eth1", 1)[-1] == lease1.ip and status(portal, v1) == "running"
     assert portal.pings(v1, lease2.ip)
 
-    # ... and one more runs no mutating command: every step that has a check is skipped, the hosts do not change.
-    deployed = hoststate.snapshot(lab)
-    pids = (portal.qemu_pid(v1), portal.qemu_pid(v2))
-    again = portal.run(s["id"], "redeploy")
-    commands = [c for stage in again["plan"]["stages"] for ph in stage["phases"] for c in ph["commands"]]
-    plan_steps = [st for st in again["steps"] if st["phase"] != "probe"][: len(commands)]
-    ran = [
-        (st["description"], st["status"])
-        for st, c in zip(plan_steps, commands, strict=True)
-        if c["check"] and st["status"] != "skipped"
-    ]
-    assert not ran, ran
-    assert not hoststate.diff(deployed, hoststate.snapshot(lab))
-    assert (portal.qemu_pid(v1), portal.qemu_pid(v2)) == pids
+    # ... and one more runs no mutating command.
+    assert_redeploy_changes_nothing(portal, s["id"], lab, [v1, v2], "a redeploy that restarted p1")
 
     portal.run(s["id"], "destroy")
     assert_restored(lab, before)
