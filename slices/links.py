@@ -45,8 +45,10 @@ class _Iface:
 class _Picture:
     """What the rules need of the slice, read once: VMs, their interfaces, which ones carry links.
 
-    Two plain SQL statements (this runs for every link anyone draws: the ORM's
-    query building would cost more than the database's work).
+    One plain SQL statement (this runs for every link anyone draws: the ORM's query
+    building, and a second round trip, would cost more than the database's work):
+    rows ``v`` are the VMs asked for with (in this slice) their interfaces, rows ``l``
+    the slice's links that touch them.
     """
 
     def __init__(self, locked: Slice, vm_ids: set[int]):
@@ -56,31 +58,31 @@ class _Picture:
         self.ifaces: dict[int, list[_Iface]] = {}
         with connection.cursor() as cursor:
             cursor.execute(
-                'SELECT v.id, v.name, v.slice_id, i.id, i."index" FROM slices_vm v '  # noqa: S608 - placeholders
+                "SELECT 'v', v.id, v.name, v.slice_id, i.id, i.\"index\", NULL FROM slices_vm v "  # noqa: S608
                 f"LEFT JOIN slices_interface i ON i.vm_id = v.id AND v.slice_id = %s WHERE v.id IN ({marks}) "
-                'ORDER BY v.id, i."index"',
-                [locked.pk, *ids],
-            )
-            for vm_id, name, slice_id, iface_id, index in cursor.fetchall():
-                if vm_id not in self.vms:
-                    self.vms[vm_id] = VM(pk=vm_id, name=name, slice_id=slice_id)
-                    if slice_id == locked.pk:
-                        self.ifaces[vm_id] = []
-                if iface_id is not None:
-                    self.ifaces[vm_id].append(_Iface(iface_id, vm_id, index))
-            mine = list(self.ifaces) or [0]
-            marks = ", ".join(["%s"] * len(mine))
-            cursor.execute(
-                "SELECT l.a_id, l.b_id, a.vm_id, b.vm_id, l.vlan FROM slices_link l "  # noqa: S608 - placeholders
+                "UNION ALL "
+                "SELECT 'l', l.a_id, NULL, a.vm_id, l.b_id, b.vm_id, l.vlan FROM slices_link l "
                 "JOIN slices_interface a ON a.id = l.a_id JOIN slices_interface b ON b.id = l.b_id "
-                f"WHERE l.slice_id = %s AND (a.vm_id IN ({marks}) OR b.vm_id IN ({marks}))",
-                [locked.pk, *mine, *mine],
+                f"WHERE l.slice_id = %s AND (a.vm_id IN ({marks}) OR b.vm_id IN ({marks})) "
+                "ORDER BY 1 DESC, 2, 6",
+                [locked.pk, *ids, locked.pk, *ids, *ids],
             )
             rows = cursor.fetchall()
+        links = []
+        for kind, vm_id, name, slice_id, iface_id, index, vlan in rows:
+            if kind == "l":  # (a id, b id, a's VM, b's VM, vlan)
+                links.append((vm_id, iface_id, slice_id, index, vlan))
+                continue
+            if vm_id not in self.vms:
+                self.vms[vm_id] = VM(pk=vm_id, name=name, slice_id=slice_id)
+                if slice_id == locked.pk:
+                    self.ifaces[vm_id] = []
+            if iface_id is not None:
+                self.ifaces[vm_id].append(_Iface(iface_id, vm_id, index))
         self.by_pk = {i.pk: i for rows_ in self.ifaces.values() for i in rows_}
         self.linked: set[int] = set()
         self.pairs: dict[frozenset[int], tuple[int, int, int | None]] = {}
-        for a_id, b_id, a_vm, b_vm, vlan in rows:
+        for a_id, b_id, a_vm, b_vm, vlan in links:
             self.linked.update((a_id, b_id))
             self.pairs[frozenset((a_vm, b_vm))] = (a_id, b_id, vlan)
 
@@ -191,18 +193,20 @@ def connect(
     if not ends:
         return []
     try:
+        if connection.vendor == "postgresql":
+            return _claim_and_link(locked, ends)
         taken = vlans.allocate_vlans(locked, len(ends))
     except vlans.VlansExhausted as exc:  # blamed on the first request left without a VLAN
         plain = Conflict(exc.message, code=exc.code)
         raise (locate(exc.granted, plain) if locate else plain) from None
+    except IntegrityError as exc:  # unreachable while every writer holds the slice lock; never a 500
+        raise Conflict("That link or VLAN was taken at the same moment; try again.") from exc
     links, addresses = [], []
     for (a, b), vlan in zip(ends, taken, strict=True):
         net = ipam.vlan_network(vlan, settings.SLICE_LINK_SUPERNET)
         links.append(Link(slice=locked, a_id=a.pk, b_id=b.pk, vlan=vlan, subnet=str(net.subnet)))
         addresses += [(a.pk, vlan, str(net.endpoint_address(0))), (b.pk, vlan, str(net.endpoint_address(1)))]
     try:
-        if connection.vendor == "postgresql":
-            return _write_postgresql(locked, links, addresses)
         created = Link.objects.bulk_create(links)
     except IntegrityError as exc:  # unreachable while every writer holds the slice lock; never a 500
         raise Conflict("That link or VLAN was taken at the same moment; try again.") from exc
@@ -211,35 +215,12 @@ def connect(
     return created
 
 
-# Every link and both ends of each in one statement (one round trip, whatever the number of links).
-_WRITE_SQL = """
-WITH new AS (
-    INSERT INTO slices_link (slice_id, a_id, b_id, vlan, subnet, created)
-    SELECT %s, x.a, x.b, x.v, x.s, now()
-    FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::text[]) AS x (a, b, v, s)
-    RETURNING id, vlan, created
-), ends AS (
-    UPDATE slices_interface AS i SET vlan = e.v, ip_address = e.ip::inet, lease_address = NULL
-    FROM unnest(%s::bigint[], %s::int[], %s::text[]) AS e (id, v, ip) WHERE i.id = e.id
-)
-SELECT id, vlan, created FROM new
-"""
-
-
-def _write_postgresql(locked: Slice, links: list[Link], addresses: list[tuple[int, int, str]]) -> list[Link]:
-    params = [
-        locked.pk,
-        [link.a_id for link in links],
-        [link.b_id for link in links],
-        [link.vlan for link in links],
-        [link.subnet for link in links],
-        [row[0] for row in addresses],
-        [row[1] for row in addresses],
-        [row[2] for row in addresses],
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_WRITE_SQL, params)
-        ids = {vlan: (pk, created) for pk, vlan, created in cursor.fetchall()}
-    for link in links:
-        link.pk, link.created = ids[link.vlan]
+def _claim_and_link(locked: Slice, ends: list[tuple[_Iface, _Iface]]) -> list[Link]:
+    """PostgreSQL: the VLANs, the links and both ends of each in one statement (:func:`vlans.claim_and_link`)."""
+    rows = vlans.claim_and_link(locked, [(a.pk, b.pk) for a, b in ends])
+    by_a = {a_id: (pk, vlan, subnet, created) for pk, a_id, vlan, subnet, created in rows}
+    links = []
+    for a, b in ends:
+        pk, vlan, subnet, created = by_a[a.pk]
+        links.append(Link(pk=pk, slice=locked, a_id=a.pk, b_id=b.pk, vlan=vlan, subnet=subnet, created=created))
     return links

@@ -23,11 +23,12 @@ lock anyway.
 """
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import connection
 
+from . import ipam
 from .errors import Conflict
 from .models import INTERNET_VLAN, Link, Slice, SliceVlan
 
@@ -36,21 +37,54 @@ CLAIM_LOCK_KEY = 0x564C414E
 # Free VLANs looked at per claim query beyond those asked for (others may hold some candidates' locks).
 CLAIM_WINDOW = 64
 
-_CLAIM_SQL = f"""
-WITH free AS MATERIALIZED (
+# Claim and link in one statement (PostgreSQL): the VLANs the slice holds and no link uses come first
+# (``spare``), the rest are claimed from the range (``picked``: try-locked candidates, only when the
+# spare ones are too few); the links are written with both ends only when every one of them got a
+# VLAN. Otherwise nothing is linked and the VLANs claimed stay held by the slice (spare for the next
+# attempt, rolled back with the caller's transaction on a 409). The subnet of VLAN v is the v-th /24
+# of the supernet and its ends get host .10 and .11 (the arithmetic of ``ipam.link_subnet``); the
+# last row always comes, with the count of VLANs granted.
+_CONNECT_SQL = f"""
+WITH spare AS MATERIALIZED (
+    SELECT h.vlan AS v FROM slices_slicevlan h
+    WHERE h.slice_id = %(slice)s AND NOT EXISTS (SELECT 1 FROM slices_link l WHERE l.vlan = h.vlan)
+    ORDER BY h.vlan LIMIT %(count)s
+), free AS MATERIALIZED (
     SELECT v FROM generate_series(%(low)s::int, %(high)s::int) AS v
     WHERE v <> {INTERNET_VLAN} AND NOT EXISTS (SELECT 1 FROM slices_slicevlan h WHERE h.vlan = v)
     ORDER BY v
     LIMIT %(window)s
 ), picked AS (
-    SELECT v FROM free WHERE pg_try_advisory_xact_lock({CLAIM_LOCK_KEY}, v) LIMIT %(count)s
+    SELECT v FROM free
+    WHERE (SELECT count(*) FROM spare) < %(count)s AND pg_try_advisory_xact_lock({CLAIM_LOCK_KEY}, v)
+    LIMIT %(count)s - (SELECT count(*) FROM spare)
+), claimed AS (
+    INSERT INTO slices_slicevlan (vlan, slice_id) SELECT v, %(slice)s FROM picked
+    ON CONFLICT (vlan) DO NOTHING RETURNING vlan AS v
+), got AS (
+    SELECT v, row_number() OVER (ORDER BY v) AS n FROM (SELECT v FROM spare UNION ALL SELECT v FROM claimed) AS x
+), new AS (
+    INSERT INTO slices_link (slice_id, a_id, b_id, vlan, subnet, created)
+    SELECT %(slice)s, e.a, e.b, g.v, network(set_masklen(%(supernet)s::inet + g.v::bigint * 256, 24))::text, now()
+    FROM got AS g JOIN unnest(%(a)s::bigint[], %(b)s::bigint[]) WITH ORDINALITY AS e (a, b, n) ON e.n = g.n
+    WHERE (SELECT count(*) FROM got) = %(count)s
+    RETURNING id, a_id, b_id, vlan, subnet, created
+), ends AS (
+    UPDATE slices_interface AS i
+    SET vlan = x.v, ip_address = host(%(supernet)s::inet + (x.v::bigint * 256 + x.host))::inet, lease_address = NULL
+    FROM (
+        SELECT a_id AS id, vlan AS v, {ipam.DHCP_FIRST_HOST} AS host FROM new
+        UNION ALL SELECT b_id, vlan, {ipam.DHCP_FIRST_HOST + 1} FROM new
+    ) AS x
+    WHERE i.id = x.id
 )
-INSERT INTO slices_slicevlan (vlan, slice_id) SELECT v, %(slice)s FROM picked
-ON CONFLICT (vlan) DO NOTHING RETURNING vlan
+SELECT n.id, n.a_id, n.vlan, n.subnet, n.created, c.granted
+FROM (SELECT count(*) AS granted FROM got) AS c LEFT JOIN new AS n ON true
 """  # noqa: S608 - constants from code; every value is a parameter
-# The materialised CTE yields candidates in order and the LIMIT of ``picked`` stops pulling
-# rows once it has enough: only the VLANs returned are try-locked, never the whole window.
-# The insert does nothing for a VLAN another claimer committed after our snapshot.
+# The materialised CTE ``free`` yields candidates in order and the LIMIT of ``picked`` stops
+# pulling rows once it has enough: only the VLANs returned are try-locked, never the whole
+# window. The claim does nothing for a VLAN another claimer committed after our snapshot.
+
 
 _SPARE_SQL = (
     "SELECT h.vlan FROM slices_slicevlan h WHERE h.slice_id = %s AND NOT EXISTS "
@@ -78,23 +112,38 @@ class VlansExhausted(Conflict):
         self.granted = granted
 
 
-def _claim_postgresql(slice_obj: Slice, count: int) -> list[int]:
+def claim_and_link(slice_obj: Slice, ends: Sequence[tuple[int, int]]) -> list[tuple]:
+    """PostgreSQL: VLANs for ``len(ends)`` new links of the slice and the links themselves, in one statement.
+
+    ``ends``: (interface a, interface b) per link. The links get the lowest VLANs the
+    slice holds unused, then the lowest free ones of the range, in order. Returns
+    ``(link id, a id, vlan, subnet, created)`` per link; raises :class:`VlansExhausted`
+    when the range has too few (the caller's transaction rolls back what was claimed).
+    The caller holds the slice's row lock inside a transaction.
+    """
     low, high = vlan_range()
-    got: list[int] = []
+    count = len(ends)
+    params = {
+        "slice": slice_obj.pk,
+        "count": count,
+        "low": low,
+        "high": high,
+        "window": count + CLAIM_WINDOW,
+        "supernet": settings.SLICE_LINK_SUPERNET,
+        "a": [a for a, _ in ends],
+        "b": [b for _, b in ends],
+    }
     with connection.cursor() as cursor:
-        while len(got) < count:
-            want = count - len(got)
-            params = {"low": low, "high": high, "window": want + CLAIM_WINDOW, "count": want, "slice": slice_obj.pk}
-            cursor.execute(_CLAIM_SQL, params)
-            claimed = [row[0] for row in cursor.fetchall()]
-            if not claimed:
-                if not _any_free(cursor, low, high):
-                    raise VlansExhausted(len(got))
-                time.sleep(0.001)  # every free VLAN is some claimer's candidate: it commits or rolls back soon
-            got += claimed
-            # Fewer than asked: others hold the candidates' locks or committed some of them
-            # after our snapshot; the next round reads a fresh snapshot and new candidates.
-    return got
+        while True:
+            cursor.execute(_CONNECT_SQL, params)
+            rows = cursor.fetchall()
+            if rows[0][0] is not None:
+                return [row[:5] for row in rows]
+            # Too few VLANs this round: others hold the candidates' locks or committed some of them
+            # after our snapshot (what we claimed stays ours: spare next round, on a fresh snapshot).
+            if not _any_free(cursor, low, high):
+                raise VlansExhausted(rows[0][5])
+            time.sleep(0.001)  # every free VLAN is some claimer's candidate: it commits or rolls back soon
 
 
 def _any_free(cursor, low: int, high: int) -> bool:
@@ -121,6 +170,8 @@ def _claim_other(slice_obj: Slice, count: int) -> list[int]:
 def allocate_vlans(slice_obj: Slice, count: int) -> list[int]:
     """``count`` distinct VLANs for new links of the slice, lowest first (409 when the range is full).
 
+    Any database but PostgreSQL (there :func:`claim_and_link` does this and the links in one statement).
+
     VLANs the slice holds and no link of it uses come first; the rest are
     claimed from the global range. All or nothing: on a 409 the caller's
     transaction rolls back whatever was claimed. The caller must hold the
@@ -133,9 +184,8 @@ def allocate_vlans(slice_obj: Slice, count: int) -> list[int]:
         spare = [row[0] for row in cursor.fetchall()]
     missing = count - len(spare)
     if missing:
-        claim = _claim_postgresql if connection.vendor == "postgresql" else _claim_other
         try:
-            spare += claim(slice_obj, missing)
+            spare += _claim_other(slice_obj, missing)
         except VlansExhausted as exc:
             raise VlansExhausted(len(spare) + exc.granted) from None
     return sorted(spare)
