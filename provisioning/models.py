@@ -195,6 +195,9 @@ class DeploymentStep(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["deployment", "seq"], name="unique_step_seq"),
         ]
+        # A poll reads the job's highest revision and the rows above the one it has seen:
+        # both are index range scans, not a pass over every step of the job.
+        indexes = [models.Index(fields=["deployment", "revision"], name="step_deployment_revision")]
 
     def __str__(self) -> str:
         return f"{self.host}: {self.description}"

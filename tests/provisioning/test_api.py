@@ -242,6 +242,27 @@ def test_a_poll_gets_only_the_steps_changed_since_its_last_read(api, inventory, 
     assert idle["steps"] == [] and idle["steps_revision"] == 3
 
 
+def test_a_step_reads_as_drfs_own_walk_would_give_it(inventory, user, make_slice):
+    """The step serializer's direct read (cheap polls) answers exactly what DRF's field-by-field walk gives."""
+    from django.utils import timezone
+    from rest_framework import serializers
+
+    from provisioning.api.serializers import DeploymentStepSerializer
+
+    dep = Deployment.objects.create(slice=linked(make_slice, user), kind="deploy", status="running")
+    now = timezone.now()
+    done = DeploymentStep.objects.create(
+        deployment=dep, seq=1, host="worker1", phase="ports", vm=3, vlan=100, description="ok step",
+        command="ip link set dev tap_3_eth1 up", status="ok", exit_code=0, output_tail="out\n", started=now,
+        finished=now + timezone.timedelta(milliseconds=1234), revision=7,
+    )  # fmt: skip
+    pending = DeploymentStep.objects.create(deployment=dep, seq=2, host="netnode", phase="vlans", description="p")
+    for step in (done, pending):
+        ser = DeploymentStepSerializer()
+        assert ser.to_representation(step) == serializers.ModelSerializer.to_representation(ser, step)
+    assert DeploymentStepSerializer(done).data["duration_ms"] == 1234
+
+
 def test_poll_parameters_are_checked(api, inventory, user, make_slice):
     dep = Deployment.objects.create(slice=linked(make_slice, user), kind="deploy", status="succeeded")
     for bad in ("steps_after=-1", "steps_after=x", "steps_after=99999999999", "steps_after=%C2%B2", "plan=maybe"):
