@@ -270,3 +270,29 @@ def test_a_link_made_through_the_api_records_its_vlan_and_addresses_on_both_ends
     link = Link.objects.get()
     assert link.a.vlan == link.b.vlan == 100
     assert {link.a.ip_address, link.b.ip_address} == {"10.64.100.10", "10.64.100.11"}
+
+
+def test_link_connect_is_three_statements_whatever_the_slice_holds(user, make_slice):
+    """On PostgreSQL: the slice lock, one read of the VMs/interfaces/links, one claim-and-write (issue 15)."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from slices import ipam
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement claim is PostgreSQL's")
+    s = make_slice(user, vms=4, data=2)
+    vms = vms_of(s)
+    services.link_connect(slice_obj=s, vm_a=vms["vm1"], vm_b=vms["vm2"])
+    with CaptureQueriesContext(connection) as queries:
+        link = services.link_connect(slice_obj=s, vm_a=vms["vm3"], vm_b=vms["vm4"])
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]  # the test's own transaction
+    assert len(statements) == 3, [sql[:80] for sql in statements]
+    link.refresh_from_db()
+    net = ipam.vlan_network(link.vlan, settings.SLICE_LINK_SUPERNET)
+    assert link.subnet == str(net.subnet)
+    a, b = Interface.objects.get(pk=link.a_id), Interface.objects.get(pk=link.b_id)
+    assert (a.vlan, a.ip_address, b.vlan, b.ip_address) == (
+        link.vlan, str(net.endpoint_address(0)), link.vlan, str(net.endpoint_address(1))
+    )  # fmt: skip
