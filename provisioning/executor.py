@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -43,7 +44,7 @@ from slices.models import VM, Interface
 
 from . import lifecycle, plans, specs
 from .models import Deployment, DeploymentStep
-from .plans import HostCommand, Phase, Plan, SliceSpec, Stage
+from .plans import HostCommand, Phase, Plan, SliceSpec
 from .runners import DryRunRunner, Event, FabricRunner, Runner, SshTarget
 from .scripts import shell_text
 
@@ -223,9 +224,13 @@ class StepBook:
         self.done += len(step_ids)
         self.progress()
 
-    def fail_running(self, reason: str) -> None:
+    def fail_running(self, reason: str, *, host: str | None = None) -> None:
+        """Mark the running steps failed (only ``host``'s when given: other hosts' lanes go on)."""
         self.flush()
-        DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.RUNNING).update(
+        rows = DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.RUNNING)
+        if host is not None:
+            rows = rows.filter(host=host)
+        rows.update(
             status=DeploymentStep.Status.FAILED,
             output_tail=reason[-OUTPUT_TAIL:],
             finished=timezone.now(),
@@ -300,7 +305,7 @@ def _take(
     if event.kind == "host":
         if not event.cancelled and not event.ok and event.error:
             failures.append(event.error)
-            book.fail_running(event.error)
+            book.fail_running(event.error, host=event.host)
         return
     step_id, cmd = scripts[event.host][event.index]
     if event.kind == "began":
@@ -336,9 +341,119 @@ class Executor:
         return ids
 
     def run_plan(self, plan: Plan, spec_for_guards: SliceSpec | None) -> None:
+        """Run the plan's lanes (:mod:`provisioning.plans.lanes`): a thread per host sends its trips in
+        order, hosts in parallel; this thread writes every event to the step rows as it arrives.
+
+        A failure (or a cancel) lets every trip that runs end, and no lane starts another one.
+        Trips of shared phases run under the network node's lock, where a shared teardown is
+        re-checked (asked of this thread: only it touches the database).
+        """
         ids = self.add_plan_rows(plan)
-        for stage, stage_ids in zip(plan.stages, ids, strict=True):
-            self.run_stage(stage, stage_ids, spec_for_guards)
+        self.check_cancelled()
+        lanes = plans.lanes(plan)
+        inbox: queue.Queue[tuple] = queue.Queue()
+        stopped = threading.Event()  # a lane failed: no lane starts another trip
+        early_left = [sum(1 for trips in lanes.values() if any(t.network for t in trips))]
+        early_done = threading.Event()  # every lane's stop/network trips have ended
+        count_lock = threading.Lock()
+        if not early_left[0]:
+            early_done.set()
+
+        def early_finished() -> None:
+            with count_lock:
+                early_left[0] -= 1
+                if early_left[0] <= 0:
+                    early_done.set()
+
+        def lane(host: str, trips: Sequence[plans.Trip]) -> None:
+            pending_early = any(t.network for t in trips)
+            try:
+                for i, trip in enumerate(trips):
+                    if trip.after_network:
+                        if pending_early:  # this lane's own early trips are behind it
+                            pending_early = False
+                            early_finished()
+                        early_done.wait()
+                    if stopped.is_set() or self.runner.stop.is_set():
+                        return
+                    lock = self.lock_factory(spec_for_guards.netnode.name) if trip.shared and spec_for_guards else None
+                    with lock or nullcontext():
+                        reply: queue.Queue[list[tuple[int, HostCommand]]] = queue.Queue()
+                        inbox.put(("script", host, trip, reply))
+                        script = _answer(reply, aborted)
+                        if script:
+                            ok = [True]
+
+                            def emit(event: Event, script=script, ok=ok) -> None:
+                                if (event.kind == "host" and not event.ok and not event.cancelled) or (
+                                    event.kind == "ended" and event.status == DeploymentStep.Status.FAILED
+                                ):
+                                    ok[0] = False
+                                    stopped.set()
+                                inbox.put(("event", host, script, event))
+
+                            self.runner.run_host(host, [c for _, c in script], emit)
+                    if pending_early and not any(t.network for t in trips[i + 1 :]):
+                        pending_early = False
+                        early_finished()
+            except Exception as exc:  # a lock that never came, a crash: the lane's failure, not the job's hang
+                log.exception("lane of %s failed", host)
+                stopped.set()
+                inbox.put(("error", host, f"{host}: {exc}"))
+            finally:
+                if pending_early:
+                    early_finished()
+                inbox.put(("done", host))
+
+        aborted = threading.Event()  # this thread gave up (an exception): lanes waiting for it end
+        failures: list[str] = []
+        threads = [
+            threading.Thread(target=lane, args=(host, trips), name=f"sp-lane-{host}", daemon=True)
+            for host, trips in lanes.items()
+        ]
+        for thread in threads:
+            thread.start()
+        remaining = len(threads)
+        try:
+            while remaining:
+                message = inbox.get()
+                kind = message[0]
+                if kind == "done":
+                    remaining -= 1
+                elif kind == "script":
+                    _, host, trip, reply = message
+                    reply.put(self._trip_script(plan, ids, trip))
+                elif kind == "event":
+                    _, host, script, event = message
+                    _take(self.book, {host: script}, event, failures, self._on_ended)
+                elif kind == "error":
+                    failures.append(message[2])
+                if inbox.empty():
+                    self.book.flush()
+        except BaseException:
+            aborted.set()
+            stopped.set()
+            raise
+        finally:
+            self.book.flush()
+            for thread in threads:
+                thread.join(timeout=5)
+        if failures:
+            raise StageFailed("\n".join(failures))
+        self.check_cancelled()
+
+    def _trip_script(self, plan: Plan, ids: list[list[list[int]]], trip: plans.Trip) -> list[tuple[int, HostCommand]]:
+        """The trip's (step id, command) pairs; a shared teardown still needed by another slice is
+        skipped here (its lane holds the lock now)."""
+        script: list[tuple[int, HostCommand]] = []
+        for si, pi in trip.phases:
+            phase, phase_ids = plan.stages[si].phases[pi], ids[si][pi]
+            reason = self._kept_reason(phase)
+            if reason:
+                self.book.skip(phase_ids, f"kept: {reason}")
+                continue
+            script.extend(zip(phase_ids, phase.commands, strict=True))
+        return script
 
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` (naming where the job stopped) when a cancel was asked."""
@@ -346,23 +461,6 @@ class Executor:
             return
         where = f"after step '{self.last_ended[1]}' on {self.last_ended[0]}" if self.last_ended else "before any step"
         raise JobCancelled(f"Cancelled {where}. Deploy, redeploy or destroy the slice to repair it.")
-
-    def run_stage(self, stage: Stage, stage_ids: list[list[int]], spec: SliceSpec | None) -> None:
-        self.check_cancelled()
-        shared = [p for p in stage.phases if p.shared]
-        lock = self.lock_factory(spec.netnode.name) if shared and spec is not None else nullcontext()
-        with lock:
-            scripts: dict[str, list[tuple[int, HostCommand]]] = {}
-            for phase, ids in zip(stage.phases, stage_ids, strict=True):
-                reason = self._kept_reason(phase)
-                if reason:
-                    self.book.skip(ids, f"kept: {reason}")
-                    continue
-                scripts.setdefault(phase.host, []).extend(zip(ids, phase.commands, strict=True))
-            failures = run_commands(self.runner, self.book, scripts, self._on_ended)
-        if failures:
-            raise StageFailed("\n".join(failures))
-        self.check_cancelled()
 
     def _kept_reason(self, phase: Phase) -> str | None:
         """A shared teardown is re-checked now, under the lock: is another slice still using it?"""
@@ -457,6 +555,16 @@ class Executor:
         failures += run_commands(self.runner, self.book, scripts, on_console)
         if failures:
             raise StageFailed("\n".join(failures))
+
+
+def _answer(reply: queue.Queue, aborted: threading.Event) -> list:
+    """A lane's answer from the job's thread (nothing when that thread gave up)."""
+    while not aborted.is_set():
+        try:
+            return reply.get(timeout=1)
+        except queue.Empty:
+            continue
+    return []
 
 
 def _vm_id_of(cmd: HostCommand) -> int:
