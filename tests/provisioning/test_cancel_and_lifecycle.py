@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from inventory.models import Host
 from provisioning import executor, services
-from provisioning.models import Deployment, DeploymentStep
+from provisioning.models import DeploymentStep
 from provisioning.runners import DryRunRunner, Event
 from slices import services as slice_services
 from slices.errors import Conflict, NotFound
