@@ -139,6 +139,31 @@ def test_a_failing_step_stops_its_host_and_names_host_step_and_stderr(ssh_hosts,
     assert retry.kind == "deploy" and retry.status == "queued"
 
 
+def test_a_failed_network_node_leaves_a_slice_that_retry_and_destroy_repair(ssh_hosts, user, make_slice, echo):
+    echo(fail="Start dnsmasq for VLAN 102")
+    s = six_vm_slice(make_slice, user)
+    done = run(services.deploy_request(slice_obj=s, user=user))
+    assert done.status == "failed"
+    assert done.error.startswith("netnode: step 'Start dnsmasq for VLAN 102 (")
+    # the workers did not wait for the network node: they started every VM (no rollback)
+    qemu = DeploymentStep.objects.filter(deployment=done, description__startswith="Start QEMU")
+    assert qemu.count() == 6 and set(qemu.values_list("status", flat=True)) == {"ok"}
+    after = DeploymentStep.objects.filter(deployment=done, host="netnode", description__startswith="Start dnsmasq")
+    assert after.filter(status="not_run").exists()  # the rest of the network node's script never ran
+    s.refresh_from_db()
+    assert s.status == "failed"
+    seen = echo()  # the network node works again
+    retry = run(services.retry_deployment(deployment=done, user=user))
+    assert retry.status == "succeeded", retry.error
+    assert DeploymentStep.objects.filter(deployment=retry, host="netnode", status="ok").exists()
+    gone = run(services.destroy_request(slice_obj=s, user=user))
+    assert gone.status == "succeeded", gone.error
+    s.refresh_from_db()
+    assert s.status == "draft"
+    for host, expected in echo_plans.real_shell_by_host(seen[-1]).items():
+        assert log_lines(Host.objects.get(name=host))[-len(expected) :] == expected
+
+
 def test_unreachable_host_fails_the_deployment_then_destroy_cleans_up(ssh_hosts, user, make_slice, echo):
     seen = echo()
     s = six_vm_slice(make_slice, user)
