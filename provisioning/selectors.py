@@ -28,7 +28,7 @@ def deployment_detail_queryset(
     """Deployments with their steps (only those of revision > ``steps_after``) and ``steps_revision``.
 
     ``steps_revision`` is read in the main query, before the steps: every row up to it
-    is already committed (see ``executor.StepBook``), so a poller that asks next for
+    is already committed (see ``stepbook.StepBook``), so a poller that asks next for
     ``steps_after=steps_revision`` misses nothing (it may see a row twice).
     """
     latest = (
