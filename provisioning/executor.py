@@ -247,13 +247,11 @@ class Executor:
                         inbox.put(("script", host, trip, reply))
                         script = _answer(reply, aborted)
                         if script:
-                            ok = [True]
 
-                            def emit(event: Event, script=script, ok=ok) -> None:
+                            def emit(event: Event, script=script) -> None:
                                 if (event.kind == "host" and not event.ok and not event.cancelled) or (
                                     event.kind == "ended" and event.status == DeploymentStep.Status.FAILED
                                 ):
-                                    ok[0] = False
                                     stopped.set()
                                 inbox.put(("event", host, script, event))
 
