@@ -38,7 +38,6 @@ from pathlib import Path
 from common import log, machine, make_user, ring_slice, table
 from common import scratch_database as scratch
 from labkit import (
-    RQ_QUEUE,
     LabSession,
     RqWorker,
     api_action,
@@ -52,6 +51,7 @@ from labkit import (
     ring_ends,
     wait_deployment,
     wait_ready,
+    wait_registered,
 )
 
 SHARED_PHASES = ("isolation", "internet", "leave-internet", "teardown-internet", "teardown-isolation")
@@ -117,23 +117,6 @@ def overlaps(rows: list[list]) -> list[str]:
             if j1 != j2 and s1 < e2 and s2 < e1:
                 found.append(f"{j1} {p1} [{s1:.2f}, {e1:.2f}] and {j2} {p2} [{s2:.2f}, {e2:.2f}]")
     return found
-
-
-def wait_workers(workers: list, timeout: float = 120) -> float:
-    """Seconds until every RQ worker process has registered with Redis (ready to take a job): a job
-    requested earlier would wait for the worker's own start-up, which is no part of a deploy."""
-    import django_rq
-    from rq import Worker
-
-    pids = {w.process.pid for w in workers}
-    started = time.monotonic()
-    while True:
-        ready = {w.pid for w in Worker.all(queue=django_rq.get_queue(RQ_QUEUE))} & pids
-        if ready == pids:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise RuntimeError(f"RQ workers {sorted(pids - ready)} not ready after {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def portal_run(slices: list, client, worker) -> dict:
@@ -226,7 +209,7 @@ def main() -> None:
 
         started = [workers.enter_context(RqWorker(Path(tmp) / f"rqworker{i}.log")) for i in range(args.slices)]
         worker = started[-1]
-        log(f"{len(started)} RQ workers ready in {wait_workers(started):.1f} s (not in the figures)")
+        log(f"{len(started)} RQ workers ready in {wait_registered(started):.1f} s (not in the figures)")
         accels = lab.probe_accel()
         for name, (accel, seconds) in accels.items():
             log(f"{name}: KVM probe says {accel} ({seconds:.1f} s, once per worker; not in the figures)")
