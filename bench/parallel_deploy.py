@@ -1,4 +1,4 @@
-"""Benchmark 6 — slices deployed at once on the lab by several RQ workers, beside the floor.
+"""Benchmark 8 — slices deployed at once on the lab by several RQ workers, beside the floor.
 
 Portal: ``POST /api/slices/{id}/deploy/`` for every slice, one right after the
 other (the real view, in this process), taken by as many ``manage.py rqworker
@@ -197,7 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     require_root()
 
-    print(f"# Benchmark 6: {args.slices} slices x {args.vms} VMs deployed at once by {args.slices} RQ workers")
+    print(f"# Benchmark 8: {args.slices} slices x {args.vms} VMs deployed at once by {args.slices} RQ workers")
     print(f"# machine: {machine()}")
     with (
         scratch("lab_parallel", keep=args.keep_db),
