@@ -43,6 +43,7 @@ from labkit import (
     ring_ends,
     wait_deployment,
     wait_ready,
+    wait_registered,
 )
 
 SIZES = (2, 4, 6)
@@ -127,6 +128,7 @@ def main() -> None:
     ):
         from inventory.models import Host
 
+        log(f"RQ worker ready in {wait_registered([worker]):.1f} s (not in the figures)")
         accels = lab.probe_accel()
         for name, (accel, seconds) in accels.items():
             log(f"{name}: KVM probe says {accel} ({seconds:.1f} s, once per worker; not in the figures)")

@@ -230,6 +230,26 @@ class RqWorker:
         return removed
 
 
+def wait_registered(workers: Sequence[RqWorker], timeout: float = 120) -> float:
+    """Seconds until every RQ worker process has registered with Redis (ready to take a job).
+
+    A job requested earlier waits for the worker's own start-up (Django loading: seconds on a busy
+    machine), which is no part of a deploy: the benchmarks start their clocks after this.
+    """
+    import django_rq
+    from rq import Worker
+
+    pids = {w.process.pid for w in workers if w.process is not None}
+    started = time.monotonic()
+    while True:
+        ready = {w.pid for w in Worker.all(queue=django_rq.get_queue(RQ_QUEUE))} & pids
+        if ready == pids:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"RQ workers {sorted(pids - ready)} not ready after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 # --- running plans without the portal -----------------------------------------------------------
 
 

@@ -1,15 +1,18 @@
-"""The executor: runs one deployment's plan stage by stage and records every step live.
+"""The executor: runs one deployment's plan, a lane per host, and records every step live.
 
-- Stages run in order; within a stage every host gets one script, hosts in
-  parallel (the runner). The first failing step stops that host; a stage with a
-  failed host is the last one: the deployment fails with a message naming the
-  host, the step and its output. Nothing is rolled back (docs/provisioning.md).
+- Each host runs its **lane** (:mod:`provisioning.plans.lanes`): its phases in plan
+  order, in as few round trips as possible, every host at once, so a worker starts
+  its VMs while the network node builds the VLANs. The first failing step stops
+  that host; the other hosts finish the round trip they are in and no lane starts
+  another: the deployment fails with a message naming the host, the step and its
+  output. Nothing is rolled back (docs/provisioning.md).
 - Every step row exists from the start (pending) and is updated the moment the
   step begins and ends, with ``filter(pk=...).update(...)`` in autocommit: the
   API and UI see progress live, and a crash leaves an honest record.
 - Phases on resources other slices share (the isolation chains, VLAN 400 + NAT)
-  run under a Redis lock per network node; their teardown is re-checked under
-  that lock and skipped while another slice still needs them.
+  travel in round trips of their own, run under a Redis lock per network node;
+  their teardown is re-checked under that lock and skipped while another slice
+  still needs them. Nothing else of a job waits for another job.
 - After a deploy, "observe" reads the DHCP leases on the network node (waiting at
   most ``PROVISIONING_LEASE_WAIT`` seconds for the VMs this job booted) and every
   VM's console tail. A failed observation step fails the deployment, as any
@@ -24,13 +27,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from datetime import datetime, timedelta
 
 import django_rq
 from django.conf import settings
@@ -43,15 +46,14 @@ from slices.models import VM, Interface
 
 from . import lifecycle, plans, specs
 from .models import Deployment, DeploymentStep
-from .plans import HostCommand, Phase, Plan, SliceSpec, Stage
+from .plans import HostCommand, Phase, Plan, SliceSpec
 from .runners import DryRunRunner, Event, FabricRunner, Runner, SshTarget
-from .scripts import shell_text
+from .stepbook import OUTPUT_TAIL, StepBook
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
 CANCEL_POLL_SECONDS = 1  # how soon a running job sees a cancel request
-OUTPUT_TAIL = 4000
 
 
 def lease_wait_seconds() -> int:
@@ -123,138 +125,6 @@ def shared_lock(netnode: str) -> Iterator[None]:
             log.warning("lock on %s expired before release", netnode)
 
 
-# --- step rows ------------------------------------------------------------------------------------
-
-
-class StepBook:
-    """The deployment's step rows: created pending up front, updated as events arrive.
-
-    The book is the rows' only writer. Step events that arrive together (a burst:
-    the runner says when no more are waiting, ``Event.burst_end``) are written in
-    one autocommitted UPDATE, each row stamped with the next ``revision``; the
-    statement commits them at once, so revisions still become visible in order
-    and a poller that has seen revision R needs only the rows with
-    ``revision > R`` (``GET /api/deployments/{id}/?steps_after=R``). A burst is
-    never held back waiting for later events: rows stay live, and the job's
-    statements grow with its stages and bursts, not with its steps. Every other
-    write of the book flushes the pending burst first.
-    """
-
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment  # claimed just now: it has no rows yet (a deployment runs once)
-        self.next_seq = 1
-        self.revision = 0
-        self.total = 0
-        self.done = 0
-        self.shown = 0
-        self.planned = False  # progress is shown once the whole plan's rows exist (not after the probe alone)
-        # step id -> (status, exit code, output tail, started, finished): the burst not written yet
-        self.pending: dict[int, tuple[str, int | None, str, datetime | None, datetime | None]] = {}
-
-    def bump(self) -> int:
-        self.revision += 1
-        return self.revision
-
-    def add(self, host: str, phase: str, commands: Sequence[HostCommand]) -> list[int]:
-        self.flush()
-        revision = self.bump()
-        rows = []
-        for cmd in commands:
-            rows.append(
-                DeploymentStep(
-                    deployment=self.deployment,
-                    seq=self.next_seq,
-                    host=host,
-                    phase=phase,
-                    vm=cmd.vm,
-                    vlan=cmd.vlan,
-                    description=cmd.description[:255],
-                    command=shell_text(cmd.argv),
-                    revision=revision,
-                )
-            )
-            self.next_seq += 1
-        created = DeploymentStep.objects.bulk_create(rows)
-        self.total += len(created)
-        return [row.pk for row in created]
-
-    def began(self, step_id: int) -> None:
-        """The step is running (written with its burst: :meth:`flush`)."""
-        self.pending[step_id] = (DeploymentStep.Status.RUNNING, None, "", timezone.now(), None)
-
-    def ended(self, step_id: int, event: Event) -> None:
-        """The step ended (written with its burst; a "began" of the same burst is superseded)."""
-        now = timezone.now()
-        started = now - timedelta(seconds=event.duration)
-        self.pending.pop(step_id, None)  # re-inserted last: its revision follows the burst's earlier events
-        self.pending[step_id] = (event.status, event.exit_code, event.output[-OUTPUT_TAIL:], started, now)
-        self.done += 1
-
-    def flush(self) -> None:
-        """Write the pending burst in one statement, a new revision per row in event order."""
-        if not self.pending:
-            return
-        rows = [(pk, *values, self.bump()) for pk, values in self.pending.items()]
-        self.pending = {}
-        if connection.vendor == "postgresql":
-            marks = ", ".join(
-                ["(%s::bigint, %s::varchar, %s::int, %s::text, %s::timestamptz, %s::timestamptz, %s::int)"] * len(rows)
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE provisioning_deploymentstep AS s SET status = v.status, exit_code = v.exit_code, "  # noqa: S608
-                    "output_tail = v.output_tail, started = v.started, finished = v.finished, revision = v.revision "
-                    f"FROM (VALUES {marks}) AS v (id, status, exit_code, output_tail, started, finished, revision) "
-                    "WHERE s.id = v.id",
-                    [x for row in rows for x in row],
-                )
-        else:
-            fields = ["status", "exit_code", "output_tail", "started", "finished", "revision"]
-            objs = [DeploymentStep(pk=row[0], **dict(zip(fields, row[1:], strict=True))) for row in rows]
-            DeploymentStep.objects.bulk_update(objs, fields, batch_size=100)
-        self.progress()
-
-    def skip(self, step_ids: Sequence[int], reason: str) -> None:
-        self.flush()
-        now = timezone.now()
-        DeploymentStep.objects.filter(pk__in=list(step_ids)).update(
-            status=DeploymentStep.Status.SKIPPED, output_tail=reason, started=now, finished=now, revision=self.bump()
-        )
-        self.done += len(step_ids)
-        self.progress()
-
-    def fail_running(self, reason: str) -> None:
-        self.flush()
-        DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.RUNNING).update(
-            status=DeploymentStep.Status.FAILED,
-            output_tail=reason[-OUTPUT_TAIL:],
-            finished=timezone.now(),
-            revision=self.bump(),
-        )
-
-    def first_failure(self) -> str:
-        """The first failed step of the deployment as an error message ("" when none failed)."""
-        self.flush()
-        step = (
-            DeploymentStep.objects.filter(deployment=self.deployment, status=DeploymentStep.Status.FAILED)
-            .order_by("seq")
-            .first()
-        )
-        if step is None:
-            return ""
-        tail = "\n".join(step.output_tail.strip().splitlines()[-15:])
-        return f"{step.host}: step '{step.description}' failed" + (f": {tail}" if tail else "")
-
-    def progress(self) -> None:
-        """Percent of steps ended (never shown going back when observation rows are added; 100 at success)."""
-        if not self.planned:
-            return
-        percent = min(99, self.done * 100 // self.total) if self.total else 0
-        if percent > self.shown:
-            self.shown = percent
-            self.deployment.set_progress(percent)
-
-
 # --- running a stage ------------------------------------------------------------------------------
 
 
@@ -300,7 +170,7 @@ def _take(
     if event.kind == "host":
         if not event.cancelled and not event.ok and event.error:
             failures.append(event.error)
-            book.fail_running(event.error)
+            book.fail_running(event.error, host=event.host)
         return
     step_id, cmd = scripts[event.host][event.index]
     if event.kind == "began":
@@ -336,9 +206,117 @@ class Executor:
         return ids
 
     def run_plan(self, plan: Plan, spec_for_guards: SliceSpec | None) -> None:
+        """Run the plan's lanes (:mod:`provisioning.plans.lanes`): a thread per host sends its trips in
+        order, hosts in parallel; this thread writes every event to the step rows as it arrives.
+
+        A failure (or a cancel) lets every trip that runs end, and no lane starts another one.
+        Trips of shared phases run under the network node's lock, where a shared teardown is
+        re-checked (asked of this thread: only it touches the database).
+        """
         ids = self.add_plan_rows(plan)
-        for stage, stage_ids in zip(plan.stages, ids, strict=True):
-            self.run_stage(stage, stage_ids, spec_for_guards)
+        self.check_cancelled()
+        lanes = plans.lanes(plan)
+        inbox: queue.Queue[tuple] = queue.Queue()
+        stopped = threading.Event()  # a lane failed: no lane starts another trip
+        early_left = [sum(1 for trips in lanes.values() if any(t.network for t in trips))]
+        early_done = threading.Event()  # every lane's stop/network trips have ended
+        count_lock = threading.Lock()
+        if not early_left[0]:
+            early_done.set()
+
+        def early_finished() -> None:
+            with count_lock:
+                early_left[0] -= 1
+                if early_left[0] <= 0:
+                    early_done.set()
+
+        def lane(host: str, trips: Sequence[plans.Trip]) -> None:
+            pending_early = any(t.network for t in trips)
+            try:
+                for i, trip in enumerate(trips):
+                    if trip.after_network:
+                        if pending_early:  # this lane's own early trips are behind it
+                            pending_early = False
+                            early_finished()
+                        early_done.wait()
+                    if stopped.is_set() or self.runner.stop.is_set():
+                        return
+                    lock = self.lock_factory(spec_for_guards.netnode.name) if trip.shared and spec_for_guards else None
+                    with lock or nullcontext():
+                        reply: queue.Queue[list[tuple[int, HostCommand]]] = queue.Queue()
+                        inbox.put(("script", host, trip, reply))
+                        script = _answer(reply, aborted)
+                        if script:
+
+                            def emit(event: Event, script=script) -> None:
+                                if (event.kind == "host" and not event.ok and not event.cancelled) or (
+                                    event.kind == "ended" and event.status == DeploymentStep.Status.FAILED
+                                ):
+                                    stopped.set()
+                                inbox.put(("event", host, script, event))
+
+                            self.runner.run_host(host, [c for _, c in script], emit)
+                    if pending_early and not any(t.network for t in trips[i + 1 :]):
+                        pending_early = False
+                        early_finished()
+            except Exception as exc:  # a lock that never came, a crash: the lane's failure, not the job's hang
+                log.exception("lane of %s failed", host)
+                stopped.set()
+                inbox.put(("error", host, f"{host}: {exc}"))
+            finally:
+                if pending_early:
+                    early_finished()
+                inbox.put(("done", host))
+
+        aborted = threading.Event()  # this thread gave up (an exception): lanes waiting for it end
+        failures: list[str] = []
+        threads = [
+            threading.Thread(target=lane, args=(host, trips), name=f"sp-lane-{host}", daemon=True)
+            for host, trips in lanes.items()
+        ]
+        for thread in threads:
+            thread.start()
+        remaining = len(threads)
+        try:
+            while remaining:
+                message = inbox.get()
+                kind = message[0]
+                if kind == "done":
+                    remaining -= 1
+                elif kind == "script":
+                    _, host, trip, reply = message
+                    reply.put(self._trip_script(plan, ids, trip))
+                elif kind == "event":
+                    _, host, script, event = message
+                    _take(self.book, {host: script}, event, failures, self._on_ended)
+                elif kind == "error":
+                    failures.append(message[2])
+                if inbox.empty():
+                    self.book.flush()
+        except BaseException:
+            aborted.set()
+            stopped.set()
+            raise
+        finally:
+            self.book.flush()
+            for thread in threads:
+                thread.join(timeout=5)
+        if failures:
+            raise StageFailed("\n".join(failures))
+        self.check_cancelled()
+
+    def _trip_script(self, plan: Plan, ids: list[list[list[int]]], trip: plans.Trip) -> list[tuple[int, HostCommand]]:
+        """The trip's (step id, command) pairs; a shared teardown still needed by another slice is
+        skipped here (its lane holds the lock now)."""
+        script: list[tuple[int, HostCommand]] = []
+        for si, pi in trip.phases:
+            phase, phase_ids = plan.stages[si].phases[pi], ids[si][pi]
+            reason = self._kept_reason(phase)
+            if reason:
+                self.book.skip(phase_ids, f"kept: {reason}")
+                continue
+            script.extend(zip(phase_ids, phase.commands, strict=True))
+        return script
 
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` (naming where the job stopped) when a cancel was asked."""
@@ -346,23 +324,6 @@ class Executor:
             return
         where = f"after step '{self.last_ended[1]}' on {self.last_ended[0]}" if self.last_ended else "before any step"
         raise JobCancelled(f"Cancelled {where}. Deploy, redeploy or destroy the slice to repair it.")
-
-    def run_stage(self, stage: Stage, stage_ids: list[list[int]], spec: SliceSpec | None) -> None:
-        self.check_cancelled()
-        shared = [p for p in stage.phases if p.shared]
-        lock = self.lock_factory(spec.netnode.name) if shared and spec is not None else nullcontext()
-        with lock:
-            scripts: dict[str, list[tuple[int, HostCommand]]] = {}
-            for phase, ids in zip(stage.phases, stage_ids, strict=True):
-                reason = self._kept_reason(phase)
-                if reason:
-                    self.book.skip(ids, f"kept: {reason}")
-                    continue
-                scripts.setdefault(phase.host, []).extend(zip(ids, phase.commands, strict=True))
-            failures = run_commands(self.runner, self.book, scripts, self._on_ended)
-        if failures:
-            raise StageFailed("\n".join(failures))
-        self.check_cancelled()
 
     def _kept_reason(self, phase: Phase) -> str | None:
         """A shared teardown is re-checked now, under the lock: is another slice still using it?"""
@@ -457,6 +418,16 @@ class Executor:
         failures += run_commands(self.runner, self.book, scripts, on_console)
         if failures:
             raise StageFailed("\n".join(failures))
+
+
+def _answer(reply: queue.Queue, aborted: threading.Event) -> list:
+    """A lane's answer from the job's thread (nothing when that thread gave up)."""
+    while not aborted.is_set():
+        try:
+            return reply.get(timeout=1)
+        except queue.Empty:
+            continue
+    return []
 
 
 def _vm_id_of(cmd: HostCommand) -> int:

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
@@ -126,6 +126,23 @@ class Runner:
                         break
                 self._count(event, scripts)
                 yield replace(event, burst_end=not any(e is not None for e in ahead))
+
+    def run_host(self, host: str, commands: Sequence[HostCommand], emit: Callable[[Event], None]) -> None:
+        """Run one host's commands as one round trip in the calling thread; ``emit`` gets each event live.
+
+        The executor's lanes call it from a thread per host (one host's trips in order, hosts in parallel).
+        """
+        commands = list(commands)
+
+        def counted(event: Event) -> None:
+            self._count(event, {host: commands})
+            emit(event)
+
+        try:
+            self._run_host(host, commands, counted)
+        except Exception as exc:  # a broken host never takes the others down
+            log.exception("runner failed on %s", host)
+            emit(Event("host", host, ok=False, error=f"{type(exc).__name__}: {exc}"))
 
     def _count(self, event: Event, scripts: Mapping[str, Sequence[HostCommand]]) -> None:
         if event.kind != "ended":

@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from inventory.models import Host
 from slices.models import VM, Slice
 
-from . import placement, specs
+from . import placement, plans, specs
 from .models import Deployment, DeploymentStep
 from .runners import DryRunRunner
 
@@ -28,7 +28,7 @@ def deployment_detail_queryset(
     """Deployments with their steps (only those of revision > ``steps_after``) and ``steps_revision``.
 
     ``steps_revision`` is read in the main query, before the steps: every row up to it
-    is already committed (see ``executor.StepBook``), so a poller that asks next for
+    is already committed (see ``stepbook.StepBook``), so a poller that asks next for
     ``steps_after=steps_revision`` misses nothing (it may see a row twice).
     """
     latest = (
@@ -83,6 +83,9 @@ def plan_preview(*, slice_obj, kind: str | None = None) -> dict:
                 ],
             }
         )
+    stats = {h: s.to_dict() for h, s in runner.stats.items()}
+    for host, trips in plans.round_trips(plan).items():  # the job sends each host's lane, not a script per stage
+        stats[host]["round_trips"] = trips
     pending = []
     if target is not None:
         due = Host.objects.filter(
@@ -94,7 +97,7 @@ def plan_preview(*, slice_obj, kind: str | None = None) -> dict:
         "kind": kind,
         "steps": plan.step_count(),
         "stages": stages,
-        "stats": {h: s.to_dict() for h, s in runner.stats.items()},
+        "stats": stats,
         "accel_probe_pending": pending,
         "notes": (
             [f"KVM is probed on {', '.join(pending)} when the job runs; the QEMU commands show TCG until then."]

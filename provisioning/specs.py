@@ -202,7 +202,13 @@ def deployed_footprint(*, slice_id: int, exclude_id: int | None = None) -> Slice
 
 
 def _other_live_slices(slice_id: int):
-    return Slice.objects.exclude(pk=slice_id).exclude(status=Slice.Status.DRAFT)
+    """Other slices that need the shared things: not drafts, and not slices being destroyed.
+
+    A slice being destroyed removes its own VLANs and stops its guests: it does not keep the shared
+    things for itself. Counting it would make two slices destroyed at once keep them for each other,
+    and neither would remove them (should its destroy fail, it is ``failed`` and counts again).
+    """
+    return Slice.objects.exclude(pk=slice_id).exclude(status__in=[Slice.Status.DRAFT, Slice.Status.DESTROYING])
 
 
 def netnode_users(*, slice_id: int) -> str | None:

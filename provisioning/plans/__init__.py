@@ -1,9 +1,11 @@
 """Host plans: a slice spec in, ordered host commands out. Pure: no Django, no I/O.
 
 A plan is a sequence of **stages**; a stage holds one or more **phases** per
-host; the runner sends all of a host's phases of one stage as one script (one
-SSH round trip), hosts in parallel, and a stage starts only when the previous
-one succeeded on every host. Every plan has at most these stages, in order:
+host. Stages order the work **on each host**; the executor runs one lane per
+host (:mod:`.lanes`): the host's phases in plan order, in as few SSH round trips
+as possible, hosts in parallel, so a worker starts its VMs as soon as its own
+ports are in place while the network node builds the VLANs. Every plan has at
+most these stages, in order:
 
 ``stop``     (workers)  stop QEMU of VMs that go away or change
 ``network``  (netnode)  isolation chains, link VLANs (gateway port, DHCP namespace,
@@ -27,6 +29,7 @@ See docs/provisioning.md for the decisions (isolation, dead interfaces, diffing)
 #   worker     worker builders
 #   observe    probes and read-only observation
 #   build      deploy / destroy / apply plans
+#   lanes      how a plan travels: each host's round trips (trips), hosts in parallel
 # Everything but the shell programs (``plans.shell.SH_*``) is re-exported here: ``plans.deploy_plan``.
 
 from slices.ipam import INTERNET_VLAN, VLAN_ID_MAX, VLAN_ID_MIN
@@ -54,6 +57,7 @@ from .constants import (
     STAGE_STOP,
     STAGE_VMS,
 )
+from .lanes import Trip, lanes, round_trips
 from .layout import DhcpFiles, VmFiles, dhcp_dir, dhcp_files, dhcp_root, ip_forward_saved, vm_dir, vm_files, vms_dir
 from .model import HostCommand, Phase, Plan, Stage, touching
 from .netnode import (
@@ -141,6 +145,7 @@ __all__ = [
     "SeedSpec",
     "SliceSpec",
     "Stage",
+    "Trip",
     "VlanSpec",
     "VmFiles",
     "VmSpec",
@@ -168,6 +173,7 @@ __all__ = [
     "iptables_rule",
     "isolation_commands",
     "kvm_probe_command",
+    "lanes",
     "lease_wait_command",
     "link_guard_command",
     "merge_specs",
@@ -180,6 +186,7 @@ __all__ = [
     "qemu_argv",
     "qemu_command",
     "relink_command",
+    "round_trips",
     "sh",
     "tap_commands",
     "touching",

@@ -237,7 +237,7 @@ def _relinks(
     for _, _, vm, nic in _vlan_changes(old, new, skip=stopped):
         if nic is not None:
             phases.setdefault(vm.host, []).append(relink_command(new.worker(vm.host), vm, nic))
-    return {STAGE_VMS: [Phase("relink", host, tuple(cmds)) for host, cmds in phases.items()]}
+    return {STAGE_VMS: [Phase("relink", host, tuple(cmds), after_network=True) for host, cmds in phases.items()]}
 
 
 def _left_guards(old: SliceSpec, new: SliceSpec, gone: Collection[int]) -> dict[str, list[HostCommand]]:

@@ -49,13 +49,19 @@ class HostCommand:
 
 @dataclass(frozen=True)
 class Phase:
-    """An ordered list of commands for one host. ``shared``: a resource other slices use too."""
+    """An ordered list of commands for one host. ``shared``: a resource other slices use too.
+
+    ``after_network``: the phase needs every host's earlier stages done, not only its own
+    host's (a link bounce makes a running guest ask DHCP at once, so its new VLAN's
+    dnsmasq on the network node must be up): see :mod:`.lanes`.
+    """
 
     name: str
     host: str
     commands: tuple[HostCommand, ...]
     shared: str | None = None
     teardown: bool = False
+    after_network: bool = False
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,9 @@ def test_plan_shows_exact_commands_per_stage_and_host(api, inventory, user, make
     assert "@@SP DRYRUN B 0" in network["netnode"]["script"]
     worker = body["stages"][1]["hosts"][0]
     assert worker["steps"][0]["argv"][0] == "qemu-system-x86_64"
-    assert body["stats"]["netnode"]["round_trips"] == 1 and body["stats"]["netnode"]["connections"] == 1
+    # the job's round trips: isolation, link VLANs, VLAN 400 (shared phases apart); a worker's lane in one
+    assert body["stats"]["netnode"]["round_trips"] == 3 and body["stats"]["netnode"]["connections"] == 1
+    assert body["stats"]["worker1"]["round_trips"] == 1
     assert {h for h in body["stats"]} == {"netnode", "worker1", "worker2"}
     assert body["steps"] == sum(len(h["steps"]) for st in body["stages"] for h in st["hosts"])
     assert VM.objects.filter(slice=s, host__isnull=True).count() == 2  # placement only previewed

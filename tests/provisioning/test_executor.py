@@ -106,9 +106,10 @@ def test_deploy_six_vms_on_two_workers(ssh_hosts, user, make_slice, echo, settin
     # the measured cost: one SSH connection per host, a handful of round trips
     stats = done.stats
     assert {h: (v["connections"], v["round_trips"]) for h, v in stats.items()} == {
-        "netnode": (1, 2),  # network stage + lease observation
-        "worker1": (1, 3),  # network (TAPs, ports), vms (QEMU), console observation
-        "worker2": (1, 3),
+        # isolation (shared, locked), link VLANs, VLAN 400 + NAT (shared, locked), lease observation
+        "netnode": (1, 4),
+        "worker1": (1, 2),  # TAPs, ports and QEMU in one round trip (its lane), console observation
+        "worker2": (1, 2),
     }
     assert stats["worker1"]["ovs_vsctl"] == 1 and stats["worker2"]["ovs_vsctl"] == 1
     assert stats["netnode"]["ovs_vsctl"] == 2  # link VLAN ports + VLAN 400 ports
@@ -138,6 +139,31 @@ def test_a_failing_step_stops_its_host_and_names_host_step_and_stderr(ssh_hosts,
     assert retry.kind == "deploy" and retry.status == "queued"
 
 
+def test_a_failed_network_node_leaves_a_slice_that_retry_and_destroy_repair(ssh_hosts, user, make_slice, echo):
+    echo(fail="Start dnsmasq for VLAN 102")
+    s = six_vm_slice(make_slice, user)
+    done = run(services.deploy_request(slice_obj=s, user=user))
+    assert done.status == "failed"
+    assert done.error.startswith("netnode: step 'Start dnsmasq for VLAN 102 (")
+    # the workers did not wait for the network node: they started every VM (no rollback)
+    qemu = DeploymentStep.objects.filter(deployment=done, description__startswith="Start QEMU")
+    assert qemu.count() == 6 and set(qemu.values_list("status", flat=True)) == {"ok"}
+    after = DeploymentStep.objects.filter(deployment=done, host="netnode", description__startswith="Start dnsmasq")
+    assert after.filter(status="not_run").exists()  # the rest of the network node's script never ran
+    s.refresh_from_db()
+    assert s.status == "failed"
+    seen = echo()  # the network node works again
+    retry = run(services.retry_deployment(deployment=done, user=user))
+    assert retry.status == "succeeded", retry.error
+    assert DeploymentStep.objects.filter(deployment=retry, host="netnode", status="ok").exists()
+    gone = run(services.destroy_request(slice_obj=s, user=user))
+    assert gone.status == "succeeded", gone.error
+    s.refresh_from_db()
+    assert s.status == "draft"
+    for host, expected in echo_plans.real_shell_by_host(seen[-1]).items():
+        assert log_lines(Host.objects.get(name=host))[-len(expected) :] == expected
+
+
 def test_unreachable_host_fails_the_deployment_then_destroy_cleans_up(ssh_hosts, user, make_slice, echo):
     seen = echo()
     s = six_vm_slice(make_slice, user)
@@ -148,9 +174,9 @@ def test_unreachable_host_fails_the_deployment_then_destroy_cleans_up(ssh_hosts,
     assert "worker2: cannot connect to 127.0.0.1:" in done.error
     s.refresh_from_db()
     assert s.status == "failed"
-    # the network stage ran on the reachable hosts; the vms stage never started
+    # the reachable hosts ran their lanes; nothing ran on worker2
     assert log_lines(Host.objects.get(name="netnode"))
-    assert not DeploymentStep.objects.filter(deployment=done, phase="vms").exclude(status="not_run").exists()
+    assert not DeploymentStep.objects.filter(deployment=done, host="worker2").exclude(status="not_run").exists()
     # the host comes back; destroy removes the union of what may exist
     Host.objects.filter(name="worker2").update(ssh_port=ssh_hosts["netnode"].ssh_port)
     destroy = services.destroy_request(slice_obj=s, user=user)
@@ -208,7 +234,9 @@ def test_shared_teardown_is_rechecked_under_the_lock(inventory, user, other_user
         f"kept: slice {other.pk} (deploying) is still on the network node",
     }
     assert steps.filter(phase="teardown-vms").exists()
-    assert locks == ["netnode"]  # only the stage with shared phases takes the lock
+    # only the network node's trips of shared phases take the lock (VLAN 400, then the isolation
+    # chains after the slice's own VLANs), never the workers' nor the VLANs' trips
+    assert locks == ["netnode", "netnode"]
 
 
 def test_redeploy_tears_down_only_what_changed(ssh_hosts, user, make_slice, echo):
@@ -244,7 +272,7 @@ def test_dry_run_deploy_records_without_running(ssh_hosts, user, make_slice):
     assert not any(log_lines(h) for h in Host.objects.all())
     s.refresh_from_db()
     assert s.status == "draft" and VM.objects.filter(slice=s, host__isnull=True).count() == 6
-    assert done.stats["worker1"]["round_trips"] == 2  # network + vms (no observation in a dry run)
+    assert done.stats["worker1"]["round_trips"] == 1  # ports + vms, its lane (no observation in a dry run)
 
 
 def test_kvm_is_probed_over_ssh_once_and_remembered(ssh_hosts, user, make_slice, echo):

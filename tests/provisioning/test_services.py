@@ -65,6 +65,18 @@ def test_keep_flags_follow_other_live_slices(inventory, user, other_user, make_s
     assert specs.internet_users(slice_id=mine.pk) is None
 
 
+def test_a_slice_being_destroyed_keeps_nothing_shared_for_itself(inventory, user, other_user, make_slice):
+    """Two slices destroyed at once: neither keeps the shared things for the other (both would stay)."""
+    mine = make_slice(user, vms=1, internet=True)
+    theirs = make_slice(other_user, vms=1, internet=True)
+    Slice.objects.filter(pk=theirs.pk).update(status="destroying")
+    assert specs.netnode_users(slice_id=mine.pk) is None
+    assert specs.internet_users(slice_id=mine.pk) is None
+    Slice.objects.filter(pk=theirs.pk).update(status="failed")  # its destroy failed: it may hold VLANs
+    assert specs.netnode_users(slice_id=mine.pk) == f"slice {theirs.pk} (failed)"
+    assert specs.internet_users(slice_id=mine.pk) == f"slice {theirs.pk}"
+
+
 def _dep(s, kind, status, spec=None):
     return Deployment.objects.create(slice=s, kind=kind, status=status, spec=spec.to_dict() if spec else {})
 
