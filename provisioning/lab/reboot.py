@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import system
-from .cluster import DEFAULT_UPLINK, read_record, start_ovs_daemons, start_sshd
+from .cluster import DEFAULT_UPLINK, check_not_foreign, read_record, start_ovs_daemons, start_sshd
 from .system import LabCommandError, run
 from .topology import (
     HOST_MGMT_IF,
@@ -118,6 +118,7 @@ def reboot(paths: LabPaths, name: str) -> RebootReport:
         raise LabCommandError(f"no lab host {name!r} (the lab's hosts: {', '.join(h.name for h in HOSTS)})") from None
     if not system.namespace_exists(lab_host.namespace) or not (paths.ovs_dir(name) / "conf.db").exists():
         raise LabCommandError(f"{name} is not up: `manage.py lab up` builds the lab")
+    check_not_foreign(paths)  # the namespaces are global: never reboot another LAB_DIR's host
     started = time.monotonic()
     report = RebootReport(name)
 
