@@ -332,8 +332,14 @@ def _uplink(facts: Facts, uplink: str) -> list[Finding]:
             )
         ]
     flags, state = facts.links[uplink]
-    if "UP" not in flags.split(",") or state == "DOWN":
-        return [Finding("uplink", FAIL, f"uplink {uplink} is down ({state})", f"ip link set {uplink} up")]
+    if "UP" not in flags.split(","):
+        return [Finding("uplink", FAIL, f"uplink {uplink} is down", f"ip link set {uplink} up")]
+    if state == "DOWN":
+        return [
+            Finding(
+                "uplink", FAIL, f"uplink {uplink} is up but has no carrier", f"check {uplink}'s cable or switch port"
+            )
+        ]
     addresses = facts.addresses.get(uplink, [])
     if not addresses:
         return [
@@ -344,7 +350,7 @@ def _uplink(facts: Facts, uplink: str) -> list[Finding]:
                 f"ip addr add ADDRESS/PREFIX dev {uplink}",
             )
         ]
-    routes = [r for r in facts.default_routes if f" dev {uplink}" in f" {r} " or r.endswith(f"dev {uplink}")]
+    routes = [r for r in facts.default_routes if f" dev {uplink} " in f" {r} "]
     if not routes:
         via = facts.default_routes[0] if facts.default_routes else "no default route"
         return [

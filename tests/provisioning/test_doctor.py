@@ -202,6 +202,7 @@ def test_kvm_or_the_tcg_fallback(accel, kvm, status):
     [
         ({"uplink": "eth9"}, FAIL, "set the Host's uplink to the interface facing the internet"),
         ({"replace": (r"link ens3 ", "link ens3 BROADCAST,MULTICAST DOWN")}, FAIL, "ip link set ens3 up"),
+        ({"replace": (r"link ens3 ", "link ens3 BROADCAST,MULTICAST,UP DOWN")}, FAIL, "check ens3's cable"),
         ({"drop": r"addr ens3 "}, WARN, "ip addr add ADDRESS/PREFIX dev ens3"),
         ({"drop": r"route "}, WARN, "ip route replace default via GATEWAY dev ens3"),
     ],
