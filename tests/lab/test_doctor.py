@@ -23,6 +23,7 @@ def test_doctor_passes_on_the_lab_and_names_a_missing_br_int_with_its_fix(doctor
     lab = doctor_lab
     call_command("hosts", "doctor", "worker1", "netnode")
     out = capsys.readouterr().out
+    print(out)  # the findings, for the log
     assert "WARN" not in out and "FAIL" not in out, out
     assert out.count(" 0 warn, 0 fail") == 2
     for seen in ("bridge br-int (datapath netdev)", "underlay trunk lab-trunk", "uplink ens3 up, 203.0.113.2/24"):

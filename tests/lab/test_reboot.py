@@ -93,6 +93,7 @@ def test_reboot_worker1_ends_its_guest_and_taps_and_brings_sshd_and_ovs_back(dep
 
     call_command("lab", "reboot", "worker1")
     out = capsys.readouterr().out
+    print(out)  # what went and how long it took, for the log
     assert "worker1 rebooted in" in out and "qemu-system-x86_64 x1" in out and TAP in out
     assert "worker1   healthy" in out
 
@@ -111,6 +112,7 @@ def test_reboot_netnode_ends_dnsmasq_and_its_dhcp_namespace(deployed, as_lab, ca
 
     call_command("lab", "reboot", "netnode")
     out = capsys.readouterr().out
+    print(out)
     assert "dnsmasq x1" in out and namespace in out and "netnode   healthy" in out
     assert namespace not in system.namespaces()
     assert not [p for p in (lab.paths.state_dir("netnode") / "dhcp").rglob("dnsmasq.pid") if _alive(p, lab)]
