@@ -1,7 +1,7 @@
 """The host doctor (issue 12): its one read-only command, the parser on recorded outputs, each finding's
 fix, and the doctor over a real SSH session (the local sshd), from the command line and the admin.
 
-Recorded outputs (doctor_outputs/): ``lab-worker1.txt``, ``lab-netnode.txt`` from the lab's hosts
+Recorded outputs (doctor_outputs/): ``lab-worker1.txt``, ``lab-worker2.txt``, ``lab-netnode.txt`` from the lab's hosts
 (the doctor's script over SSH), ``ovs-stopped.txt`` from a machine whose OVS is not running.
 """
 
@@ -101,8 +101,9 @@ def test_the_program_runs_under_a_posix_shell_and_reads_back_complete():
 # --- the parser on recorded outputs ---------------------------------------------------------------
 
 
-def test_a_lab_worker_is_ready():
-    findings = worker(recorded("lab-worker1.txt"))
+@pytest.mark.parametrize("name", ["lab-worker1.txt", "lab-worker2.txt"])
+def test_a_lab_worker_is_ready(name):
+    findings = worker(recorded(name))
     assert {c: f.status for c, f in findings.items() if f.status != OK} == {}
     assert list(findings) == [
         "root",
@@ -122,7 +123,7 @@ def test_a_lab_worker_is_ready():
     assert findings["trunk"].summary == "underlay trunk lab-trunk (untagged on br-int)"
     assert findings["br-int"].summary == "bridge br-int (datapath netdev)"
     assert findings["openvswitch"].summary.startswith("ovs-vsctl (Open vSwitch)")
-    facts = parse_facts(recorded("lab-worker1.txt"))
+    facts = parse_facts(recorded(name))
     assert set(facts.versions) >= {"ovs", "qemu", "dnsmasq"}
 
 
