@@ -80,7 +80,7 @@ def _links(namespace: str) -> list[str]:
 
 def _program(pid: int) -> str:
     argv0 = system.cmdline(pid).split(" ", 1)[0]
-    return argv0.rsplit("/", 1)[-1] or f"pid {pid}"
+    return argv0.rsplit("/", 1)[-1].rstrip(":") or f"pid {pid}"
 
 
 def _processes(paths: LabPaths, lab_host: LabHost) -> list[int]:
