@@ -15,7 +15,10 @@ from django.utils.html import format_html
 from slices.admin import VMAdmin
 from slices.errors import ServiceError
 
-from . import services
+from . import (
+    host_admin,  # noqa: F401 (registers the Host admin with the host doctor)
+    services,
+)
 from .models import Deployment, DeploymentStep
 
 

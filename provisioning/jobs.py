@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
-from . import executor, reaper
+from inventory.models import Host
+
+from . import doctor, executor, reaper
 
 
 def run_deployment(deployment_id: int) -> str:
@@ -23,5 +25,14 @@ def reap_abandoned() -> str:
     try:
         found = reaper.reap_abandoned()
         return f"{len(found)} abandoned deployment(s) failed"
+    finally:
+        close_old_connections()
+
+
+def doctor_host(host_id: int) -> dict:
+    """The host doctor (the admin's button): the report as a dict, kept as the job's result."""
+    close_old_connections()
+    try:
+        return doctor.run_doctor(host=Host.objects.get(pk=host_id)).to_dict()
     finally:
         close_old_connections()

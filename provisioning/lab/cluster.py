@@ -286,29 +286,33 @@ def _host_links(host: LabHost) -> None:
     run(["ip", "link", "set", HOST_TRUNK_IF, "up"], netns=ns)
 
 
-def _start_ovs(paths: LabPaths, host: LabHost) -> None:
+def _ovs_daemon(paths: LabPaths, host: LabHost, program: str, *args: str) -> None:
+    """An OVS daemon of this host: in its namespace, pid and log files in its OVS dir, detached."""
     directory = paths.ovs_dir(host.name)
-    directory.mkdir(parents=True, exist_ok=True)
-    env = ovs_env(paths, host.name)
-    db = directory / "conf.db"
-    db.unlink(missing_ok=True)
-    run(["ovsdb-tool", "create", str(db), str(OVS_SCHEMA)], env=env)
+    pid, logfile = directory / f"{program}.pid", directory / f"{program}.log"
+    argv = [program, *args, f"--pidfile={pid}", f"--log-file={logfile}", "--detach", "-vconsole:off"]
+    run(argv, netns=host.namespace, env=ovs_env(paths, host.name))
+
+
+def start_ovs_daemons(paths: LabPaths, host: LabHost) -> None:
+    """Start the host's ``ovsdb-server`` (on its existing ``conf.db``) and ``ovs-vswitchd``.
+
+    What a host's boot does: the database keeps bridges and ports, ``ovs-vswitchd``
+    makes the datapath, the bridges' internal ports and opens the NICs again.
+    Absolute ``unix:`` paths (relative ones would resolve against OVS_RUNDIR); no
+    ``ovs-ctl`` (it loads the kernel module) and no ``--mlockall``.
+    """
+    directory = paths.ovs_dir(host.name)
     socket_path = paths.ovs_db_socket(host.name)
-    # Absolute unix: paths (relative ones would resolve against OVS_RUNDIR); no
-    # ovs-ctl (it loads the kernel module) and no --mlockall.
-
-    def daemon(program: str, *args: str) -> None:
-        """An OVS daemon of this host: in its namespace, pid and log files in its OVS dir, detached."""
-        pid, logfile = directory / f"{program}.pid", directory / f"{program}.log"
-        argv = [program, *args, f"--pidfile={pid}", f"--log-file={logfile}", "--detach", "-vconsole:off"]
-        run(argv, netns=host.namespace, env=env)
-
-    daemon(
+    _ovs_daemon(
+        paths,
+        host,
         "ovsdb-server",
-        str(db),
+        str(directory / "conf.db"),
         f"--remote=punix:{socket_path}",
         "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
     )
+    # `init` is idempotent (a distribution's OVS start script runs it at every boot too).
     vsctl(
         paths,
         host.name,
@@ -321,10 +325,23 @@ def _start_ovs(paths: LabPaths, host: LabHost) -> None:
         f"external-ids:system-id={host.name}",
         f"external-ids:hostname={host.name}",
     )
-    daemon("ovs-vswitchd", f"unix:{socket_path}")
-    # Host preparation, not the deploy plan: br-int on the userspace datapath
-    # (the one lab difference from production) and the underlay NIC as a trunk
-    # (no tag: it carries every VLAN, like the physical NIC of a real host).
+    _ovs_daemon(paths, host, "ovs-vswitchd", f"unix:{socket_path}")
+
+
+def _start_ovs(paths: LabPaths, host: LabHost) -> None:
+    directory = paths.ovs_dir(host.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    db = directory / "conf.db"
+    db.unlink(missing_ok=True)
+    run(["ovsdb-tool", "create", str(db), str(OVS_SCHEMA)], env=ovs_env(paths, host.name))
+    start_ovs_daemons(paths, host)
+    prepare_bridge(paths, host)
+
+
+def prepare_bridge(paths: LabPaths, host: LabHost) -> None:
+    """Host preparation, not the deploy plan: br-int on the userspace datapath (the one lab
+    difference from production) and the underlay NIC as a trunk (no tag: it carries every
+    VLAN, like the physical NIC of a real host). Idempotent."""
     vsctl(
         paths,
         host.name,

@@ -90,6 +90,11 @@ def _host_health(paths: LabPaths, host: LabHost) -> HostHealth:
     return health
 
 
+def host_status(paths: LabPaths, name: str) -> HostHealth:
+    """The health of one lab host (what `lab status` says about it)."""
+    return _host_health(paths, next(h for h in HOSTS if h.name == name))
+
+
 def status(paths: LabPaths) -> list[HostHealth]:
     """The health of every lab host (checked in parallel) and of the shared parts."""
     with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:

@@ -1,4 +1,4 @@
-"""``manage.py lab up | down | status | image | console``: the local lab (see docs/lab.md)."""
+"""``manage.py lab up | down | status | reboot | image | console``: the local lab (see docs/lab.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.lab import cluster, console, debian, guest, health, inventory
+from provisioning.lab import cluster, console, debian, guest, health, inventory, reboot
 from provisioning.lab.hostkeys import untrusted_hint
 from provisioning.lab.system import LabCommandError
 from provisioning.lab.topology import HOSTS, LabPaths
@@ -32,6 +32,12 @@ class Command(BaseCommand):
         down = sub.add_parser("down", help="Remove everything the lab made; disable its Host rows.")
         down.add_argument("--force", action="store_true", help=force_help)
         sub.add_parser("status", help="Report each host's health; exit 1 when anything is unhealthy.")
+        reboot_parser = sub.add_parser(
+            "reboot",
+            help="Do to one lab host what a reboot does (guests, dnsmasq, its DHCP namespaces, TAPs and "
+            "iptables rules gone; OVS from its database and sshd back); exit 1 when it is not healthy after.",
+        )
+        reboot_parser.add_argument("host", choices=[h.name for h in HOSTS])
         image = sub.add_parser("image", help="Build (if needed) and register a guest image.")
         image.add_argument(
             "which",
@@ -88,13 +94,25 @@ class Command(BaseCommand):
         paths = lab_paths()
         report = health.status(paths)
         for host in report:
-            checks = "  ".join(f"{name}={'ok' if good else 'FAIL'}" for name, good in host.checks.items())
-            self.stdout.write(f"{host.name:9} {'healthy  ' if host.healthy else 'UNHEALTHY'}  {checks}")
-            for note in host.notes:
-                self.stdout.write(f"          {note}")
+            self.write_health(host)
         self.warn_untrusted(paths)
         if not all(h.healthy for h in report):
             raise CommandError("the lab is not healthy (`manage.py lab up` rebuilds it)")
+
+    def do_reboot(self, *, host: str, **_):
+        paths = lab_paths()
+        report = reboot.reboot(paths, host)
+        self.stdout.write(report.summary())
+        after = health.host_status(paths, host)
+        self.write_health(after)
+        if not after.healthy:
+            raise CommandError(f"{host} is not healthy after the reboot")
+
+    def write_health(self, host: health.HostHealth) -> None:
+        checks = "  ".join(f"{name}={'ok' if good else 'FAIL'}" for name, good in host.checks.items())
+        self.stdout.write(f"{host.name:9} {'healthy  ' if host.healthy else 'UNHEALTHY'}  {checks}")
+        for note in host.notes:
+            self.stdout.write(f"          {note}")
 
     def warn_untrusted(self, paths: LabPaths) -> None:
         """Say exactly what to change when this checkout's settings do not trust the lab's host keys."""
