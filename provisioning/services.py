@@ -31,6 +31,7 @@ ALLOWED_FROM = {
     Deployment.Kind.REDEPLOY: (Slice.Status.ACTIVE, Slice.Status.FAILED),
     Deployment.Kind.DESTROY: (Slice.Status.ACTIVE, Slice.Status.FAILED),
     Deployment.Kind.POWER: (Slice.Status.ACTIVE, Slice.Status.FAILED),
+    Deployment.Kind.REPAIR: (Slice.Status.ACTIVE,),  # provisioning.drift.repair_request
 }
 
 
@@ -57,6 +58,8 @@ def retry_deployment(*, deployment: Deployment, user: AbstractBaseUser | None) -
         if deployment.vm is None:
             raise Conflict(f"Deployment {deployment.pk} acted on a VM that no longer exists.", code="vm_gone")
         return power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
+    if deployment.kind == Deployment.Kind.REPAIR:  # the slice is failed now: a redeploy puts it back
+        return redeploy_request(slice_obj=deployment.slice, user=user, dry_run=deployment.dry_run)
     return _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
 
 
