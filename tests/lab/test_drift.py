@@ -37,14 +37,14 @@ def differences(reports) -> list[tuple[str, str, str]]:
     return sorted((d.host, d.kind, d.object) for r in reports.values() for d in r.differences)
 
 
-def health(portal: Portal, slice_id: int) -> dict:
-    return portal.get_slice(slice_id)["health"]
+def health(driver: Portal, slice_id: int) -> dict:
+    return driver.get_slice(slice_id)["health"]
 
 
-def repair(portal: Portal, slice_id: int) -> dict:
-    r = portal.api.post(f"/api/slices/{slice_id}/repair/", {}, format="json")
+def repair(driver: Portal, slice_id: int) -> dict:
+    r = driver.api.post(f"/api/slices/{slice_id}/repair/", {}, format="json")
     assert r.status_code == 202, r.data
-    done = portal.wait(r.data)
+    done = driver.wait(r.data)
     failed = [s for s in done["steps"] if s["status"] == "failed"]
     assert done["status"] == "succeeded", f"repair: {done['error']}\nfailed steps: {failed}"
     return done
@@ -184,7 +184,10 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
     try:
         reports, _ = check()
         found = sorted((o.host, o.kind, o.object) for r in reports.values() for o in r.orphans)
-        assert found == [("netnode", "orphan-dnsmasq", "dnsmasq of VLAN 3999"), ("worker1", "orphan-tap", "tap_99999_eth1")]
+        assert found == [
+            ("netnode", "orphan-dnsmasq", "dnsmasq of VLAN 3999"),
+            ("worker1", "orphan-tap", "tap_99999_eth1"),
+        ]
         assert differences(reports) == []
         assert HostHealth.objects.get(host__name="worker1").orphans
         assert os.path.exists(f"/proc/{orphan_pid}")
