@@ -1,7 +1,7 @@
 """Drift, pure parts: the one observation command, its parser (recorded outputs), the comparison with the
-# ruff: noqa: E501  (recorded command output is kept as the host printed it)
 specs, orphans, the isolation repairs and the repair plan (a VM that lost a TAP is restarted, alone)."""
 
+# ruff: noqa: E501 (recorded command output is kept as the host printed it)
 from __future__ import annotations
 
 import pytest
