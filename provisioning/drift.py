@@ -332,7 +332,9 @@ def enqueue_checks(names: Iterable[str]) -> list[str]:
 def check_request(*, slice_obj: Slice) -> list[str]:
     """Check a deployed slice's hosts now (jobs on the queue); the health is updated when they end."""
     if slice_obj.status != Slice.Status.ACTIVE:
-        raise Conflict(f"Slice {slice_obj.name!r} is {slice_obj.status}: only an active slice is checked.", "bad_state")
+        raise Conflict(
+            f"Slice {slice_obj.name!r} is {slice_obj.status}: only an active slice is checked.", code="bad_state"
+        )
     hosts = slice_hosts(slice_obj=slice_obj)
     return enqueue_checks(hosts)
 
