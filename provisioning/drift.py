@@ -54,6 +54,7 @@ class HostReport:
     repaired: list[plan_drift.Difference] = field(default_factory=list)
     round_trips: int = 0
     commands: int = 0
+    output: str = ""  # what the observation printed (for the record and the tests)
 
 
 # --- what should be there ---------------------------------------------------------------------
@@ -98,6 +99,7 @@ def _observe(runner: Runner, commands: dict[str, HostCommand]) -> dict[str, tupl
         if event.kind == "ended":
             if event.status == "ok":
                 obs = parse_observation(event.output)
+                obs.output = event.output
                 out[event.host] = (obs, "" if obs.complete else "the observation was cut short")
             else:
                 out[event.host] = (None, f"the observation failed (exit {event.exit_code}): {event.output[-300:]}")
@@ -126,7 +128,7 @@ def check_hosts(*, names: Sequence[str] | None = None, runner: Runner | None = N
         stopped = _stopped_vms()
         for host in hosts:
             obs, error = seen[host.name]
-            report = HostReport(host.name, reachable=obs is not None, error=error)
+            report = HostReport(host.name, reachable=obs is not None, error=error, output=obs.output if obs else "")
             stat = runner.stat(host.name)
             report.round_trips, report.commands = stat.round_trips, stat.commands
             if obs is not None:

@@ -42,7 +42,7 @@ ORPHAN_NAMESPACE, ORPHAN_DNSMASQ, ORPHAN_FLOWS = "orphan-namespace", "orphan-dns
 TAP_RE = re.compile(r"^(tap_\d+_eth\d+|tx[0-9a-z]+_\d+)$")
 NETNODE_PORT_RE = re.compile(r"^(gw|dhcp)_v(\d+)$")
 NAMESPACE_RE = re.compile(r"^ns-dhcp-vlan(\d+)$")
-GUARD_ARGS = 5  # sh -c PROGRAM NAME BRIDGE COOKIE, then the flows (worker._guard_command)
+GUARD_ARGS = 6  # sh -c PROGRAM NAME BRIDGE COOKIE, then the flows (worker._guard_command)
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ class HostObservation:
     ip_forward: str | None = None
     checks: dict[int, int] = field(default_factory=dict)  # check index -> exit code
     complete: bool = False  # the script reached its end
+    output: str = ""  # the raw text, when kept
 
     def alive(self, pidfile: str) -> Process | None:
         """The process of a pid file, if it runs and its command line names that pid file."""

@@ -94,7 +94,12 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
 
     # A check of the 6-VM slice: one SSH round trip and one (read-only) command per host; nothing changes.
     reports, stats = check()
+    if record := os.environ.get("DRIFT_RECORD_DIR"):  # outputs for the unit tests' recordings
+        for name, report in reports.items():
+            with open(os.path.join(record, f"{name}.txt"), "w") as out:
+                out.write(report.output)
     assert differences(reports) == [], differences(reports)
+    assert [d for r in reports.values() for d in r.repaired] == []
     assert {h: (st.round_trips, st.commands) for h, st in stats.items()} == {
         h: (1, 1) for h in ("netnode", "worker1", "worker2")
     }

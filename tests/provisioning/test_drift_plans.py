@@ -49,7 +49,7 @@ tap_1_eth1,100
 """
 
 
-def recorded_worker(guard_flows: int = 13) -> str:
+def recorded_worker(guard_flows: int = 12) -> str:
     line = " cookie=0x5350000000000100, priority=300,in_port=tap_1_eth0,dl_src=52:54:00:01:00:00 actions=NORMAL"
     return RECORDED_WORKER.format(flows="\n".join([line] * (guard_flows - 2)))
 
@@ -140,7 +140,7 @@ def test_parser_reads_a_recorded_worker():
     assert (obs.cpus, obs.mem_total_mib, obs.mem_available_mib, obs.kvm_device) == (2, 3930, 2745, False)
     assert obs.links["tap_1_eth0"].up and "mgmt0" in obs.links and not obs.links["ovs-netdev"].up
     assert obs.ports == {"br-int": None, "trunk0": None, "tap_1_eth0": 400, "tap_1_eth1": 100}
-    assert obs.flows == {int(flow_cookie(1, one_vm_spec().vms[0].nics[0]), 16): 13}
+    assert obs.flows == {int(flow_cookie(1, one_vm_spec().vms[0].nics[0]), 16): 12}
     assert obs.alive("/var/lib/sp/vms/vm1/qemu.pid").pid == 4242
     assert obs.guest_load() == (1, 128)
 
@@ -170,7 +170,7 @@ def test_a_deleted_tap_is_named_and_its_vm_restarted_by_the_repair():
 def test_lost_guard_flows_break_isolation_and_the_check_puts_the_plans_guard_back():
     s = one_vm_spec()
     found = d.slice_differences(s, "worker1", parse_observation(recorded_worker(guard_flows=2)))
-    assert [(x.kind, x.expected, x.found, x.isolation) for x in found] == [("guard", "13 guard flows", "2", True)]
+    assert [(x.kind, x.expected, x.found, x.isolation) for x in found] == [("guard", "12 guard flows", "2", True)]
     repairs = d.isolation_repairs(s, found)
     assert list(repairs) == ["worker1"]
     [cmd] = repairs["worker1"]
