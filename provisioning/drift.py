@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -33,8 +34,9 @@ from .models import ACTIVE_STATUSES, Deployment, Drift, HostHealth, SliceHealth
 from .plans import HostCommand, SliceSpec
 from .plans import drift as plan_drift
 from .plans.sense import HostObservation, observe_command, parse_observation
-from .queue import enqueue
+from .queue import enqueue, provisioning_queue
 from .runners import Runner
+from .services import create_deployment, refuse_busy
 
 log = logging.getLogger(__name__)
 
@@ -306,10 +308,6 @@ def slice_hosts(*, slice_obj: Slice) -> list[str]:
 
 def enqueue_checks(names: Iterable[str]) -> list[str]:
     """One check job per host on the provisioning queue (a job id per host: a check already queued is kept)."""
-    from django.conf import settings
-
-    from .queue import provisioning_queue
-
     queue = provisioning_queue()
     queued = []
     for name in names:
@@ -344,14 +342,12 @@ def check_request(*, slice_obj: Slice) -> list[str]:
 def repair_request(*, slice_obj: Slice, user: AbstractBaseUser | None) -> Deployment:
     """Apply the deployed footprint again (a "repair" job): only what differs is made; VMs that lost a TAP
     are restarted with it, the others keep running (their checks skip every step)."""
-    from .services import _create, _refuse_busy
-
     reaper.reap_abandoned(slice_id=slice_obj.pk)
     with transaction.atomic():
         locked = Slice.objects.select_for_update().filter(pk=slice_obj.pk).first()
         if locked is None:
             raise NotFound("No such slice.")
-        _refuse_busy(locked)
+        refuse_busy(locked)
         if locked.status != Slice.Status.ACTIVE:
             raise Conflict(
                 f"Cannot repair slice {locked.name!r} while it is {locked.status}: deploy or destroy it.",
@@ -364,8 +360,9 @@ def repair_request(*, slice_obj: Slice, user: AbstractBaseUser | None) -> Deploy
         renew = plan_drift.vms_to_restart(
             plan_drift.Difference(r.kind, r.host, r.object, r.expected, r.found, locked.pk, r.vm) for r in open_rows
         )
-        deployment = _create(slice_obj=locked, user=user, kind=Deployment.Kind.REPAIR, dry_run=False, spec=footprint)
-        Deployment.objects.filter(pk=deployment.pk).update(renew_vms=renew)
+        deployment = create_deployment(
+            slice_obj=locked, user=user, kind=Deployment.Kind.REPAIR, dry_run=False, spec=footprint, renew_vms=renew
+        )
         locked.mark_queued(allowed=(Slice.Status.ACTIVE,))
         transaction.on_commit(partial(enqueue, deployment.pk))
     deployment.refresh_from_db()

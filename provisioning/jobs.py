@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
+from inventory.models import Host
+
 from . import drift, executor, reaper
 
 
@@ -50,8 +52,6 @@ def check_all_hosts() -> str:
     """The scheduled drift check (provisioning.cron): one check job per enabled host."""
     close_old_connections()
     try:
-        from inventory.models import Host
-
         names = list(Host.objects.filter(enabled=True).order_by("name").values_list("name", flat=True))
         drift.enqueue_checks(names)
         return f"{len(names)} host check(s) queued"
