@@ -278,7 +278,6 @@ def isolation_repairs(
 
 
 def vms_to_restart(differences: Iterable[Difference]) -> list[int]:
-    """VMs whose QEMU runs but lost a TAP: a TAP made anew is not the one QEMU holds, so QEMU restarts."""
-    differences = list(differences)
-    stopped = {d.vm for d in differences if d.kind == QEMU_DOWN}
-    return sorted({d.vm for d in differences if d.kind == TAP and d.found == "missing" and d.vm not in stopped})
+    """VMs that lost a TAP: a TAP made anew is not the one a running QEMU holds, and a port whose device
+    went (a host reboot) may not take a new device of the same name: QEMU, TAPs and ports are made anew."""
+    return sorted({d.vm for d in differences if d.kind == TAP and d.found == "missing" and d.vm is not None})
