@@ -31,11 +31,11 @@ SH_OBSERVE = (
     "sec cpus; nproc; "
     "sec meminfo; grep -E '^(MemTotal|MemAvailable):' /proc/meminfo; "
     "sec kvm; if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then echo yes; else echo no; fi; "
-    "sec links; ip -o link show; "
+    "sec links; ip -o link show 2>/dev/null; "
     "sec ports; ovs-vsctl -f csv --no-headings -d bare --columns=name,tag list Port; "
     f'sec flows; ovs-ofctl dump-flows {BRIDGE} "cookie={FLOW_COOKIE_TAG:#x}/{COOKIE_MASK:#x}" --no-stats; '
     "sec procs; for p in /proc/[0-9]*; do "
-    'c=$(tr "\\000" " " < "$p/cmdline" 2>/dev/null) || continue; '
+    'c=$(tr "\\000" " " 2>/dev/null < "$p/cmdline") || continue; '
     'case "$c" in *"$s/"*) echo "${p#/proc/} $c";; esac; done; '
     'sec pidfiles; for f in "$s"/vms/vm*/qemu.pid "$s"/dhcp/v*/dnsmasq.pid; do '
     '[ -r "$f" ] && echo "$f $(cat "$f" 2>/dev/null)"; done; '

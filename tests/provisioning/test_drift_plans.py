@@ -4,6 +4,8 @@ specs, orphans, the isolation repairs and the repair plan (a VM that lost a TAP 
 # ruff: noqa: E501 (recorded command output is kept as the host printed it)
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from provisioning.plans import apply_plan, dhcp_files, flow_cookie, vm_files
@@ -143,6 +145,25 @@ def test_parser_reads_a_recorded_worker():
     assert obs.flows == {int(flow_cookie(1, one_vm_spec().vms[0].nics[0]), 16): 12}
     assert obs.alive("/var/lib/sp/vms/vm1/qemu.pid").pid == 4242
     assert obs.guest_load() == (1, 128)
+
+
+RECORDED = Path(__file__).parent / "drift_recorded"  # the lab's hosts with a 6-VM slice (tests/lab/test_drift.py)
+
+
+def test_parser_reads_the_lab_hosts_as_recorded():
+    node = parse_observation((RECORDED / "netnode.txt").read_text())
+    assert node.complete and node.ip_forward == "1" and set(node.checks.values()) == {0}
+    assert {"ns-dhcp-vlan100", "ns-dhcp-vlan400"} <= node.namespaces
+    assert node.addresses["gw_v400"] == {"10.60.7.1/24"}
+    assert node.ns_addresses["ns-dhcp-vlan400"]["dhcp_v400"] == {"10.60.7.2/24"}
+    assert len([p for p in node.processes.values() if p.cmdline.startswith("dnsmasq")]) == 4
+    assert all(node.alive(path) for path in node.pidfiles)
+    worker = parse_observation((RECORDED / "worker1.txt").read_text())
+    assert worker.complete and worker.versions["ovs"] == "3.1.0" and worker.cpus == 2
+    assert worker.ports["tap_1_eth0"] == 400 and "tap_3_eth0" not in worker.ports  # a TAP without VLAN: off
+    assert worker.links["tap_1_eth1"].up and not worker.links["tap_3_eth0"].up
+    assert worker.guest_load() == (3, 3 * 128) and all(worker.alive(path) for path in worker.pidfiles)
+    assert worker.flows[0x5350000000000100] == 12  # vm1's internet NIC: the plan's 12 guard flows
 
 
 def test_a_healthy_worker_and_netnode_show_no_difference():
