@@ -169,6 +169,9 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
     assert stats["worker2"].round_trips == 2  # the observation, then the repair
     assert {i: portal.qemu_pid(vm) for i, vm in vms.items()} == pids
     assert portal.pings(vms[2], ip[1]) and portal.pings(vms[4], ip[3])
+    # The guards are working again: d2's internet NIC reaches no other guest of VLAN 400 at L2.
+    internet_d1 = portal.lease(vms[1], "eth0").ip
+    assert not portal.sh(vms[2], f"arping -c 2 -w 3 -I eth0 {internet_d1}", timeout=20).ok
     assert not hoststate.diff(deployed, hoststate.snapshot(lab))
     reports, _ = check()
     assert differences(reports) == [] and health(portal, sid)["state"] == "in_sync"
