@@ -3,6 +3,9 @@ isolation put back by the check, repair requests, the periodic job on RQ's cron.
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from provisioning import drift, queue, services
@@ -208,3 +211,22 @@ def test_admin_shows_host_and_slice_health(client, staff_user, deployed):
     assert page.status_code == 200 and b"stopped unexpectedly" in page.content
     assert client.get("/admin/provisioning/slicehealth/").status_code == 200
     assert client.get("/admin/provisioning/drift/").status_code == 200
+
+
+def test_manage_hosts_check_prints_drift_and_orphans_and_fails_on_drift(deployed, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    s, spec = deployed
+    out = outputs(spec, worker1=("qemu-system",))
+    out["worker2"] = out["worker2"].replace("@@OBS ports", "77: tap_999_eth1: <BROADCAST> mtu 1500\n@@OBS ports")
+    monkeypatch.setattr("provisioning.executor.make_runner", lambda **_: RecordedRunner(out))
+    buffer = io.StringIO()
+    with pytest.raises(CommandError, match="worker1: unreachable or drifted"):
+        call_command("hosts", "check", stdout=buffer)
+    text = buffer.getvalue()
+    assert "worker1: reachable (1 round trip(s))" in text and "qemu vm1" in text
+    assert "orphan orphan-tap tap_999_eth1" in text and f"slice {s.name}: Drifted" in text
+    monkeypatch.setattr("provisioning.executor.make_runner", lambda **_: RecordedRunner(outputs(spec)))
+    buffer = io.StringIO()
+    call_command("hosts", "check", "worker1", "--json", stdout=buffer)
+    assert json.loads(buffer.getvalue())[0]["differences"] == []
