@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -148,14 +149,14 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
 
     # 2. A link's dnsmasq dies: named; Repair starts it again, every guest keeps running.
     vlan = interface(vms[5], "eth1")["vlan"]
-    pidfile = f"{lab.paths.state_dir('netnode')}/dhcp/v{vlan}/dnsmasq.pid"
-    dnsmasq = system.pid_from_file(pidfile, must_mention=pidfile)
+    pidfile = lab.paths.state_dir("netnode") / "dhcp" / f"v{vlan}" / "dnsmasq.pid"
+    dnsmasq = system.pid_from_file(pidfile, must_mention=str(pidfile))
     os.kill(dnsmasq, signal.SIGKILL)
     reports, _ = check()
     assert ("netnode", "dnsmasq", f"dnsmasq of VLAN {vlan}") in differences(reports), differences(reports)
     repair(portal, sid)
     assert {i: portal.qemu_pid(vm) for i, vm in vms.items()} == pids
-    assert system.pid_from_file(pidfile, must_mention=pidfile) not in (None, dnsmasq)
+    assert system.pid_from_file(pidfile, must_mention=str(pidfile)) not in (None, dnsmasq)
     assert portal.sh(vms[5], "udhcpc -i eth1 -n -q -t 5 -T 2 -s /bin/true", timeout=30).ok  # it answers
     assert same_as(deployed, lab)
 
@@ -206,7 +207,7 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
     orphan_dir = f"{lab.paths.state_dir('netnode')}/dhcp/v3999"
     os.makedirs(orphan_dir, exist_ok=True)
     netnode(lab, f"dnsmasq --conf-file=/dev/null --port=0 --pid-file={orphan_dir}/dnsmasq.pid --interface=lo")
-    orphan_pid = system.pid_from_file(f"{orphan_dir}/dnsmasq.pid", must_mention=orphan_dir)
+    orphan_pid = system.pid_from_file(Path(orphan_dir) / "dnsmasq.pid", must_mention=orphan_dir)
     try:
         reports, _ = check()
         found = sorted((o.host, o.kind, o.object) for r in reports.values() for o in r.orphans)
