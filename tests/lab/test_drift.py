@@ -185,8 +185,10 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
     restart_vswitchd(lab, "worker2")
     reports, stats = check(["worker2"])
     repaired = sorted((d.kind, d.object) for d in reports["worker2"].repaired)
-    eth0 = interface(vms[2], "eth0")["tap"]
-    assert repaired == [("guard", f"d2.eth0 ({eth0})")], (repaired, differences(reports))
+    # Every guarded TAP of worker2: d2's internet NIC, and the link TAPs (SLICE_LINK_GUARD is on).
+    guarded = [(2, "eth0"), (2, "eth1"), (4, "eth1"), (6, "eth1")]
+    expected = sorted(("guard", f"d{i}.{nic} ({interface(vms[i], nic)['tap']})") for i, nic in guarded)
+    assert repaired == expected and differences(reports) == [], (repaired, differences(reports))
     assert Drift.objects.filter(slice_id=sid, kind="guard", resolution=drift.REPAIRED_BY_CHECK).exists()
     assert health(portal, sid)["repaired"], health(portal, sid)
     assert stats["worker2"].round_trips == 2  # the observation, then the repair
