@@ -265,6 +265,9 @@ PROVISIONING_SHUTDOWN_TIMEOUT = int(os.environ.get("PROVISIONING_SHUTDOWN_TIMEOU
 PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
 # Seconds between runs of the scheduled reaper (manage.py rqcron provisioning.cron).
 PROVISIONING_REAP_INTERVAL = int(os.environ.get("PROVISIONING_REAP_INTERVAL", "60"))
+# Drift check (provisioning.drift): every host observed this often (s), each check job bounded to this (s).
+PROVISIONING_CHECK_INTERVAL = int(os.environ.get("PROVISIONING_CHECK_INTERVAL", "60"))
+PROVISIONING_CHECK_TIMEOUT = int(os.environ.get("PROVISIONING_CHECK_TIMEOUT", "60"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
 

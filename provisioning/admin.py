@@ -148,3 +148,6 @@ def _queue_index() -> int:
     """The django-rq dashboard's index of the "provisioning" queue."""
     names = list(settings.RQ_QUEUES)
     return names.index("provisioning") if "provisioning" in names else 0
+
+
+from . import admin_drift  # noqa: E402, F401 (registers the drift admin: host and slice health)

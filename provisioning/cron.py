@@ -1,6 +1,7 @@
 """Scheduled jobs, on RQ's own cron scheduler: ``manage.py rqcron provisioning.cron``.
 
-The scheduler process only enqueues; the jobs run on the provisioning queue's
+Registered: the reaper, and the drift check (one job per enabled host, each bounded by
+``PROVISIONING_CHECK_TIMEOUT``). The scheduler process only enqueues; the jobs run on the provisioning queue's
 RQ workers like any other job. Intervals come from the settings.
 """
 
@@ -17,4 +18,13 @@ cron.register(
     job_timeout=120,
     result_ttl=3600,
     name="reap-abandoned-deployments",
+)
+
+cron.register(
+    jobs.check_all_hosts,
+    queue_name=queue_name(),
+    interval=settings.PROVISIONING_CHECK_INTERVAL,
+    job_timeout=60,
+    result_ttl=3600,
+    name="check-hosts-for-drift",
 )

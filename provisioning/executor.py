@@ -501,6 +501,7 @@ def execute(*, deployment_id: int, runner: Runner | None = None, lock_factory=sh
                 target=target,
                 footprint=footprint,
                 power=specs.power_of(deployment),
+                renew=deployment.renew_vms or (),
             )
             Deployment.objects.filter(pk=deployment.pk).update(plan=plan.to_dict())
             try:

@@ -6,7 +6,7 @@ from django.db import close_old_connections
 
 from inventory.models import Host
 
-from . import doctor, executor, reaper
+from . import doctor, drift, executor, reaper
 
 
 def run_deployment(deployment_id: int) -> str:
@@ -14,7 +14,11 @@ def run_deployment(deployment_id: int) -> str:
     close_old_connections()
     try:
         reaper.reap_abandoned()  # a worker starting a job also notices jobs whose worker died
-        return executor.execute(deployment_id=deployment_id).status
+        deployment = executor.execute(deployment_id=deployment_id)
+        if deployment.kind == deployment.Kind.REPAIR and deployment.status == deployment.Status.SUCCEEDED:
+            # The slice's health says so at once, not a check interval later.
+            drift.check_hosts(names=drift.slice_hosts(slice_obj=deployment.slice), repair=False)
+        return deployment.status
     finally:
         close_old_connections()
 
@@ -34,5 +38,31 @@ def doctor_host(host_id: int) -> dict:
     close_old_connections()
     try:
         return doctor.run_doctor(host=Host.objects.get(pk=host_id)).to_dict()
+    finally:
+        close_old_connections()
+
+
+def check_host(name: str) -> str:
+    """One host's drift check (provisioning.drift): observe it, record its and its slices' health."""
+    close_old_connections()
+    try:
+        reports = drift.check_hosts(names=[name])
+        if not reports:
+            return f"{name}: not an enabled host"
+        r = reports[0]
+        state = "reachable" if r.reachable else f"unreachable ({r.error})"
+        found = f"{len(r.differences)} difference(s), {len(r.orphans)} orphan(s), {len(r.repaired)} repaired"
+        return f"{name}: {state}, {found}"
+    finally:
+        close_old_connections()
+
+
+def check_all_hosts() -> str:
+    """The scheduled drift check (provisioning.cron): one check job per enabled host."""
+    close_old_connections()
+    try:
+        names = list(Host.objects.filter(enabled=True).order_by("name").values_list("name", flat=True))
+        drift.enqueue_checks(names)
+        return f"{len(names)} host check(s) queued"
     finally:
         close_old_connections()

@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from django.db import transaction
+from django.utils import timezone
 
 from slices import internet, vlans
 from slices.models import VM, Slice
 
-from .models import Deployment, DeploymentStep
+from .models import Deployment, DeploymentStep, Drift, SliceHealth
 from .plans import SliceSpec
 from .plans.power import PHASE_STATUS, STOPPED, parse_power_status
 
@@ -60,6 +61,7 @@ def on_succeeded(deployment: Deployment, *, spec: SliceSpec | None) -> None:
             locked = Slice.objects.select_for_update().get(pk=deployment.slice_id)
             if locked.mark_draft():
                 VM.objects.filter(slice_id=locked.pk).mark_designed()
+                _forget_drift(locked.pk)
                 vlans.release_unused(locked)
                 internet.release_addresses(slice_id=locked.pk)
         return
@@ -68,6 +70,13 @@ def on_succeeded(deployment: Deployment, *, spec: SliceSpec | None) -> None:
         # The hosts hold exactly the spec now: VLAN 400 addresses no longer in it are free again.
         internet.release_addresses(slice_id=deployment.slice_id, keep=[mac for mac, _ in spec.internet_reservations])
     VM.objects.filter(pk__in=[vm.id for vm in spec.vms] if spec else []).mark_running()
+
+
+def _forget_drift(slice_id: int) -> None:
+    """The slice left its hosts: its open differences are closed, its health unknown (provisioning.drift)."""
+    now = timezone.now()
+    Drift.objects.filter(slice_id=slice_id, resolved_at__isnull=True).update(resolved_at=now, resolution="destroyed")
+    SliceHealth.objects.filter(slice_id=slice_id).update(state=SliceHealth.State.UNKNOWN, since=now)
 
 
 def _stopped(deployment: Deployment, started_vms: Collection[int]) -> None:

@@ -17,6 +17,7 @@ class Deployment(models.Model):
         REDEPLOY = "redeploy", "Redeploy"
         DESTROY = "destroy", "Destroy"
         POWER = "power", "Power action"
+        REPAIR = "repair", "Repair"
 
     class Action(models.TextChoices):
         """The power actions (provisioning.plans.power; docs/provisioning.md "Power actions")."""
@@ -53,6 +54,9 @@ class Deployment(models.Model):
         default=dict, blank=True, help_text="The slice as this job was asked to make it (empty for a destroy)."
     )
     stats = models.JSONField(default=dict, blank=True, help_text="Runner counters per host.")
+    renew_vms = models.JSONField(
+        default=list, blank=True, help_text="A repair's VMs restarted with their TAPs made anew (they lost one)."
+    )
     worker = models.CharField(max_length=128, blank=True, help_text="host:pid of the process running the job.")
     heartbeat = models.DateTimeField(null=True, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -207,3 +211,84 @@ class DeploymentStep(models.Model):
         if self.started and self.finished:
             return int((self.finished - self.started).total_seconds() * 1000)
         return None
+
+
+class HostHealth(models.Model):
+    """What the last observation of a host found (provisioning.drift): reachable, versions, capacity, orphans."""
+
+    host = models.OneToOneField("inventory.Host", on_delete=models.CASCADE, related_name="health")
+    reachable = models.BooleanField(default=False)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="When the last observation ended.")
+    last_seen = models.DateTimeField(null=True, blank=True, help_text="When the host last answered.")
+    error = models.TextField(blank=True, help_text="Why the last observation failed, if it did.")
+    ovs_version = models.CharField(max_length=32, blank=True)
+    qemu_version = models.CharField(max_length=32, blank=True)
+    dnsmasq_version = models.CharField(max_length=32, blank=True)
+    kvm_device = models.BooleanField(default=False, help_text="/dev/kvm is there and usable by the SSH user.")
+    cpus = models.PositiveIntegerField(null=True, blank=True, help_text="CPUs the host has (nproc).")
+    free_vcpus = models.IntegerField(null=True, blank=True, help_text="CPUs minus the vCPUs of running guests.")
+    mem_total_mib = models.PositiveIntegerField(null=True, blank=True)
+    free_ram_mib = models.PositiveIntegerField(null=True, blank=True, help_text="MemAvailable as measured.")
+    orphans = models.JSONField(
+        default=list, blank=True, help_text="Things named like the portal's that no slice owns (never removed)."
+    )
+    round_trips = models.PositiveIntegerField(default=0, help_text="SSH round trips of the last observation.")
+
+    class Meta:
+        verbose_name_plural = "host health"
+
+    def __str__(self) -> str:
+        return f"{self.host}: {'reachable' if self.reachable else 'unreachable'}"
+
+
+class SliceHealth(models.Model):
+    """A deployed slice as last observed on its hosts: in sync, drifted, or a host unreachable."""
+
+    class State(models.TextChoices):
+        UNKNOWN = "unknown", "Not checked yet"
+        IN_SYNC = "in_sync", "In sync"
+        DRIFTED = "drifted", "Drifted"
+        UNREACHABLE = "unreachable", "Host unreachable"
+
+    slice = models.OneToOneField("slices.Slice", on_delete=models.CASCADE, related_name="health")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    since = models.DateTimeField(null=True, blank=True, help_text="When the slice entered this state.")
+
+    class Meta:
+        verbose_name_plural = "slice health"
+
+    def __str__(self) -> str:
+        return f"{self.slice_id}: {self.state}"
+
+
+class Drift(models.Model):
+    """One difference between a slice's plan and one of its hosts, from first seen until resolved."""
+
+    slice = models.ForeignKey("slices.Slice", on_delete=models.CASCADE, related_name="drifts")
+    host = models.CharField(max_length=32)
+    kind = models.CharField(max_length=32)
+    object = models.CharField(max_length=255)
+    expected = models.CharField(max_length=255, blank=True)
+    found = models.CharField(max_length=255, blank=True)
+    vm = models.PositiveIntegerField(null=True, blank=True, help_text="The id of the VM concerned, if one.")
+    vlan = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The VLAN concerned, if one.")
+    isolation = models.BooleanField(default=False, help_text="Breaks isolation between slices: repaired by the check.")
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=255, blank=True, help_text="How it went: gone, repaired by the check.")
+
+    class Meta:
+        ordering = ["slice", "host", "kind", "object"]
+        indexes = [models.Index(fields=["slice", "resolved_at"], name="drift_open_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slice", "host", "kind", "object"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="one_open_drift_per_object",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.kind} {self.object}"

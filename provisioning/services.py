@@ -31,6 +31,7 @@ ALLOWED_FROM = {
     Deployment.Kind.REDEPLOY: (Slice.Status.ACTIVE, Slice.Status.FAILED),
     Deployment.Kind.DESTROY: (Slice.Status.ACTIVE, Slice.Status.FAILED),
     Deployment.Kind.POWER: (Slice.Status.ACTIVE, Slice.Status.FAILED),
+    Deployment.Kind.REPAIR: (Slice.Status.ACTIVE,),  # provisioning.drift.repair_request
 }
 
 
@@ -57,6 +58,8 @@ def retry_deployment(*, deployment: Deployment, user: AbstractBaseUser | None) -
         if deployment.vm is None:
             raise Conflict(f"Deployment {deployment.pk} acted on a VM that no longer exists.", code="vm_gone")
         return power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
+    if deployment.kind == Deployment.Kind.REPAIR:  # the slice is failed now: a redeploy puts it back
+        return redeploy_request(slice_obj=deployment.slice, user=user, dry_run=deployment.dry_run)
     return _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
 
 
@@ -70,7 +73,7 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
         locked = Slice.objects.select_for_update().filter(pk=slice_obj.pk).first()
         if locked is None:  # deleted by a concurrent request
             raise NotFound("No such slice.")
-        _refuse_busy(locked)
+        refuse_busy(locked)
         if locked.status not in ALLOWED_FROM[kind]:
             hint = "deploy it first" if locked.status == Slice.Status.DRAFT else "destroy or deploy it"
             raise Conflict(
@@ -84,7 +87,7 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
             addresses = internet.reserve_addresses(slice_obj=locked, save=not dry_run)
             seeds = guests.seed_inputs(slice_obj=locked, save=not dry_run)
             spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses, seeds=seeds)
-        deployment = _create(slice_obj=locked, user=user, kind=kind, dry_run=dry_run, spec=spec)
+        deployment = create_deployment(slice_obj=locked, user=user, kind=kind, dry_run=dry_run, spec=spec)
         if not dry_run:
             locked.mark_queued(allowed=ALLOWED_FROM[kind])
         transaction.on_commit(partial(enqueue, deployment.pk))
@@ -105,7 +108,7 @@ def power_request(*, vm: VM, action: str, user: AbstractBaseUser | None, dry_run
         locked = Slice.objects.select_for_update().filter(pk=vm.slice_id).first()
         if locked is None or not VM.objects.filter(pk=vm.pk, slice=locked).exists():
             raise NotFound("No such VM.")
-        _refuse_busy(locked)
+        refuse_busy(locked)
         if locked.status not in ALLOWED_FROM[Deployment.Kind.POWER]:
             raise Conflict(
                 f"Cannot {action.replace('_', ' ')} VM {vm.name!r}: slice {locked.name!r} is {locked.status}, "
@@ -117,14 +120,14 @@ def power_request(*, vm: VM, action: str, user: AbstractBaseUser | None, dry_run
             raise Conflict(
                 f"VM {vm.name!r} is not on the hosts yet: redeploy slice {locked.name!r} first.", code="not_deployed"
             )
-        deployment = _create(
+        deployment = create_deployment(
             slice_obj=locked, user=user, kind=Deployment.Kind.POWER, dry_run=dry_run, action=action, vm=vm
         )
         transaction.on_commit(partial(enqueue, deployment.pk))
     return deployment
 
 
-def _refuse_busy(locked: Slice) -> None:
+def refuse_busy(locked: Slice) -> None:
     if locked.is_busy or Deployment.objects.filter(slice=locked, status__in=ACTIVE_STATUSES).exists():
         raise Conflict(
             f"Slice {locked.name!r} already has a job running ({locked.status}): wait for it to finish.",
@@ -132,7 +135,9 @@ def _refuse_busy(locked: Slice) -> None:
         )
 
 
-def _create(*, slice_obj: Slice, user, kind: str, dry_run: bool, spec: SliceSpec | None = None, **extra) -> Deployment:
+def create_deployment(
+    *, slice_obj: Slice, user, kind: str, dry_run: bool, spec: SliceSpec | None = None, **extra
+) -> Deployment:
     """The deployment row (the one-active-job constraint makes a racing second request a 409) and its job id."""
     try:
         with transaction.atomic():

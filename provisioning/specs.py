@@ -246,10 +246,12 @@ def plan_for(
     target: SliceSpec | None,
     footprint: SliceSpec | None,
     power: tuple[str, Sequence[int]] | None = None,
+    renew: Sequence[int] = (),
 ) -> tuple[Plan, SliceSpec | None]:
     """The plan of a deploy/redeploy (``target``: the design) or a destroy, from the deployed ``footprint``;
     or of a power action (``power``: action and VM ids) on the VMs as deployed.
 
+    ``renew``: VMs a repair restarts with their TAPs made anew (they lost one).
     Returns (plan, the spec whose network node the shared-phase lock guards; None when
     nothing runs, or nothing shared does). A destroy keeps VLAN 400 + NAT and the
     isolation chains while other slices need them.
@@ -270,4 +272,4 @@ def plan_for(
         return destroy_plan(fresh), fresh
     if target is None:
         raise ValueError(f"a {kind} needs a target spec")
-    return apply_plan(footprint, target), target
+    return apply_plan(footprint, target, renew=renew), target

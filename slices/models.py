@@ -139,6 +139,10 @@ class VMQuerySet(models.QuerySet):
         """Its QEMU runs, but the guest crashed (QMP says guest-panicked or internal-error)."""
         return self.update(status=VM.Status.FAILED)
 
+    def mark_lost(self) -> int:
+        """Running, as far as the portal knew, but a check found its QEMU gone (provisioning.drift)."""
+        return self.filter(status=VM.Status.RUNNING).update(status=VM.Status.LOST)
+
     def mark_designed(self) -> int:
         """Destroyed: back to the design, leases forgotten, and what the guests received at first boot
         (the next deploy boots fresh disks: they get the owner's keys of that moment and new passwords)."""
@@ -159,6 +163,7 @@ class VM(models.Model):
         RUNNING = "running", "Running"
         FAILED = "failed", "Failed"
         STOPPED = "stopped", "Stopped"
+        LOST = "lost", "Stopped unexpectedly"
 
     slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="vms")
     name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator], help_text=NAME_HELP)

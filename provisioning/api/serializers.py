@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from inventory.api.fields import NamedChoiceField, StrictTypesMixin
 from provisioning.models import Deployment, DeploymentStep
+from slices.api.serializers import SliceHealthSerializer
 
 
 class DeployRequestSerializer(StrictTypesMixin, serializers.Serializer):
@@ -220,3 +221,10 @@ class PlacementSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     vms = PlacementVMSerializer(many=True)
     workers = PlacementWorkerSerializer(many=True, help_text="Capacity and use after this placement.")
+
+
+class CheckResponseSerializer(serializers.Serializer):
+    """The check jobs queued (one per host of the slice) and the slice's health as it was before them."""
+
+    jobs = serializers.ListField(child=serializers.CharField())
+    health = SliceHealthSerializer()

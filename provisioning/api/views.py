@@ -10,12 +10,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from provisioning import selectors, services
+from provisioning import drift, selectors, services
 from provisioning.models import Deployment
 from slices import selectors as slice_selectors
 from slices.api.params import filter_by_id, id_parameter, whole_number
+from slices.api.serializers import slice_health
 
 from .serializers import (
+    CheckResponseSerializer,
     DeploymentDetailSerializer,
     DeploymentSerializer,
     DeployRequestSerializer,
@@ -87,6 +89,37 @@ class SliceDestroyView(_SliceActionView):
     @_action_schema("Destroy a slice")
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
+
+
+class SliceCheckView(APIView):
+    """Check the slice's hosts for drift now: one check job per host; the health changes when they end."""
+
+    @extend_schema(
+        summary="Check a slice for drift",
+        request=None,
+        responses={202: CheckResponseSerializer, 404: ERROR, 409: ERROR},
+        tags=["provisioning"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        slice_obj = _own_slice(request, pk)
+        jobs = drift.check_request(slice_obj=slice_obj)
+        return Response({"jobs": jobs, "health": slice_health(slice_obj)}, status=202)
+
+
+class SliceRepairView(APIView):
+    """Repair a drifted slice: its deployed footprint applied again (only what differs is made; VMs
+    that did not drift keep running). 202 with the queued repair job."""
+
+    @extend_schema(
+        summary="Repair a slice",
+        request=None,
+        responses={202: DeploymentDetailSerializer, 404: ERROR, 409: ERROR},
+        tags=["provisioning"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        slice_obj = _own_slice(request, pk)
+        deployment = drift.repair_request(slice_obj=slice_obj, user=request.user)
+        return Response(DeploymentDetailSerializer(deployment).data, status=202)
 
 
 class VmPowerView(APIView):

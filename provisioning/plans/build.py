@@ -135,8 +135,11 @@ def _vm_key(spec: SliceSpec, vm: VmSpec) -> tuple:
     return (replace(vm, nics=nics), spec.worker(vm.host), spec.slice_name)
 
 
-def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
+def apply_plan(old: SliceSpec | None, new: SliceSpec, *, renew: Collection[int] = ()) -> Plan:
     """Bring hosts from ``old`` (what may be deployed; None = nothing) to ``new``.
+
+    ``renew``: VMs restarted even if unchanged, their TAPs and ports made anew (a repair:
+    a TAP deleted under a running QEMU cannot be given back to it).
 
     - A VM absent from ``new``, moved to another worker or given another image is
       torn down completely; a VM otherwise changed (flavor, NICs, name) has only
@@ -155,7 +158,7 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
     restart: list[tuple[VmSpec, tuple[NicSpec, ...]]] = []
     for vm in old.vms:
         target = new_vms.get(vm.id)
-        if target is not None and _vm_key(old, vm) == _vm_key(new, target):
+        if target is not None and _vm_key(old, vm) == _vm_key(new, target) and vm.id not in renew:
             continue
         same_place = (
             target is not None
@@ -164,7 +167,7 @@ def apply_plan(old: SliceSpec | None, new: SliceSpec) -> Plan:
             and target.image == vm.image
         )
         if same_place:
-            kept = {n.tap for n in target.nics}
+            kept = {n.tap for n in target.nics} if vm.id not in renew else set()
             restart.append((vm, tuple(n for n in vm.nics if n.tap not in kept)))
         else:
             gone_vms.append(vm)

@@ -275,13 +275,65 @@ class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
         read_only_fields = ["created", "updated"]
 
 
+class DifferenceSerializer(serializers.Serializer):
+    """One way a host differs from the slice's plan (provisioning.drift), since ``first_seen``."""
+
+    host = serializers.CharField()
+    kind = serializers.CharField(help_text="qemu, tap, port, guard, gateway, dhcp-namespace, dnsmasq, iptables, ...")
+    object = serializers.CharField(help_text="What differs, named as on the host (e.g. `vm1.eth0 (tap_7_eth0)`).")
+    expected = serializers.CharField()
+    found = serializers.CharField()
+    vm = serializers.IntegerField(allow_null=True, help_text="The VM concerned, if one.")
+    vlan = serializers.IntegerField(allow_null=True, help_text="The VLAN concerned, if one.")
+    isolation = serializers.BooleanField(help_text="Breaks isolation between slices: the check repairs it itself.")
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    resolution = serializers.CharField()
+
+
+class SliceHealthSerializer(serializers.Serializer):
+    """The slice as last observed on its hosts: in sync, drifted, host unreachable (or not checked yet)."""
+
+    state = serializers.ChoiceField(choices=["unknown", "in_sync", "drifted", "unreachable"])
+    checked_at = serializers.DateTimeField(allow_null=True)
+    since = serializers.DateTimeField(allow_null=True, help_text="When the slice entered this state.")
+    differences = DifferenceSerializer(many=True, help_text="What differs now.")
+    repaired = DifferenceSerializer(many=True, help_text="What the checks put back by themselves lately.")
+
+
+DRIFT_FIELDS = [f for f in DifferenceSerializer._declared_fields]
+RECENT_REPAIRS = 10
+
+
+def slice_health(obj: Slice) -> dict:
+    """The slice's health from its reverse relations (the drift models live in provisioning)."""
+    health = getattr(obj, "health", None)
+    drifts = obj.drifts.all()
+    open_rows = drifts.filter(resolved_at__isnull=True).order_by("host", "kind", "object")
+    repaired = drifts.filter(resolution="repaired by the check").order_by("-resolved_at")[:RECENT_REPAIRS]
+    return {
+        "state": health.state if health else "unknown",
+        "checked_at": health.checked_at if health else None,
+        "since": health.since if health else None,
+        "differences": [{f: getattr(r, f) for f in DRIFT_FIELDS} for r in open_rows],
+        "repaired": [{f: getattr(r, f) for f in DRIFT_FIELDS} for r in repaired],
+    }
+
+
 class SliceDetailSerializer(SliceSerializer):
     vms = VMSerializer(many=True, read_only=True)
     links = LinkSerializer(many=True, read_only=True)
     vlan_pool = serializers.SerializerMethodField()
+    health = serializers.SerializerMethodField()
 
     class Meta(SliceSerializer.Meta):
-        fields = [*SliceSerializer.Meta.fields, "vms", "links", "vlan_pool"]
+        fields = [*SliceSerializer.Meta.fields, "vms", "links", "vlan_pool", "health"]
+
+    @extend_schema_field(SliceHealthSerializer)
+    def get_health(self, obj: Slice) -> dict:
+        """Drift: in sync, drifted or host unreachable, with what differs (docs/drift.md)."""
+        return SliceHealthSerializer(slice_health(obj)).data
 
     def get_vlan_pool(self, obj: Slice) -> list[str]:
         """The VLANs the slice holds, as runs (``["100-102", "140"]``): its links' and any it keeps."""

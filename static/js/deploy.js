@@ -6,7 +6,7 @@ import { consoleBlock, el, formatDuration, render, statusBadge } from "./ui.js";
 export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 // Step statuses of a step that ran to its end (not_run: the job stopped before it).
 const ENDED = new Set(["ok", "skipped", "failed"]);
-const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy", power: "Power action" };
+const KIND_LABEL = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy", power: "Power action", repair: "Repair" };
 const ACTION_LABEL = { start: "Start", shutdown: "Shut down", reboot: "Reboot", reset: "Reset", force_off: "Force off" };
 
 /** A job's name: its kind, or for a power job its action ("Shut down"). */

@@ -122,6 +122,17 @@ function sliceStatus() {
 
 // --- states shown on the canvas -------------------------------------------------------------
 
+/** What the slice's open drift differences concern (a check's findings): VM ids and VLANs. */
+function drifted() {
+  const vms = new Set();
+  const vlans = new Set();
+  for (const diff of state.slice?.health?.differences || []) {
+    if (diff.vm !== null && diff.vm !== undefined) vms.add(diff.vm);
+    if (diff.vlan !== null && diff.vlan !== undefined) vlans.add(diff.vlan);
+  }
+  return { vms, vlans };
+}
+
 /** What the failed steps of the latest job touched: each step row names its VM id and VLAN. */
 function failedTargets() {
   const vms = new Set();
@@ -137,7 +148,7 @@ function failedTargets() {
 function vmState(vm) {
   if (failedTargets().vms.has(vm.id)) return "failed";
   if (jobRunning() && vm.status === "designed" && state.deployment.kind !== "destroy") return "deploying";
-  if (["designed", "deploying", "running", "failed", "stopped"].includes(vm.status)) return vm.status;
+  if (["designed", "deploying", "running", "failed", "stopped", "lost"].includes(vm.status)) return vm.status;
   return "designed";
 }
 
@@ -176,9 +187,9 @@ function applySlice(slice) {
       const id = `vm-${vm.id}`;
       seen.add(id);
       const node = cy.getElementById(id);
-      if (node.empty()) cy.add(vmElement(vm, vmState(vm)));
+      if (node.empty()) cy.add(vmElement(vm, vmState(vm))).data("drift", drifted().vms.has(vm.id));
       else {
-        node.data({ label: vmLabel(vm), state: vmState(vm), internet: Boolean(vm.internet_enabled) });
+        node.data({ label: vmLabel(vm), state: vmState(vm), internet: Boolean(vm.internet_enabled), drift: drifted().vms.has(vm.id) });
         if (!node.grabbed()) node.position({ x: Number(vm.x) || 0, y: Number(vm.y) || 0 });
       }
     }
@@ -188,6 +199,7 @@ function applySlice(slice) {
       const edge = cy.getElementById(id);
       if (edge.empty()) cy.add(linkElement(link, linkState(link)));
       else edge.data({ label: linkLabel(link), state: linkState(link) });
+      cy.getElementById(id).data("drift", drifted().vlans.has(link.vlan));
     }
     cy.elements(".vm, .link").forEach((ele) => {
       if (!seen.has(ele.id())) cy.remove(ele);
@@ -284,6 +296,9 @@ function updateActions() {
   setAvailable($("btn-deploy"), !busy && status === "draft" && hasVMs, busy ? editOff : status !== "draft" ? "Already deployed: use Redeploy to apply changes." : "Add VMs first.");
   setAvailable($("btn-redeploy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Deploy the slice first.");
   setAvailable($("btn-destroy"), !busy && ["active", "failed"].includes(status), busy ? editOff : "Nothing is deployed.");
+  setAvailable($("btn-check"), !busy && status === "active", busy ? editOff : "Only a deployed (active) slice is checked.");
+  const drift = state.slice.health?.state;
+  setAvailable($("btn-repair"), !busy && status === "active" && ["drifted", "unreachable"].includes(drift), busy ? editOff : status !== "active" ? "Only a deployed (active) slice is repaired." : "Nothing differs on the hosts (Check first).");
   // While a job runs, Cancel takes the place of Destroy (which waits for the job anyway).
   const cancel = $("btn-cancel");
   cancel.hidden = !jobRunning();
@@ -562,7 +577,7 @@ function showTab(name) {
   }
 }
 
-const JOB_NAME = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy" };
+const JOB_NAME = { deploy: "Deploy", redeploy: "Redeploy", destroy: "Destroy", repair: "Repair" };
 
 async function startJob(kind, button) {
   if (kind === "destroy") {
@@ -622,8 +637,48 @@ function renderJob() {
   renderHeader();
   updateActions();
   // The overview card shows the slice's status: redraw it when that changes.
+  renderHealth();
   if (state.shownStatus !== sliceStatus() && !cy.$(":selected").length) renderInspector();
   state.shownStatus = sliceStatus();
+}
+
+const HEALTH_LABEL = { in_sync: "In sync", drifted: "Drifted", unreachable: "Host unreachable", unknown: "Not checked" };
+
+/** The slice's drift health next to its status: what differs, where, since when (in its tooltip). */
+function renderHealth() {
+  const badge = $("slice-health");
+  const health = state.slice.health;
+  badge.hidden = !health || state.slice.status !== "active";
+  if (badge.hidden) return;
+  const count = health.differences.length;
+  badge.className = `badge health-${health.state}`;
+  badge.textContent = HEALTH_LABEL[health.state] + (count ? ` (${count})` : "");
+  const lines = health.differences.map(
+    (d) => `${d.host}: ${d.kind} ${d.object}: expected ${d.expected}, found ${d.found} (since ${new Date(d.first_seen).toLocaleTimeString()})`,
+  );
+  const checked = health.checked_at ? `Checked ${new Date(health.checked_at).toLocaleTimeString()}` : "Not checked yet";
+  badge.title = [checked, ...lines].join("\n");
+}
+
+/** The Check button: the slice's hosts are observed by jobs; the slice is read again until their answer is in. */
+async function checkSlice(button) {
+  const before = state.slice.health?.checked_at;
+  try {
+    await withBusy(button, () => api(`slices/${sliceId}/check/`, { method: "POST", body: {} }));
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    toast(`Check refused: ${err.message}`, { kind: "error", testid: "canvas-error" });
+    return;
+  }
+  toast("Checking the hosts…", { kind: "info" });
+  for (let i = 0; i < 20; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const slice = await loadSlice();
+    if (slice.health?.checked_at && slice.health.checked_at !== before) {
+      toast(`Check: ${HEALTH_LABEL[slice.health.state].toLowerCase()}.`, { kind: slice.health.state === "in_sync" ? "ok" : "error", testid: "check-done" });
+      return;
+    }
+  }
 }
 
 /**
@@ -765,6 +820,8 @@ $("btn-placement").addEventListener("click", openPlacement);
 $("btn-plan").addEventListener("click", openPlan);
 $("btn-deploy").addEventListener("click", (e) => startJob("deploy", e.currentTarget));
 $("btn-redeploy").addEventListener("click", (e) => startJob("redeploy", e.currentTarget));
+$("btn-check").addEventListener("click", (e) => checkSlice(e.currentTarget));
+$("btn-repair").addEventListener("click", (e) => startJob("repair", e.currentTarget));
 $("btn-destroy").addEventListener("click", (e) => startJob("destroy", e.currentTarget));
 $("btn-cancel").addEventListener("click", (e) => cancelJob(e.currentTarget));
 for (const item of document.querySelectorAll("[data-export]")) item.addEventListener("click", () => doExport(item.dataset.export));

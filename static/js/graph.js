@@ -9,6 +9,7 @@ const VM_COLOURS = {
   running: ["#22c55e", "#f0fdf4"],
   failed: ["#ef4444", "#fef2f2"],
   stopped: ["#94a3b8", "#f1f5f9"],
+  lost: ["#be123c", "#fff1f2"], // its QEMU died: "stopped unexpectedly" (a drift check saw it)
 };
 const LINK_COLOURS = { designed: "#94a3b8", deploying: "#f59e0b", up: "#22c55e", failed: "#ef4444" };
 
@@ -70,6 +71,8 @@ export function styles() {
   }
   s.push(
     { selector: 'node.vm[state = "deploying"]', style: { "border-style": "dashed" } },
+    // Drift: the hosts differ from the plan for this VM or link (a check saw it; Repair puts it back).
+    { selector: "node.vm[?drift]", style: { "border-style": "dotted", "border-width": 3, "border-color": "#ea580c" } },
     { selector: "node.vm:selected", style: { "border-color": "#4f46e5", "border-width": 3, "underlay-opacity": 0.14 } },
     { selector: "node.vm.link-source", style: { "border-color": "#4f46e5", "underlay-opacity": 0.22 } },
     { selector: "node.vm.link-target", style: { "border-color": "#4f46e5", "border-width": 3, "underlay-opacity": 0.3 } },
@@ -110,6 +113,7 @@ export function styles() {
   }
   s.push(
     { selector: 'edge.link[state = "deploying"]', style: { "line-style": "dashed", "line-dash-pattern": [8, 5] } },
+    { selector: "edge.link[?drift]", style: { "line-style": "dotted", "line-color": "#ea580c" } },
     { selector: "edge.link:selected", style: { "line-color": "#4f46e5", width: 4, "underlay-opacity": 0.16 } },
     { selector: "edge.link.flash-error", style: { "underlay-color": "#ef4444", "underlay-opacity": 0.35 } },
     { selector: "node.ghost", style: { width: 1, height: 1, opacity: 0, events: "no", label: "" } },

@@ -33,6 +33,8 @@ const POWER_BUTTONS = {
     ["force_off", "Force off", "Stop the VM at once (pull the plug)"],
   ],
   stopped: [["start", "Start", "Boot the VM again, with its links"]],
+  // Its QEMU died (a drift check saw it): Start boots it again; Repair (the toolbar) puts back the rest.
+  lost: [["start", "Start", "Boot the VM again, with its links"]],
   failed: [
     ["start", "Start", "Boot the VM if it does not run"],
     ["force_off", "Force off", "Stop the VM at once (pull the plug)"],

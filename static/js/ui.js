@@ -176,7 +176,7 @@ export function timeAgo(iso) {
 }
 
 export function statusBadge(status, label) {
-  const text = label || (status ? status[0].toUpperCase() + status.slice(1) : "—");
+  const text = label || (status === "lost" ? "Stopped unexpectedly" : status ? status[0].toUpperCase() + status.slice(1) : "—");
   return el("span", { class: `badge status-${status || "draft"}`, "data-status": status || "" }, text);
 }
 

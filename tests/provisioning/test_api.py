@@ -177,8 +177,7 @@ def test_the_reaper_is_scheduled_on_rqs_own_cron(settings):
 
     scheduler = CronScheduler(connection=queue.provisioning_queue().connection)
     scheduler.load_config_from_file("provisioning.cron")
-    (job,) = scheduler.get_jobs()
-    assert job.func_name == "provisioning.jobs.reap_abandoned"
+    job = next(job for job in scheduler.get_jobs() if job.func_name == "provisioning.jobs.reap_abandoned")
     assert job.interval == settings.PROVISIONING_REAP_INTERVAL and job.queue_name == queue.queue_name()
 
 
