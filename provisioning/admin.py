@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from slices.admin import VMAdmin
 from slices.errors import ServiceError
 
-from . import services
+from . import admin_hosts, services  # noqa: F401 (admin_hosts registers the Hosts admin)
 from .models import Deployment, DeploymentStep
 
 

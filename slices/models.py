@@ -140,9 +140,11 @@ class VMQuerySet(models.QuerySet):
         return self.update(status=VM.Status.FAILED)
 
     def mark_designed(self) -> int:
-        """Destroyed: back to the design, leases forgotten, and what the guests received at first boot
-        (the next deploy boots fresh disks: they get the owner's keys of that moment and new passwords)."""
+        """Destroyed: back to the design, leases and automatic placements forgotten (pins stay), and what
+        the guests received at first boot (the next deploy boots fresh disks: they get the owner's keys of
+        that moment and new passwords)."""
         Interface.objects.filter(vm__in=self).update(lease_address=None)
+        self.filter(pinned=False).update(host=None)
         return self.update(status=VM.Status.DESIGNED, seed_keys=None, console_password="", console_password_hash="")
 
     def mark_failed_if_deploying(self) -> int:
@@ -175,6 +177,11 @@ class VM(models.Model):
         on_delete=models.PROTECT,
         related_name="vms",
         help_text="The worker the VM is placed on (chosen at deploy when empty).",
+    )
+    pinned = models.BooleanField(
+        default=False,
+        help_text="The host was chosen by a user or an operator and stays; "
+        "otherwise placement chose it and a destroy forgets it.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DESIGNED)
     x = models.FloatField(default=0)

@@ -92,8 +92,13 @@ def default_image() -> Image | None:
 
 
 def _check_host(host: Host | None) -> Host | None:
+    """A host to pin a VM to: an enabled worker that is not drained for maintenance."""
     if host is not None and (host.role != Host.Role.WORKER or not host.enabled):
         raise InvalidRequest(f"Host {host.name!r} is not an enabled worker.", field="host")
+    if host is not None and host.drained:
+        raise InvalidRequest(
+            f"Host {host.name!r} is drained for maintenance: it takes no new VMs.", field="host", code="host_drained"
+        )
     return host
 
 
@@ -217,6 +222,7 @@ def vm_create(
         data_interfaces_count=data_interfaces_count,
         internet_enabled=bool(internet_enabled),
         host=host,
+        pinned=host is not None,
         x=x,
         y=y,
     )
@@ -242,6 +248,8 @@ def vm_update(
     Lowering ``data_interfaces_count`` below a linked interface is refused (400);
     a deployed VM keeps its name (409). Moving a node (``x``, ``y``) is allowed in
     any slice state; other changes wait while a job runs on the slice (409).
+    A ``host`` other than the VM's current one pins the VM there (it survives a
+    destroy); ``None`` clears the pin and lets placement choose.
     """
     locked_slice = _lock_slice(vm.slice_id)
     vm = VM.objects.select_related("flavor").get(pk=vm.pk)
@@ -267,8 +275,9 @@ def vm_update(
         vm.flavor = flavor
     if image is not UNSET and image is not None:
         vm.image = image
-    if host is not UNSET:
-        vm.host = _check_host(host)
+    if host is not UNSET and (host.pk if host else None) != vm.host_id:
+        # A host given by hand is a pin (it survives a destroy); none lets placement choose.
+        vm.host, vm.pinned = _check_host(host), host is not None
     if internet_enabled is not UNSET:
         vm.internet_enabled = bool(internet_enabled)
         vm.interfaces.filter(index=0).update(vlan=INTERNET_VLAN if vm.internet_enabled else None)

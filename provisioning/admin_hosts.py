@@ -1,0 +1,56 @@
+"""The Hosts admin as operators run the cluster: drain state, drain / undrain actions, what runs where.
+
+Inventory's own admin knows only the host's settings (inventory sits below slices
+and provisioning); this one replaces it with what needs the VMs placed on hosts.
+"""
+
+from django.contrib import admin
+from django.utils.html import format_html_join
+
+from inventory.admin import HostAdmin
+from inventory.models import Host
+
+from . import maintenance
+
+
+class OperatedHostAdmin(HostAdmin):
+    """Hosts with their drain state and the VMs still running on them."""
+
+    actions = [*HostAdmin.actions, "drain", "undrain"]
+    readonly_fields = [*HostAdmin.readonly_fields, "running_here"]
+    fieldsets = [
+        (None, {"fields": ["name", "role", "enabled", "drained", "running_here"]}),
+        *HostAdmin.fieldsets[1:],
+    ]
+
+    @admin.action(description="Drain the selected hosts (no new VMs; what runs there keeps running)")
+    def drain(self, request, queryset):
+        self._set_drained(request, queryset, drained=True)
+
+    @admin.action(description="Undrain the selected hosts (they take new VMs again)")
+    def undrain(self, request, queryset):
+        self._set_drained(request, queryset, drained=False)
+
+    def _set_drained(self, request, queryset, *, drained: bool) -> None:
+        for host in queryset:
+            maintenance.set_drained(host=host, drained=drained)
+            self.message_user(
+                request, f"{host.name} {'drained' if drained else 'undrained'}. " + maintenance.describe(host=host)
+            )
+
+    @admin.display(description="What runs here")
+    def running_here(self, obj: Host):
+        if obj.pk is None:
+            return "-"
+        rows = maintenance.residents(host=obj)
+        if not rows:
+            return "Nothing runs here."
+        return format_html_join(
+            "",
+            "<div>{}/{} ({}, {}{})</div>",
+            ((r.slice, r.vm, r.owner, r.status, ", pinned" if r.pinned else "") for r in rows),
+        )
+
+
+admin.site.unregister(Host)
+admin.site.register(Host, OperatedHostAdmin)
