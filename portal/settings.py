@@ -265,6 +265,12 @@ PROVISIONING_SHUTDOWN_TIMEOUT = int(os.environ.get("PROVISIONING_SHUTDOWN_TIMEOU
 PROVISIONING_HEARTBEAT_TIMEOUT = int(os.environ.get("PROVISIONING_HEARTBEAT_TIMEOUT", "60"))
 # Seconds between runs of the scheduled reaper (manage.py rqcron provisioning.cron).
 PROVISIONING_REAP_INTERVAL = int(os.environ.get("PROVISIONING_REAP_INTERVAL", "60"))
+# History retention (provisioning.retention): deployments older than PROVISIONING_HISTORY_DAYS and
+# beyond the last PROVISIONING_HISTORY_KEEP of their slice are pruned every PROVISIONING_PRUNE_INTERVAL
+# seconds (never a slice's latest, nor a job its footprint on the hosts still depends on).
+PROVISIONING_HISTORY_DAYS = int(os.environ.get("PROVISIONING_HISTORY_DAYS", "30"))
+PROVISIONING_HISTORY_KEEP = int(os.environ.get("PROVISIONING_HISTORY_KEEP", "10"))
+PROVISIONING_PRUNE_INTERVAL = int(os.environ.get("PROVISIONING_PRUNE_INTERVAL", "3600"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
 

@@ -18,3 +18,12 @@ cron.register(
     result_ttl=3600,
     name="reap-abandoned-deployments",
 )
+
+cron.register(
+    jobs.prune_history,
+    queue_name=queue_name(),
+    interval=settings.PROVISIONING_PRUNE_INTERVAL,
+    job_timeout=600,
+    result_ttl=3600,
+    name="prune-deployment-history",
+)

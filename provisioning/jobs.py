@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
-from . import executor, reaper
+from . import executor, reaper, retention
 
 
 def run_deployment(deployment_id: int) -> str:
@@ -23,5 +23,15 @@ def reap_abandoned() -> str:
     try:
         found = reaper.reap_abandoned()
         return f"{len(found)} abandoned deployment(s) failed"
+    finally:
+        close_old_connections()
+
+
+def prune_history() -> str:
+    """The scheduled pruning (provisioning.cron): old deployments and their steps, as provisioning.retention says."""
+    close_old_connections()
+    try:
+        pruned = retention.prune_history()
+        return f"{pruned.deployments} deployment(s) and {pruned.steps} step row(s) pruned"
     finally:
         close_old_connections()

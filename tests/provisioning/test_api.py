@@ -175,9 +175,11 @@ def test_the_reaper_is_scheduled_on_rqs_own_cron(settings):
 
     scheduler = CronScheduler(connection=queue.provisioning_queue().connection)
     scheduler.load_config_from_file("provisioning.cron")
-    (job,) = scheduler.get_jobs()
-    assert job.func_name == "provisioning.jobs.reap_abandoned"
+    jobs = {job.func_name: job for job in scheduler.get_jobs()}
+    job = jobs["provisioning.jobs.reap_abandoned"]
     assert job.interval == settings.PROVISIONING_REAP_INTERVAL and job.queue_name == queue.queue_name()
+    prune = jobs["provisioning.jobs.prune_history"]  # history retention (provisioning.retention)
+    assert prune.interval == settings.PROVISIONING_PRUNE_INTERVAL and prune.queue_name == queue.queue_name()
 
 
 def test_schema_is_valid():
