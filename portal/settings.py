@@ -14,6 +14,7 @@ Environment variables (all optional):
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -67,6 +68,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI assets served by us, never from a CDN
     "django_rq",
     "channels",
+    "axes",
+    "audit",
     "inventory",
     "slices",
     "provisioning",
@@ -78,9 +81,24 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a request that axes found locked out (too many failed logins) with 429.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Failed logins (designer, admin, POST /api/auth/token/): after AXES_FAILURE_LIMIT wrong passwords
+# for one username from one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES (audit.lockout).
+AUTHENTICATION_BACKENDS = [
+    "audit.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

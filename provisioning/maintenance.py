@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audit.log import record as audit
+from audit.models import AuditEvent
 from inventory.models import Host
 from slices.models import VM, Slice
 
@@ -48,6 +50,8 @@ def set_drained(*, host: Host, drained: bool) -> bool:
     """Drain (or undrain) ``host``; says whether its state changed. Idempotent."""
     changed = Host.objects.filter(pk=host.pk).exclude(drained=drained).update(drained=drained)
     host.drained = drained
+    if changed:
+        audit(AuditEvent.Action.HOST_DRAIN, host=host.name, detail="drained" if drained else "undrained")
     return bool(changed)
 
 

@@ -16,6 +16,8 @@ from functools import partial
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from audit.log import record as audit
+from audit.models import AuditEvent
 from slices import guests, internet
 from slices.errors import Conflict, InvalidRequest, NotFound
 from slices.models import VM, Slice
@@ -148,7 +150,23 @@ def _create(*, slice_obj: Slice, user, kind: str, dry_run: bool, spec: SliceSpec
         raise Conflict(f"Slice {slice_obj.name!r} already has a job running.", code="slice_busy") from exc
     Deployment.objects.filter(pk=deployment.pk).update(job_id=_new_job_id(deployment.pk))
     deployment.refresh_from_db()
+    _audit_job(deployment, user)
     return deployment
+
+
+def _audit_job(deployment: Deployment, user) -> None:
+    """The request of a job in the audit log (a dry run too: it shows the plan, it changes nothing)."""
+    vm = deployment.vm
+    action = AuditEvent.Action.POWER if deployment.kind == Deployment.Kind.POWER else deployment.kind
+    target = f"deployment {deployment.pk}" + (f" ({deployment.action} VM {vm.name})" if vm is not None else "")
+    audit(
+        action,
+        slice_obj=deployment.slice,
+        user=user if user is not None and user.is_authenticated else None,
+        target=target,
+        host=vm.host.name if vm is not None and vm.host_id else "",
+        detail="dry run" if deployment.dry_run else "",
+    )
 
 
 def cancel_request(*, deployment: Deployment, user: AbstractBaseUser | None) -> Deployment:
@@ -164,6 +182,12 @@ def cancel_request(*, deployment: Deployment, user: AbstractBaseUser | None) -> 
             code="not_active",
         )
     by = f" by {user.get_username()}" if user is not None and user.is_authenticated else ""
+    audit(
+        AuditEvent.Action.CANCEL,
+        slice_obj=deployment.slice,
+        user=user if user is not None and user.is_authenticated else None,
+        target=f"deployment {deployment.pk} ({deployment.kind})",
+    )
     lifecycle.on_cancelled(deployment, f"Cancelled{by} before it started.", only_queued=True)
     deployment.refresh_from_db()
     return deployment

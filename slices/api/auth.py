@@ -1,12 +1,17 @@
 """API tokens for scripts and ``slicectl login``: username and password in, the user's token out."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from .exceptions import error_body
+
+LOCKED_OUT_MESSAGE = "Too many failed logins: this login is locked out for a while. Try again later."
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -31,11 +36,18 @@ class ObtainTokenView(ObtainAuthToken):
         responses={
             200: inline_serializer("Token", {"token": serializers.CharField(), "username": serializers.CharField()}),
             400: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(description="Too many failed logins: locked out for a while."),
         },
         auth=[],
         tags=["auth"],
     )
     def post(self, request: Request, *args, **kwargs) -> Response:
-        response = super().post(request, *args, **kwargs)
+        try:
+            response = super().post(request, *args, **kwargs)
+        except ValidationError:
+            # django-axes (audit.lockout) flags the request when this username and address are locked out.
+            if getattr(request, "axes_locked_out", False) or getattr(request._request, "axes_locked_out", False):
+                return Response(error_body(LOCKED_OUT_MESSAGE, "locked_out"), status=status.HTTP_429_TOO_MANY_REQUESTS)
+            raise
         response.data = {**response.data, "username": request.data.get("username")}
         return response
