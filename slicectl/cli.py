@@ -8,6 +8,7 @@ Every command has ``--help``; exit codes are :class:`slicectl.client.Exit`
 import argparse
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,10 +37,17 @@ def _note(text: str) -> None:
 
 
 def cmd_login(client: Client, args: argparse.Namespace) -> int:
-    """Exchange a username and password for the user's API token; save URL and token (mode 0600)."""
+    """Exchange a username and password for a new named API token; save URL and token (mode 0600).
+
+    The token is named after this machine (``--token-name`` to choose): see and revoke
+    your tokens at /api/auth/tokens/.
+    """
     username = args.username or input("Username: ")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    body = client.post("/api/auth/token/", json_body={"username": username, "password": password}, auth=False)
+    name = args.token_name or f"slicectl on {socket.gethostname()}"[:64]
+    body = client.post(
+        "/api/auth/token/", json_body={"username": username, "password": password, "name": name}, auth=False
+    )
     path = write_config({"url": client.url, "token": body["token"]})
     _note(f"Logged in to {client.url} as {username}; token saved in {path}.")
     return Exit.OK
@@ -284,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("login", help="get an API token and save it", description=cmd_login.__doc__)
     p.add_argument("-u", "--username")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--token-name", help='name of the new token (default "slicectl on HOSTNAME")')
     p.set_defaults(func=cmd_login)
 
     p = sub.add_parser("apply", help="create or update a slice from a file", description=cmd_apply.__doc__)

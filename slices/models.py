@@ -358,3 +358,30 @@ class UserQuota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.user}"
+
+
+class ApiToken(models.Model):
+    """A named API token of a user (``Authorization: Token <key>``): listed and revoked by its owner.
+
+    ``slicectl login`` and ``POST /api/auth/token/`` create one per login, named
+    after where it is used; ``last_used`` is stamped (at most once a minute) when
+    it authenticates a request. Deleting the row revokes it at once.
+    """
+
+    key = models.CharField(max_length=40, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
+
+    @property
+    def prefix(self) -> str:
+        """The first characters of the key: enough to tell tokens apart, never enough to use one."""
+        return self.key[:6]
