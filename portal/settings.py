@@ -245,6 +245,14 @@ SLICE_LINK_GUARD = os.environ.get("SLICE_LINK_GUARD", "1") not in ("0", "false",
 SLICE_QUOTA_VMS = int(os.environ.get("SLICE_QUOTA_VMS", "64"))
 SLICE_QUOTA_VCPUS = int(os.environ.get("SLICE_QUOTA_VCPUS", "128"))
 SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
+# Slice lifetime (slices.lifetime): a deploy sets the expiry SLICE_LIFETIME_HOURS from then (at most the
+# user's maximum, UserQuota.max_lifetime_hours or SLICE_LIFETIME_MAX_HOURS); the owner may extend it up to
+# that maximum from now; the designer warns SLICE_EXPIRY_WARNING_HOURS before; a scheduled job
+# (provisioning.cron, every SLICE_EXPIRY_INTERVAL seconds) destroys expired slices, keeping the design.
+SLICE_LIFETIME_HOURS = int(os.environ.get("SLICE_LIFETIME_HOURS", "168"))
+SLICE_LIFETIME_MAX_HOURS = int(os.environ.get("SLICE_LIFETIME_MAX_HOURS", "720"))
+SLICE_EXPIRY_WARNING_HOURS = int(os.environ.get("SLICE_EXPIRY_WARNING_HOURS", "24"))
+SLICE_EXPIRY_INTERVAL = int(os.environ.get("SLICE_EXPIRY_INTERVAL", "60"))
 # containerlab imports: node image or kind -> this installation's image name, written
 # "kind=image,kind2=image2,*=image3" ("*": any other kind; an empty image: the default
 # image). Empty (the default): every kind gets the default image. See docs/slices-as-code.md.

@@ -27,3 +27,12 @@ cron.register(
     result_ttl=3600,
     name="prune-deployment-history",
 )
+
+cron.register(
+    jobs.expire_slices,
+    queue_name=queue_name(),
+    interval=settings.SLICE_EXPIRY_INTERVAL,
+    job_timeout=120,
+    result_ttl=3600,
+    name="destroy-expired-slices",
+)

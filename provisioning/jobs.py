@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
-from . import executor, reaper, retention
+from . import executor, expiry, reaper, retention
 
 
 def run_deployment(deployment_id: int) -> str:
@@ -33,5 +33,15 @@ def prune_history() -> str:
     try:
         pruned = retention.prune_history()
         return f"{pruned.deployments} deployment(s) and {pruned.steps} step row(s) pruned"
+    finally:
+        close_old_connections()
+
+
+def expire_slices() -> str:
+    """The scheduled expiry (provisioning.cron): destroy the deployed slices whose lifetime has passed."""
+    close_old_connections()
+    try:
+        found = expiry.expire_slices()
+        return f"{sum(1 for e in found if e.deployment_id)} expired slice(s) being destroyed"
     finally:
         close_old_connections()

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 
 from audit.log import record as audit
 from audit.models import AuditEvent
-from slices import guests, internet
+from slices import guests, internet, lifetime
 from slices.errors import Conflict, InvalidRequest, NotFound
 from slices.models import VM, Slice
 
@@ -88,6 +88,9 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
             spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses, seeds=seeds)
         deployment = _create(slice_obj=locked, user=user, kind=kind, dry_run=dry_run, spec=spec)
         if not dry_run:
+            if kind != Deployment.Kind.DESTROY and locked.expires_at is None:
+                # Its lifetime starts now (slices.lifetime); a redeploy keeps the expiry it has.
+                Slice.objects.filter(pk=locked.pk).update(expires_at=lifetime.initial_expiry(user=locked.owner))
             locked.mark_queued(allowed=ALLOWED_FROM[kind])
         transaction.on_commit(partial(enqueue, deployment.pk))
     return deployment

@@ -126,6 +126,14 @@ def cmd_delete(client: Client, args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def cmd_extend(client: Client, args: argparse.Namespace) -> int:
+    """Set a deployed slice to expire HOURS from now (at most your maximum lifetime)."""
+    detail = client.slice_by_name(args.name)
+    body = client.post(f"/api/slices/{detail['id']}/extend/", json_body={"hours": args.hours})
+    _note(f"Slice {args.name} now expires at {body['expires_at']}.")
+    return Exit.OK
+
+
 def cmd_plan(client: Client, args: argparse.Namespace) -> int:
     """The exact host commands a deploy/redeploy/destroy would run now."""
     detail = client.slice_by_name(args.name)
@@ -294,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--token-name", help='name of the new token (default "slicectl on HOSTNAME")')
     p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("extend", help="extend a deployed slice's lifetime", description=cmd_extend.__doc__)
+    p.add_argument("name")
+    p.add_argument("--hours", type=int, required=True, help="expire this many hours from now")
+    p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("apply", help="create or update a slice from a file", description=cmd_apply.__doc__)
     p.add_argument("-f", "--file", required=True, help="a slice document (YAML/JSON) or a .clab.yml; - for stdin")

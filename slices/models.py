@@ -34,6 +34,12 @@ class Slice(models.Model):
     name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator], help_text=NAME_HELP)
     description = models.TextField(blank=True, max_length=2000)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Set at deploy (slices.lifetime): then the slice is destroyed, its design kept.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -351,6 +357,9 @@ class UserQuota(models.Model):
     )
     max_ram_mib = models.PositiveIntegerField(
         null=True, blank=True, help_text="RAM in MiB in total (empty: SLICE_QUOTA_RAM_MIB)."
+    )
+    max_lifetime_hours = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Longest a deployed slice may live from now (empty: SLICE_LIFETIME_MAX_HOURS)."
     )
 
     class Meta:

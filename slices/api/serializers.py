@@ -277,8 +277,19 @@ class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Slice
-        fields = ["id", "name", "description", "owner", "status", "vm_count", "link_count", "created", "updated"]
-        read_only_fields = ["created", "updated"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "owner",
+            "status",
+            "expires_at",
+            "vm_count",
+            "link_count",
+            "created",
+            "updated",
+        ]
+        read_only_fields = ["created", "updated", "expires_at"]
 
 
 class SliceDetailSerializer(SliceSerializer):
@@ -470,3 +481,11 @@ class SliceStatusSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField()
     vms = StatusVMSerializer(many=True)
+
+
+class ExtendSerializer(serializers.Serializer):
+    """POST /api/slices/{id}/extend/: the slice's new lifetime, from now."""
+
+    hours = serializers.IntegerField(
+        min_value=1, help_text="The slice expires this many hours from now (at most your maximum lifetime)."
+    )
