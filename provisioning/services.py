@@ -58,8 +58,12 @@ def retry_deployment(*, deployment: Deployment, user: AbstractBaseUser | None) -
     if deployment.kind == Deployment.Kind.POWER:
         if deployment.vm is None:
             raise Conflict(f"Deployment {deployment.pk} acted on a VM that no longer exists.", code="vm_gone")
-        return power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
-    return _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
+        new = power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
+    else:
+        new = _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
+    Deployment.objects.filter(pk=new.pk).update(retry_of=deployment)  # the chain the admin shows
+    new.retry_of = deployment
+    return new
 
 
 def _new_job_id(deployment_id: int) -> str:

@@ -303,7 +303,7 @@ class SliceVlanAdmin(ReadOnlyAdmin):
 
 @admin.register(UserQuota)
 class UserQuotaAdmin(admin.ModelAdmin):
-    list_display = ["user", "max_vms", "max_vcpus", "max_ram_mib"]
+    list_display = ["user", "max_vms", "max_vcpus", "max_ram_mib", "max_lifetime_hours"]
     search_fields = ["user__username"]
     autocomplete_fields = ["user"]
 
