@@ -2,6 +2,7 @@
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
 
 from audit.models import AuditEvent
 
@@ -46,7 +47,9 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         qs = AuditEvent.objects.visible_to(self.request.user)
         slice_id = self.request.query_params.get("slice")
         if slice_id is not None:
-            qs = qs.filter(slice_id=int(slice_id)) if slice_id.isdigit() else qs.none()
+            if not slice_id.isdigit():
+                raise ValidationError({"slice": ["A slice id (an integer)."]})
+            qs = qs.filter(slice_id=int(slice_id))
         action = self.request.query_params.get("action")
         if action:
             qs = qs.filter(action=action)

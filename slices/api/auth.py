@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from slices import tokens
+from slices.errors import InvalidRequest
 
 from .exceptions import error_body
 
@@ -63,7 +64,9 @@ class ObtainTokenView(ObtainAuthToken):
             if getattr(request, "axes_locked_out", False) or getattr(request._request, "axes_locked_out", False):
                 return Response(error_body(LOCKED_OUT_MESSAGE, "locked_out"), status=status.HTTP_429_TOO_MANY_REQUESTS)
             raise
-        name = request.data.get("name") or "API token"
-        token = tokens.token_create(user=serializer.validated_data["user"], name=str(name))
+        name = request.data.get("name", "API token")
+        if not isinstance(name, str):
+            raise InvalidRequest("A token name is a string.", field="name")
+        token = tokens.token_create(user=serializer.validated_data["user"], name=name)
         user = token.user
         return Response({"token": token.key, "username": user.get_username(), "name": token.name, "id": token.pk})

@@ -5,11 +5,12 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from inventory.api.fields import StrictTypesMixin
 from slices import tokens
 from slices.models import ApiToken
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(StrictTypesMixin, serializers.ModelSerializer):
     prefix = serializers.CharField(read_only=True, help_text="The key's first characters (the key is shown once).")
 
     class Meta:
