@@ -13,6 +13,7 @@ import io
 import pytest
 from django.core.management import call_command
 
+from inventory.models import Host
 from tests.lab import hoststate
 from tests.lab.driver import Portal
 from tests.lab.test_e2e import assert_restored, new_slice, portal  # noqa: F401 (the fixture)
@@ -47,6 +48,9 @@ def hosts_command(*args: str) -> str:
 
 
 def test_drain_moves_new_and_destroyed_slices_off_the_worker(portal, lab):  # noqa: F811 (the fixture)
+    # The lab registers 2 vCPUs per worker; the drained cluster's one worker must take both slices' three
+    # tiny guests (placement counts capacity, the guests are small).
+    Host.objects.filter(role=Host.Role.WORKER).update(vcpus=4)
     before = hoststate.snapshot(lab)
     old = new_slice(portal, "olddrain")
     o1, o2 = auto_vm(portal, old["id"], "o1"), auto_vm(portal, old["id"], "o2")
