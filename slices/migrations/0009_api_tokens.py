@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('slices', '0007_vm_pinned'),
+        ('slices', '0008_vm_pinned'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

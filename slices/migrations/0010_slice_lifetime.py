@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('slices', '0008_api_tokens'),
+        ('slices', '0009_api_tokens'),
     ]
 
     operations = [
