@@ -242,6 +242,7 @@ def test_api_root_lists_every_top_level_resource(api, designed):
         "schema",
         "docs",
         "audit",
+        "me/keys",
     }
     assert set(links) == expected
     for name, url in links.items():
