@@ -17,13 +17,14 @@ class HostAdmin(admin.ModelAdmin):
         "accel",
         "accel_detected",
         "enabled",
+        "drained",
     ]
-    list_filter = ["role", "enabled", "accel"]
+    list_filter = ["role", "enabled", "drained", "accel"]
     search_fields = ["name", "management_address"]
     readonly_fields = ["accel_detected", "accel_probed_at"]
     actions = ["forget_kvm_probe"]
     fieldsets = [
-        (None, {"fields": ["name", "role", "enabled"]}),
+        (None, {"fields": ["name", "role", "enabled", "drained"]}),
         ("SSH", {"fields": ["management_address", "ssh_port", "ssh_user", "ssh_key_path"]}),
         ("Capacity for guests", {"fields": ["vcpus", "ram_mib"]}),
         ("Host side", {"fields": ["state_dir", "uplink", "accel", "accel_detected", "accel_probed_at"]}),

@@ -65,7 +65,13 @@ class Host(models.Model):
         help_text="Network node only: the interface NAT (VLAN 400) goes out of.",
     )
     state_dir = models.CharField(max_length=255, default="/var/lib/slice-portal", validators=[PATH_VALIDATOR])
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(
+        default=True, help_text="Off: the host is out of the cluster (nothing is placed or deployed there)."
+    )
+    drained = models.BooleanField(
+        default=False,
+        help_text="Drained for maintenance: no new VM is placed here; what runs here keeps running.",
+    )
     accel = models.CharField(
         max_length=8,
         choices=Accel.choices,
@@ -80,6 +86,11 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def takes_new_vms(self) -> bool:
+        """An enabled worker that is not drained: placement may put new VMs here."""
+        return self.role == self.Role.WORKER and self.enabled and not self.drained
 
     @property
     def effective_accel(self) -> str | None:

@@ -14,6 +14,7 @@ Environment variables (all optional):
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -67,6 +68,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI assets served by us, never from a CDN
     "django_rq",
     "channels",
+    "axes",
+    "audit",
     "inventory",
     "slices",
     "provisioning",
@@ -78,9 +81,24 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a request that axes found locked out (too many failed logins) with 429.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Failed logins (designer, admin, POST /api/auth/token/): after AXES_FAILURE_LIMIT wrong passwords
+# for one username from one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES (audit.lockout).
+AUTHENTICATION_BACKENDS = [
+    "audit.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -154,7 +172,7 @@ X_FRAME_OPTIONS = "DENY"
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "slices.tokens.ApiTokenAuthentication",  # named tokens (and DRF's own)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -227,6 +245,14 @@ SLICE_LINK_GUARD = os.environ.get("SLICE_LINK_GUARD", "1") not in ("0", "false",
 SLICE_QUOTA_VMS = int(os.environ.get("SLICE_QUOTA_VMS", "64"))
 SLICE_QUOTA_VCPUS = int(os.environ.get("SLICE_QUOTA_VCPUS", "128"))
 SLICE_QUOTA_RAM_MIB = int(os.environ.get("SLICE_QUOTA_RAM_MIB", "131072"))
+# Slice lifetime (slices.lifetime): a deploy sets the expiry SLICE_LIFETIME_HOURS from then (at most the
+# user's maximum, UserQuota.max_lifetime_hours or SLICE_LIFETIME_MAX_HOURS); the owner may extend it up to
+# that maximum from now; the designer warns SLICE_EXPIRY_WARNING_HOURS before; a scheduled job
+# (provisioning.cron, every SLICE_EXPIRY_INTERVAL seconds) destroys expired slices, keeping the design.
+SLICE_LIFETIME_HOURS = int(os.environ.get("SLICE_LIFETIME_HOURS", "168"))
+SLICE_LIFETIME_MAX_HOURS = int(os.environ.get("SLICE_LIFETIME_MAX_HOURS", "720"))
+SLICE_EXPIRY_WARNING_HOURS = int(os.environ.get("SLICE_EXPIRY_WARNING_HOURS", "24"))
+SLICE_EXPIRY_INTERVAL = int(os.environ.get("SLICE_EXPIRY_INTERVAL", "60"))
 # containerlab imports: node image or kind -> this installation's image name, written
 # "kind=image,kind2=image2,*=image3" ("*": any other kind; an empty image: the default
 # image). Empty (the default): every kind gets the default image. See docs/slices-as-code.md.
@@ -268,6 +294,12 @@ PROVISIONING_REAP_INTERVAL = int(os.environ.get("PROVISIONING_REAP_INTERVAL", "6
 # Drift check (provisioning.drift): every host observed this often (s), each check job bounded to this (s).
 PROVISIONING_CHECK_INTERVAL = int(os.environ.get("PROVISIONING_CHECK_INTERVAL", "60"))
 PROVISIONING_CHECK_TIMEOUT = int(os.environ.get("PROVISIONING_CHECK_TIMEOUT", "60"))
+# History retention (provisioning.retention): deployments older than PROVISIONING_HISTORY_DAYS and
+# beyond the last PROVISIONING_HISTORY_KEEP of their slice are pruned every PROVISIONING_PRUNE_INTERVAL
+# seconds (never a slice's latest, nor a job its footprint on the hosts still depends on).
+PROVISIONING_HISTORY_DAYS = int(os.environ.get("PROVISIONING_HISTORY_DAYS", "30"))
+PROVISIONING_HISTORY_KEEP = int(os.environ.get("PROVISIONING_HISTORY_KEEP", "10"))
+PROVISIONING_PRUNE_INTERVAL = int(os.environ.get("PROVISIONING_PRUNE_INTERVAL", "3600"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
 

@@ -12,12 +12,13 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.api.urls import router as audit_router
 from inventory.api.urls import router as inventory_router
 from provisioning.api.urls import router as provisioning_router
 from slices.api.exceptions import error_body
 from slices.api.urls import router as slices_router
 
-API_ROUTERS = (slices_router, provisioning_router, inventory_router)
+API_ROUTERS = (slices_router, provisioning_router, inventory_router, audit_router)
 
 
 @extend_schema(
@@ -53,6 +54,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("provisioning.api.urls")),
     path("api/", include("inventory.api.urls")),
+    path("api/", include("audit.api.urls")),
     path("api/", include("slices.api.urls")),
     path("", include("slices.urls")),
 ]

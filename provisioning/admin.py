@@ -7,24 +7,24 @@ so that the design domain never imports provisioning. The RQ dashboard
 (/admin/rq/) is linked from the deployment list and from each deployment's job.
 """
 
-from django.conf import settings
+import json
+
 from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django_rq.settings import get_queues_map
 
 from slices.admin import VMAdmin
 from slices.errors import ServiceError
 
-from . import (
-    host_admin,  # noqa: F401 (registers the Host admin with the host doctor)
-    services,
-)
-from .models import Deployment, DeploymentStep
+from . import admin_hosts, services  # noqa: F401 (admin_hosts registers the Hosts admin, doctor included)
+from .models import ACTIVE_STATUSES, Deployment, DeploymentStep
+from .queue import queue_name
 
 
 class DeploymentStepInline(admin.TabularInline):
     model = DeploymentStep
-    fields = ["seq", "host", "phase", "description", "status", "exit_code", "duration", "output_tail"]
+    fields = ["seq", "host", "phase", "description", "step_status", "exit_code", "duration", "output_tail"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -36,9 +36,19 @@ class DeploymentStepInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("deployment")
+
     @admin.display(description="ms")
     def duration(self, step: DeploymentStep):
         return step.duration_ms
+
+    @admin.display(description="status")
+    def step_status(self, step: DeploymentStep):
+        """A step still "pending" on a job that has ended never ran: say so (older rows, abandoned jobs)."""
+        if step.status == DeploymentStep.Status.PENDING and step.deployment.status not in ACTIVE_STATUSES:
+            return DeploymentStep.Status.NOT_RUN.label
+        return step.get_status_display()
 
 
 @admin.register(Deployment)
@@ -55,11 +65,13 @@ class DeploymentAdmin(admin.ModelAdmin):
         "requested_by",
         "created",
         "finished",
+        "error_short",
+        "retry_of_link",
     ]
     list_filter = ["status", "kind", "dry_run"]
     search_fields = ["slice__name", "slice__owner__username", "job_id", "error"]
     date_hierarchy = "created"
-    list_select_related = ["slice", "requested_by"]
+    list_select_related = ["slice", "requested_by", "vm", "retry_of"]
     inlines = [DeploymentStepInline]
     actions = ["retry_failed", "cancel_jobs"]
     readonly_fields = [
@@ -72,23 +84,61 @@ class DeploymentAdmin(admin.ModelAdmin):
         "requested_by",
         "progress",
         "error",
+        "retry_of_link",
+        "retried_as",
         "rq_job",
         "worker",
         "heartbeat",
         "created",
         "started",
         "finished",
-        "stats",
-        "spec",
-        "plan",
+        "stats_pretty",
+        "spec_pretty",
+        "plan_pretty",
     ]
-    exclude = ["job_id"]
+    fieldsets = [
+        (None, {"fields": ["slice", "kind", "action", "vm", "status", "dry_run", "requested_by", "progress"]}),
+        ("Outcome", {"fields": ["error", "retry_of_link", "retried_as"]}),
+        ("Job", {"fields": ["rq_job", "worker", "heartbeat", "created", "started", "finished"]}),
+        # Long JSON: indented, and the sections start collapsed.
+        ("Runner counters", {"classes": ["collapse"], "fields": ["stats_pretty"]}),
+        ("Spec (the slice as the job was asked to make it)", {"classes": ["collapse"], "fields": ["spec_pretty"]}),
+        ("Plan (the host commands)", {"classes": ["collapse"], "fields": ["plan_pretty"]}),
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="error")
+    def error_short(self, deployment: Deployment) -> str:
+        first = deployment.error.strip().splitlines()[0] if deployment.error.strip() else ""
+        return first if len(first) <= 120 else first[:119] + "…"
+
+    @admin.display(description="retry of")
+    def retry_of_link(self, deployment: Deployment):
+        return _deployment_link(deployment.retry_of)
+
+    @admin.display(description="retried as")
+    def retried_as(self, deployment: Deployment):
+        retries = list(deployment.retries.order_by("id"))
+        if not retries:
+            return "-"
+        return format_html(", ".join(["{}"] * len(retries)), *(_deployment_link(r) for r in retries))
+
+    @admin.display(description="runner counters")
+    def stats_pretty(self, deployment: Deployment):
+        return _pretty_json(deployment.stats)
+
+    @admin.display(description="spec")
+    def spec_pretty(self, deployment: Deployment):
+        return _pretty_json(deployment.spec)
+
+    @admin.display(description="plan")
+    def plan_pretty(self, deployment: Deployment):
+        return _pretty_json(deployment.plan)
 
     @admin.display(description="RQ job")
     def rq_job(self, deployment: Deployment):
@@ -145,9 +195,21 @@ VMAdmin.actions = [
 
 
 def _queue_index() -> int:
-    """The django-rq dashboard's index of the "provisioning" queue."""
-    names = list(settings.RQ_QUEUES)
-    return names.index("provisioning") if "provisioning" in names else 0
+    """The django-rq dashboard's index of the provisioning queue (django-rq sorts the queues by name)."""
+    return get_queues_map().get(queue_name(), 0)
+
+
+def _deployment_link(deployment: Deployment | None):
+    if deployment is None:
+        return "-"
+    url = reverse("admin:provisioning_deployment_change", args=[deployment.pk])
+    return format_html('<a href="{}">#{} ({})</a>', url, deployment.pk, deployment.get_status_display())
+
+
+def _pretty_json(value) -> str:
+    if not value:
+        return "-"
+    return format_html('<pre class="json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
 
 
 from . import admin_drift  # noqa: E402, F401 (registers the drift admin: host and slice health)

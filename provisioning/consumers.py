@@ -13,6 +13,8 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from audit.log import record as audit
+from audit.models import AuditEvent
 from slices.models import VM
 
 from . import consoles, vnc
@@ -20,12 +22,31 @@ from .runners import HostUnreachable
 
 
 def console_access(
-    *, user, vm_id: int, auth_error: str | None = None
+    *, user, vm_id: int, auth_error: str | None = None, address: str | None = None
 ) -> tuple[consoles.ConsoleTarget | None, tuple[int, str] | None]:
     """(the VM's console, None) when ``user`` may open it, else (None, (close code, reason)).
 
     ``auth_error``: why the handshake's token was refused (then nobody is logged in).
+    Both answers go to the audit log, with the client's ``address``.
     """
+    target, refusal = _console_access(user=user, vm_id=vm_id, auth_error=auth_error)
+    vm = VM.objects.select_related("slice", "host").filter(pk=vm_id).first()
+    audit(
+        AuditEvent.Action.CONSOLE_REFUSED if refusal else AuditEvent.Action.CONSOLE_OPENED,
+        slice_obj=vm.slice if vm is not None else None,
+        user=user if user is not None and user.is_authenticated else None,
+        target=f"VM {vm.name}" if vm is not None else f"VM id {vm_id}",
+        host=vm.host.name if vm is not None and vm.host_id else "",
+        detail=refusal[1] if refusal else "",
+        address=address,
+        via="console",
+    )
+    return target, refusal
+
+
+def _console_access(
+    *, user, vm_id: int, auth_error: str | None
+) -> tuple[consoles.ConsoleTarget | None, tuple[int, str] | None]:
     if auth_error:
         return None, (consoles.CLOSE_NOT_LOGGED_IN, auth_error)
     if user is None or not user.is_authenticated:
@@ -60,7 +81,10 @@ class ConsoleConsumer(ClosingConsumer):
         # Accept first: a close code and reason can only be sent on an open WebSocket.
         await self.accept()
         target, refusal = await database_sync_to_async(console_access)(
-            user=self.scope.get("user"), vm_id=vm_id, auth_error=self.scope.get("auth_error")
+            user=self.scope.get("user"),
+            vm_id=vm_id,
+            auth_error=self.scope.get("auth_error"),
+            address=(self.scope.get("client") or [None])[0],
         )
         if refusal is not None:
             await self.end(*refusal)

@@ -28,3 +28,21 @@ cron.register(
     result_ttl=3600,
     name="check-hosts-for-drift",
 )
+
+cron.register(
+    jobs.prune_history,
+    queue_name=queue_name(),
+    interval=settings.PROVISIONING_PRUNE_INTERVAL,
+    job_timeout=600,
+    result_ttl=3600,
+    name="prune-deployment-history",
+)
+
+cron.register(
+    jobs.expire_slices,
+    queue_name=queue_name(),
+    interval=settings.SLICE_EXPIRY_INTERVAL,
+    job_timeout=120,
+    result_ttl=3600,
+    name="destroy-expired-slices",
+)

@@ -2,7 +2,8 @@
 
 The doctor runs as an RQ job (never SSH inside a request): the button queues it and the
 doctor page shows the run live, then its findings with their fixes. The inventory app
-(below provisioning) registers the Host admin; this module re-registers it extended.
+(below provisioning) registers the Host admin; provisioning.admin_hosts registers it extended
+with this and the maintenance view.
 """
 
 from django.contrib import admin, messages
@@ -13,7 +14,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from inventory.admin import HostAdmin
-from inventory.models import Host
 
 from .doctor import doctor_result, enqueue_doctor
 
@@ -68,6 +68,3 @@ class DoctorHostAdmin(HostAdmin):
         if not queryset:
             self.message_user(request, "No host selected.", messages.WARNING)
 
-
-admin.site.unregister(Host)
-admin.site.register(Host, DoctorHostAdmin)

@@ -6,7 +6,7 @@ from django.db import close_old_connections
 
 from inventory.models import Host
 
-from . import doctor, drift, executor, reaper
+from . import doctor, drift, executor, expiry, reaper, retention
 
 
 def run_deployment(deployment_id: int) -> str:
@@ -42,6 +42,16 @@ def doctor_host(host_id: int) -> dict:
         close_old_connections()
 
 
+def prune_history() -> str:
+    """The scheduled pruning (provisioning.cron): old deployments and their steps, as provisioning.retention says."""
+    close_old_connections()
+    try:
+        pruned = retention.prune_history()
+        return f"{pruned.deployments} deployment(s) and {pruned.steps} step row(s) pruned"
+    finally:
+        close_old_connections()
+
+
 def check_host(name: str) -> str:
     """One host's drift check (provisioning.drift): observe it, record its and its slices' health."""
     close_old_connections()
@@ -64,5 +74,15 @@ def check_all_hosts() -> str:
         names = list(Host.objects.filter(enabled=True).order_by("name").values_list("name", flat=True))
         drift.enqueue_checks(names)
         return f"{len(names)} host check(s) queued"
+    finally:
+        close_old_connections()
+
+
+def expire_slices() -> str:
+    """The scheduled expiry (provisioning.cron): destroy the deployed slices whose lifetime has passed."""
+    close_old_connections()
+    try:
+        found = expiry.expire_slices()
+        return f"{sum(1 for e in found if e.deployment_id)} expired slice(s) being destroyed"
     finally:
         close_old_connections()

@@ -60,6 +60,7 @@ def on_succeeded(deployment: Deployment, *, spec: SliceSpec | None) -> None:
         with transaction.atomic():
             locked = Slice.objects.select_for_update().get(pk=deployment.slice_id)
             if locked.mark_draft():
+                Slice.objects.filter(pk=locked.pk).update(expires_at=None)  # a lifetime starts at each deploy
                 VM.objects.filter(slice_id=locked.pk).mark_designed()
                 _forget_drift(locked.pk)
                 vlans.release_unused(locked)

@@ -68,6 +68,14 @@ class Deployment(models.Model):
     cancelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        help_text="The failed deployment this one retried.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -84,7 +92,7 @@ class Deployment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} of {self.slice_id} #{self.pk}"
+        return f"{self.get_kind_display()} of {self.slice.name} #{self.pk}"
 
     @property
     def is_active(self) -> bool:

@@ -2,7 +2,8 @@
 
 Rules (pure, in :func:`place`):
 
-- only enabled workers; a VM goes where its vCPUs and RAM fit in what is free;
+- only enabled workers that are not drained for maintenance; a VM goes where
+  its vCPUs and RAM fit in what is free;
 - biggest VMs first (RAM, then vCPUs, then name), each onto the worker that is
   left with the most free capacity (the sum of its free vCPU and RAM shares),
   ties broken by worker name: load spreads and the result is deterministic;
@@ -16,6 +17,12 @@ drafts (deployed or on their way) and the pinned or placed VMs of the slice at
 hand. :func:`place_slice` is the ORM side; with ``save`` it stores the choice on
 ``VM.host`` (done by the deploy request, under row locks); the placement API
 calls it without saving, to show the choice before a deploy.
+
+A VM keeps its host when it is pinned (``VM.pinned``: a user or an operator chose
+it) or when it is deployed there (a redeploy never moves a running VM, also off
+a drained worker). A placed host on a VM back in design is stale (a destroy
+forgets it) and is chosen again. A pin on a disabled worker, or a designed VM
+pinned to a drained one, is refused with an error naming the pin.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class Capacity:
     ram_mib: int
     used_vcpus: int = 0
     used_ram_mib: int = 0
+    drained: bool = False
 
     @property
     def free_vcpus(self) -> int:
@@ -52,7 +60,9 @@ class Capacity:
         return vcpus <= self.free_vcpus and ram_mib <= self.free_ram_mib
 
     def plus(self, vcpus: int, ram_mib: int) -> Capacity:
-        return Capacity(self.name, self.vcpus, self.ram_mib, self.used_vcpus + vcpus, self.used_ram_mib + ram_mib)
+        return Capacity(
+            self.name, self.vcpus, self.ram_mib, self.used_vcpus + vcpus, self.used_ram_mib + ram_mib, self.drained
+        )
 
     def free_score(self) -> float:
         """Free share of vCPUs plus free share of RAM (higher = emptier)."""
@@ -80,7 +90,12 @@ class PlacementError(Conflict):
 def _describe(workers: Sequence[Capacity]) -> str:
     if not workers:
         return "there is no enabled worker"
-    return "; ".join(f"{w.name} has {w.free_vcpus} vCPU and {w.free_ram_mib} MiB free" for w in workers)
+    return "; ".join(
+        f"{w.name} is drained for maintenance"
+        if w.drained
+        else f"{w.name} has {w.free_vcpus} vCPU and {w.free_ram_mib} MiB free"
+        for w in workers
+    )
 
 
 def place(
@@ -98,7 +113,7 @@ def place(
     state = {w.name: w for w in sorted(workers, key=lambda w: w.name)}
     chosen: dict[int, str] = {}
     for vm in sorted(demands, key=lambda d: (-d.ram_mib, -d.vcpus, d.name, d.id)):
-        candidates = [w for w in state.values() if w.fits(vm.vcpus, vm.ram_mib)]
+        candidates = [w for w in state.values() if not w.drained and w.fits(vm.vcpus, vm.ram_mib)]
         if not candidates:
             vcpus, ram_mib = needs or (sum(d.vcpus for d in demands), sum(d.ram_mib for d in demands))
             free = sorted(workers if before is None else before, key=lambda w: w.name)
@@ -117,7 +132,7 @@ def place(
 
 
 def worker_capacities(*, exclude_slice_id: int | None = None) -> list[Capacity]:
-    """Enabled workers with what the VMs of non-draft slices (other than the one excluded) use."""
+    """Enabled workers (drained ones flagged) with what the VMs of non-draft slices (but the one excluded) use."""
     workers = list(Host.objects.filter(role=Host.Role.WORKER, enabled=True).order_by("name"))
     used_q = VM.objects.filter(host__in=workers).exclude(slice__status=Slice.Status.DRAFT)
     if exclude_slice_id is not None:
@@ -133,9 +148,37 @@ def worker_capacities(*, exclude_slice_id: int | None = None) -> list[Capacity]:
             w.ram_mib,
             (used.get(w.pk) or {}).get("vcpus") or 0,
             (used.get(w.pk) or {}).get("ram") or 0,
+            w.drained,
         )
         for w in workers
     ]
+
+
+def _keeps_host(vm: VM) -> bool:
+    """Whether ``vm`` stays on its host (pinned, or deployed there); raises if that host cannot take it."""
+    if vm.host_id is None or not (vm.pinned or vm.status != VM.Status.DESIGNED):
+        return False
+    host = vm.host
+    if vm.pinned:
+        if not host.enabled or host.role != Host.Role.WORKER:
+            raise PlacementError(
+                f"VM {vm.name!r} is pinned to {host.name!r} (its host was chosen by hand), which is not an "
+                "enabled worker: choose another host for it or clear its host to let placement choose.",
+                code="host_disabled",
+            )
+        if host.drained and vm.status == VM.Status.DESIGNED:
+            raise PlacementError(
+                f"VM {vm.name!r} is pinned to {host.name!r} (its host was chosen by hand), which is drained "
+                "for maintenance: choose another host for it or clear its host to let placement choose.",
+                code="host_drained",
+            )
+    elif not host.enabled:
+        raise PlacementError(
+            f"VM {vm.name!r} is deployed on {host.name!r}, which is disabled: destroy the slice "
+            "(its VMs are placed again at the next deploy) or enable the host.",
+            code="host_disabled",
+        )
+    return True
 
 
 @dataclass(frozen=True)
@@ -162,12 +205,7 @@ def place_slice(*, slice_obj, save: bool) -> SlicePlacement:
     hosts: dict[int, Host] = {}
     demands = []
     for vm in vms:
-        if vm.host_id is not None and (not vm.host.enabled or vm.host.role != Host.Role.WORKER):
-            raise PlacementError(
-                f"VM {vm.name!r} is pinned to {vm.host.name!r}, which is not an enabled worker: choose another host.",
-                code="host_disabled",
-            )
-        if vm.host_id is not None:
+        if _keeps_host(vm):
             hosts[vm.pk] = vm.host
             cap = by_name[vm.host.name]
             by_name[vm.host.name] = cap.plus(vm.flavor.vcpus, vm.flavor.ram_mib)
@@ -181,5 +219,5 @@ def place_slice(*, slice_obj, save: bool) -> SlicePlacement:
             hosts[vm_id] = host_rows[name]
         if save:
             for vm_id, name in chosen.items():
-                VM.objects.filter(pk=vm_id, host__isnull=True).update(host=host_rows[name])
+                VM.objects.filter(pk=vm_id, pinned=False).update(host=host_rows[name])
     return SlicePlacement(hosts=hosts, new=frozenset(chosen), workers=after)

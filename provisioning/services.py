@@ -16,7 +16,9 @@ from functools import partial
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from slices import guests, internet
+from audit.log import record as audit
+from audit.models import AuditEvent
+from slices import guests, internet, lifetime
 from slices.errors import Conflict, InvalidRequest, NotFound
 from slices.models import VM, Slice
 
@@ -57,10 +59,14 @@ def retry_deployment(*, deployment: Deployment, user: AbstractBaseUser | None) -
     if deployment.kind == Deployment.Kind.POWER:
         if deployment.vm is None:
             raise Conflict(f"Deployment {deployment.pk} acted on a VM that no longer exists.", code="vm_gone")
-        return power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
-    if deployment.kind == Deployment.Kind.REPAIR:  # the slice is failed now: a redeploy puts it back
-        return redeploy_request(slice_obj=deployment.slice, user=user, dry_run=deployment.dry_run)
-    return _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
+        new = power_request(vm=deployment.vm, action=deployment.action, user=user, dry_run=deployment.dry_run)
+    elif deployment.kind == Deployment.Kind.REPAIR:  # the slice is failed now: a redeploy puts it back
+        new = redeploy_request(slice_obj=deployment.slice, user=user, dry_run=deployment.dry_run)
+    else:
+        new = _request(slice_obj=deployment.slice, user=user, kind=deployment.kind, dry_run=deployment.dry_run)
+    Deployment.objects.filter(pk=new.pk).update(retry_of=deployment)  # the chain the admin shows
+    new.retry_of = deployment
+    return new
 
 
 def _new_job_id(deployment_id: int) -> str:
@@ -89,6 +95,9 @@ def _request(*, slice_obj, user, kind: str, dry_run: bool) -> Deployment:
             spec = specs.build_spec(slice_obj=locked, hosts=where.hosts, addresses=addresses, seeds=seeds)
         deployment = create_deployment(slice_obj=locked, user=user, kind=kind, dry_run=dry_run, spec=spec)
         if not dry_run:
+            if kind != Deployment.Kind.DESTROY and locked.expires_at is None:
+                # Its lifetime starts now (slices.lifetime); a redeploy keeps the expiry it has.
+                Slice.objects.filter(pk=locked.pk).update(expires_at=lifetime.initial_expiry(user=locked.owner))
             locked.mark_queued(allowed=ALLOWED_FROM[kind])
         transaction.on_commit(partial(enqueue, deployment.pk))
     return deployment
@@ -153,7 +162,23 @@ def create_deployment(
         raise Conflict(f"Slice {slice_obj.name!r} already has a job running.", code="slice_busy") from exc
     Deployment.objects.filter(pk=deployment.pk).update(job_id=_new_job_id(deployment.pk))
     deployment.refresh_from_db()
+    _audit_job(deployment, user)
     return deployment
+
+
+def _audit_job(deployment: Deployment, user) -> None:
+    """The request of a job in the audit log (a dry run too: it shows the plan, it changes nothing)."""
+    vm = deployment.vm
+    action = AuditEvent.Action.POWER if deployment.kind == Deployment.Kind.POWER else deployment.kind
+    target = f"deployment {deployment.pk}" + (f" ({deployment.action} VM {vm.name})" if vm is not None else "")
+    audit(
+        action,
+        slice_obj=deployment.slice,
+        user=user if user is not None and user.is_authenticated else None,
+        target=target,
+        host=vm.host.name if vm is not None and vm.host_id else "",
+        detail="dry run" if deployment.dry_run else "",
+    )
 
 
 def cancel_request(*, deployment: Deployment, user: AbstractBaseUser | None) -> Deployment:
@@ -169,6 +194,12 @@ def cancel_request(*, deployment: Deployment, user: AbstractBaseUser | None) -> 
             code="not_active",
         )
     by = f" by {user.get_username()}" if user is not None and user.is_authenticated else ""
+    audit(
+        AuditEvent.Action.CANCEL,
+        slice_obj=deployment.slice,
+        user=user if user is not None and user.is_authenticated else None,
+        target=f"deployment {deployment.pk} ({deployment.kind})",
+    )
     lifecycle.on_cancelled(deployment, f"Cancelled{by} before it started.", only_queued=True)
     deployment.refresh_from_db()
     return deployment

@@ -17,8 +17,9 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
+
+from slices.tokens import ApiTokenAuthentication
 
 TOKEN_KEYWORD = b"token"
 INVALID_TOKEN = "Invalid token."
@@ -45,7 +46,7 @@ def user_for_token(credentials: bytes) -> tuple[object, str | None]:
         return AnonymousUser(), INVALID_TOKEN
     try:
         key = parts[1].decode()
-        user, _token = TokenAuthentication().authenticate_credentials(key)
+        user, _token = ApiTokenAuthentication().authenticate_credentials(key)
     except (UnicodeDecodeError, AuthenticationFailed) as exc:
         return AnonymousUser(), str(getattr(exc, "detail", INVALID_TOKEN))
     return user, None

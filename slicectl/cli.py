@@ -8,6 +8,7 @@ Every command has ``--help``; exit codes are :class:`slicectl.client.Exit`
 import argparse
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,10 +37,17 @@ def _note(text: str) -> None:
 
 
 def cmd_login(client: Client, args: argparse.Namespace) -> int:
-    """Exchange a username and password for the user's API token; save URL and token (mode 0600)."""
+    """Exchange a username and password for a new named API token; save URL and token (mode 0600).
+
+    The token is named after this machine (``--token-name`` to choose): see and revoke
+    your tokens at /api/auth/tokens/.
+    """
     username = args.username or input("Username: ")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    body = client.post("/api/auth/token/", json_body={"username": username, "password": password}, auth=False)
+    name = args.token_name or f"slicectl on {socket.gethostname()}"[:64]
+    body = client.post(
+        "/api/auth/token/", json_body={"username": username, "password": password, "name": name}, auth=False
+    )
     path = write_config({"url": client.url, "token": body["token"]})
     _note(f"Logged in to {client.url} as {username}; token saved in {path}.")
     return Exit.OK
@@ -115,6 +123,14 @@ def cmd_delete(client: Client, args: argparse.Namespace) -> int:
     detail = client.slice_by_name(args.name)
     client.request("DELETE", f"/api/slices/{detail['id']}/")
     _note(f"Deleted slice {args.name}.")
+    return Exit.OK
+
+
+def cmd_extend(client: Client, args: argparse.Namespace) -> int:
+    """Set a deployed slice to expire HOURS from now (at most your maximum lifetime)."""
+    detail = client.slice_by_name(args.name)
+    body = client.post(f"/api/slices/{detail['id']}/extend/", json_body={"hours": args.hours})
+    _note(f"Slice {args.name} now expires at {body['expires_at']}.")
     return Exit.OK
 
 
@@ -284,7 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("login", help="get an API token and save it", description=cmd_login.__doc__)
     p.add_argument("-u", "--username")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--token-name", help='name of the new token (default "slicectl on HOSTNAME")')
     p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("extend", help="extend a deployed slice's lifetime", description=cmd_extend.__doc__)
+    p.add_argument("name")
+    p.add_argument("--hours", type=int, required=True, help="expire this many hours from now")
+    p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("apply", help="create or update a slice from a file", description=cmd_apply.__doc__)
     p.add_argument("-f", "--file", required=True, help="a slice document (YAML/JSON) or a .clab.yml; - for stdin")

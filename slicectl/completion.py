@@ -8,7 +8,7 @@ import argparse
 
 SHELLS = ("bash", "zsh")
 # Commands whose first positional argument is a slice name.
-NAME_COMMANDS = ("deploy", "redeploy", "destroy", "inspect", "export", "delete", "plan", "console")
+NAME_COMMANDS = ("deploy", "redeploy", "destroy", "extend", "inspect", "export", "delete", "plan", "console")
 
 ZSH_PREAMBLE = """# slicectl zsh completion: source <(slicectl completion zsh)
 autoload -U +X bashcompinit && bashcompinit

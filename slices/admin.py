@@ -22,7 +22,7 @@ from django.http import HttpRequest
 
 from . import selectors, services, vlans
 from .errors import ServiceError
-from .models import VM, Interface, Link, Slice, SliceVlan, UserQuota
+from .models import VM, ApiToken, Interface, Link, Slice, SliceVlan, UserQuota
 
 NAME_FIELDS = {"name"}
 
@@ -303,6 +303,24 @@ class SliceVlanAdmin(ReadOnlyAdmin):
 
 @admin.register(UserQuota)
 class UserQuotaAdmin(admin.ModelAdmin):
-    list_display = ["user", "max_vms", "max_vcpus", "max_ram_mib"]
+    list_display = ["user", "max_vms", "max_vcpus", "max_ram_mib", "max_lifetime_hours"]
     search_fields = ["user__username"]
     autocomplete_fields = ["user"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Named API tokens: who, where used, when last; delete one to revoke it (401 at once)."""
+
+    list_display = ["name", "user", "prefix", "created", "last_used"]
+    list_filter = ["created", "last_used"]
+    search_fields = ["name", "user__username"]
+    list_select_related = ["user"]
+    fields = ["name", "user", "prefix", "created", "last_used"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by their owners (API, slicectl login): the key is shown to them only
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

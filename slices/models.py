@@ -34,6 +34,12 @@ class Slice(models.Model):
     name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator], help_text=NAME_HELP)
     description = models.TextField(blank=True, max_length=2000)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Set at deploy (slices.lifetime): then the slice is destroyed, its design kept.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -144,9 +150,11 @@ class VMQuerySet(models.QuerySet):
         return self.filter(status=VM.Status.RUNNING).update(status=VM.Status.LOST)
 
     def mark_designed(self) -> int:
-        """Destroyed: back to the design, leases forgotten, and what the guests received at first boot
-        (the next deploy boots fresh disks: they get the owner's keys of that moment and new passwords)."""
+        """Destroyed: back to the design, leases and automatic placements forgotten (pins stay), and what
+        the guests received at first boot (the next deploy boots fresh disks: they get the owner's keys of
+        that moment and new passwords)."""
         Interface.objects.filter(vm__in=self).update(lease_address=None)
+        self.filter(pinned=False).update(host=None)
         return self.update(status=VM.Status.DESIGNED, seed_keys=None, console_password="", console_password_hash="")
 
     def mark_failed_if_deploying(self) -> int:
@@ -180,6 +188,11 @@ class VM(models.Model):
         on_delete=models.PROTECT,
         related_name="vms",
         help_text="The worker the VM is placed on (chosen at deploy when empty).",
+    )
+    pinned = models.BooleanField(
+        default=False,
+        help_text="The host was chosen by a user or an operator and stays; "
+        "otherwise placement chose it and a destroy forgets it.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DESIGNED)
     x = models.FloatField(default=0)
@@ -350,9 +363,39 @@ class UserQuota(models.Model):
     max_ram_mib = models.PositiveIntegerField(
         null=True, blank=True, help_text="RAM in MiB in total (empty: SLICE_QUOTA_RAM_MIB)."
     )
+    max_lifetime_hours = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Longest a deployed slice may live from now (empty: SLICE_LIFETIME_MAX_HOURS)."
+    )
 
     class Meta:
         verbose_name = "user quota"
 
     def __str__(self) -> str:
         return f"quota of {self.user}"
+
+
+class ApiToken(models.Model):
+    """A named API token of a user (``Authorization: Token <key>``): listed and revoked by its owner.
+
+    ``slicectl login`` and ``POST /api/auth/token/`` create one per login, named
+    after where it is used; ``last_used`` is stamped (at most once a minute) when
+    it authenticates a request. Deleting the row revokes it at once.
+    """
+
+    key = models.CharField(max_length=40, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
+
+    @property
+    def prefix(self) -> str:
+        """The first characters of the key: enough to tell tokens apart, never enough to use one."""
+        return self.key[:6]

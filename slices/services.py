@@ -14,6 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from audit.log import record as audit
+from audit.models import AuditEvent
 from inventory.models import Flavor, Host, Image
 
 from . import links, topologies, vlans
@@ -92,8 +94,13 @@ def default_image() -> Image | None:
 
 
 def _check_host(host: Host | None) -> Host | None:
+    """A host to pin a VM to: an enabled worker that is not drained for maintenance."""
     if host is not None and (host.role != Host.Role.WORKER or not host.enabled):
         raise InvalidRequest(f"Host {host.name!r} is not an enabled worker.", field="host")
+    if host is not None and host.drained:
+        raise InvalidRequest(
+            f"Host {host.name!r} is drained for maintenance: it takes no new VMs.", field="host", code="host_drained"
+        )
     return host
 
 
@@ -109,9 +116,11 @@ def slice_create(*, owner: AbstractBaseUser, name: str, description: str = "") -
         raise InvalidRequest(f"You already have a slice named {name!r}.", field="name", code="duplicate")
     try:
         with transaction.atomic():
-            return Slice.objects.create(owner=owner, name=name, description=description or "")
+            created = Slice.objects.create(owner=owner, name=name, description=description or "")
     except IntegrityError as exc:  # the same name created a moment ago by a concurrent request
         raise InvalidRequest(f"You already have a slice named {name!r}.", field="name", code="duplicate") from exc
+    audit(AuditEvent.Action.CREATE, slice_obj=created, target=f"slice {name}")
+    return created
 
 
 @transaction.atomic
@@ -128,6 +137,8 @@ def slice_update(*, slice_obj: Slice, name: str | None = None, description: str 
     if description is not None:
         locked.description = _check_description(description)
     locked.save()
+    changed = [f for f, v in (("name", name), ("description", description)) if v is not None]
+    audit(AuditEvent.Action.EDIT, slice_obj=locked, target=f"slice {locked.name}", detail=", ".join(changed))
     return locked
 
 
@@ -144,6 +155,7 @@ def slice_delete(*, slice_obj: Slice) -> None:
         raise Conflict(
             f"Slice {locked.name!r} has a job running: wait for it or cancel it, then delete.", code="slice_busy"
         )
+    audit(AuditEvent.Action.DELETE, slice_obj=locked, target=f"slice {locked.name}")
     locked.delete()
 
 
@@ -217,10 +229,12 @@ def vm_create(
         data_interfaces_count=data_interfaces_count,
         internet_enabled=bool(internet_enabled),
         host=host,
+        pinned=host is not None,
         x=x,
         y=y,
     )
     _create_interfaces(vm, range(data_interfaces_count + 1))
+    audit(AuditEvent.Action.CREATE, slice_obj=locked, target=f"VM {name}", host=host.name if host else "")
     return vm
 
 
@@ -242,6 +256,8 @@ def vm_update(
     Lowering ``data_interfaces_count`` below a linked interface is refused (400);
     a deployed VM keeps its name (409). Moving a node (``x``, ``y``) is allowed in
     any slice state; other changes wait while a job runs on the slice (409).
+    A ``host`` other than the VM's current one pins the VM there (it survives a
+    destroy); ``None`` clears the pin and lets placement choose.
     """
     locked_slice = _lock_slice(vm.slice_id)
     vm = VM.objects.select_related("flavor").get(pk=vm.pk)
@@ -267,8 +283,9 @@ def vm_update(
         vm.flavor = flavor
     if image is not UNSET and image is not None:
         vm.image = image
-    if host is not UNSET:
-        vm.host = _check_host(host)
+    if host is not UNSET and (host.pk if host else None) != vm.host_id:
+        # A host given by hand is a pin (it survives a destroy); none lets placement choose.
+        vm.host, vm.pinned = _check_host(host), host is not None
     if internet_enabled is not UNSET:
         vm.internet_enabled = bool(internet_enabled)
         vm.interfaces.filter(index=0).update(vlan=INTERNET_VLAN if vm.internet_enabled else None)
@@ -298,6 +315,11 @@ def vm_update(
     if y is not UNSET:
         vm.y = _check_coord(y, "y")
     vm.save()
+    if design_change:  # not a node moved on the canvas
+        given = {"name": name, "flavor": flavor, "image": image, "data_interfaces_count": data_interfaces_count}
+        given.update(internet_enabled=internet_enabled, host=host)
+        fields = ", ".join(f for f, v in given.items() if v is not UNSET)
+        audit(AuditEvent.Action.EDIT, slice_obj=locked_slice, target=f"VM {vm.name}", detail=fields)
     return vm
 
 
@@ -316,6 +338,7 @@ def vm_delete(*, vm: VM) -> None:
     _check_editable(locked)
     _unlink(Link.objects.filter(slice=locked).filter(Q(a__vm=vm.pk) | Q(b__vm=vm.pk)))
     VM.objects.filter(pk=vm.pk).delete()
+    audit(AuditEvent.Action.DELETE, slice_obj=locked, target=f"VM {vm.name}")
     if locked.status == Slice.Status.DRAFT:
         vlans.release_unused(locked)
 
@@ -344,7 +367,9 @@ def link_connect(
     locked = _lock_slice(slice_obj.pk)
     _check_editable(locked)
     request = links.LinkRequest(vm_a.pk, vm_b.pk, iface_a, iface_b)
-    return links.connect(locked, [request])[0]
+    link = links.connect(locked, [request])[0]
+    audit(AuditEvent.Action.EDIT, slice_obj=locked, target=f"link {vm_a.name} <-> {vm_b.name}", detail="linked")
+    return link
 
 
 @transaction.atomic
@@ -357,7 +382,9 @@ def links_connect(*, slice_obj: Slice, requests: list[links.LinkRequest]) -> lis
     """
     locked = _lock_slice(slice_obj.pk)
     _check_editable(locked)
-    return links.connect(locked, requests, locate=_at_link, name_foreign=False)
+    made = links.connect(locked, requests, locate=_at_link, name_foreign=False)
+    audit(AuditEvent.Action.EDIT, slice_obj=locked, target=f"{len(made)} links", detail="linked")
+    return made
 
 
 def _at_link(index: int, exc: ServiceError) -> ServiceError:
@@ -372,6 +399,7 @@ def link_delete(*, link: Link) -> None:
     locked = _lock_slice(link.slice_id)
     _check_editable(locked)
     _unlink(Link.objects.filter(pk=link.pk))
+    audit(AuditEvent.Action.EDIT, slice_obj=locked, target=f"link (VLAN {link.vlan})", detail="unlinked")
     if locked.status == Slice.Status.DRAFT:
         vlans.release_unused(locked)
 

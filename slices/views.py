@@ -5,12 +5,13 @@ JavaScript through the REST API (session auth + CSRF token), so the browser,
 automation and the admin all go through the same services.
 """
 
+from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from slices import selectors
+from slices import lifetime, selectors
 from slices.models import BUSY_STATUSES
 from slices.naming import MAX_DATA_INTERFACES, vm_console_path, vm_vnc_path
 
@@ -48,6 +49,9 @@ class SliceDesignerView(LoginRequiredMixin, TemplateView):
         # Another user's slice is a 404, as in the API.
         slice_obj = get_object_or_404(selectors.slice_list(user=self.request.user), pk=kwargs["pk"])
         context["slice"] = slice_obj
+        context["expiry_warning"] = lifetime.warning_due(slice_obj)
+        context["lifetime_max_hours"] = lifetime.max_hours(user=slice_obj.owner)
+        context["lifetime_default_hours"] = min(settings.SLICE_LIFETIME_HOURS, context["lifetime_max_hours"])
         context["vm_form"] = VMForm(auto_id="vm_%s")
         context["page_config"] = {
             **_common_config(),

@@ -135,6 +135,11 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
         error_messages=_no_such("worker"),
     )
     host_name = serializers.CharField(source="host.name", read_only=True, default=None, allow_null=True)
+    pinned = serializers.BooleanField(
+        read_only=True,
+        help_text="The host was set by hand (a pin: it stays after a destroy); "
+        "false when placement chose it at deploy (a destroy forgets it).",
+    )
     data_interfaces_count = serializers.IntegerField(min_value=0, max_value=MAX_DATA_INTERFACES, default=1)
     status = NamedChoiceField(choices=VM.Status.choices, enum_name="VMStatusEnum", read_only=True)
     x = serializers.FloatField(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, required=False)
@@ -160,6 +165,7 @@ class VMSerializer(StrictTypesMixin, serializers.ModelSerializer):
             "internet_enabled",
             "host",
             "host_name",
+            "pinned",
             "status",
             "x",
             "y",
@@ -271,8 +277,19 @@ class SliceSerializer(StrictTypesMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Slice
-        fields = ["id", "name", "description", "owner", "status", "vm_count", "link_count", "created", "updated"]
-        read_only_fields = ["created", "updated"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "owner",
+            "status",
+            "expires_at",
+            "vm_count",
+            "link_count",
+            "created",
+            "updated",
+        ]
+        read_only_fields = ["created", "updated", "expires_at"]
 
 
 class DifferenceSerializer(serializers.Serializer):
@@ -516,3 +533,11 @@ class SliceStatusSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField()
     vms = StatusVMSerializer(many=True)
+
+
+class ExtendSerializer(serializers.Serializer):
+    """POST /api/slices/{id}/extend/: the slice's new lifetime, from now."""
+
+    hours = serializers.IntegerField(
+        min_value=1, help_text="The slice expires this many hours from now (at most your maximum lifetime)."
+    )

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from slices import apply, io, quotas, selectors, services, topologies
+from slices import apply, io, lifetime, quotas, selectors, services, topologies
 from slices.errors import Conflict, InvalidRequest, PayloadTooLarge
 from slices.links import LinkRequest
 from slices.models import VM, Interface, Link, Slice
@@ -31,6 +31,7 @@ from .serializers import (
     ApplyResultSerializer,
     BulkLinksResultSerializer,
     BulkLinksSerializer,
+    ExtendSerializer,
     FromTemplateSerializer,
     ImportUploadSerializer,
     InterfaceSerializer,
@@ -184,6 +185,17 @@ class SliceViewSet(viewsets.ModelViewSet):
         parameters=[OpenApiParameter("format", str, enum=list(io.FORMATS), description="yaml or json (default json).")],
         responses={200: SliceDocumentSerializer},
     )
+    @extend_schema(
+        request=ExtendSerializer, responses={200: SliceDetailSerializer}, summary="Extend a slice's lifetime"
+    )
+    @action(detail=True, methods=["post"])
+    def extend(self, request: Request, pk=None) -> Response:
+        """Set a deployed slice to expire ``hours`` from now (at most your maximum); then it is destroyed."""
+        slice_obj = self.get_object()
+        body = ExtendSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._detail(lifetime.slice_extend(slice_obj=slice_obj, hours=body.validated_data["hours"]))
+
     @action(detail=True, methods=["get"], renderer_classes=[JSONDocumentRenderer, YAMLDocumentRenderer])
     def export(self, request: Request, pk=None) -> Response:
         """Download the slice's design as YAML or JSON (``?format=yaml|json``), to import elsewhere."""

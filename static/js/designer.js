@@ -4,6 +4,7 @@
 import { ApiError, api, config } from "./api.js";
 import { FINISHED, jobLabel, mergeSteps, renderDeployment } from "./deploy.js";
 import { exportSlice } from "./exporting.js";
+import { wireExpiry } from "./expiry.js";
 import { enableLinkDrawing, linkElement, linkLabel, separateEndLabels, styles, vmElement, vmLabel } from "./graph.js";
 import { renderInspector as renderInspectorPanel, renderOutline as renderOutlinePanel } from "./inspector.js";
 import { arrangeInCircle, freeSpot, isInView, spreadCramped, stacked } from "./layout.js";
@@ -878,6 +879,7 @@ function showImportReport() {
 // --- start ------------------------------------------------------------------------------------------------
 
 wireDialogs();
+wireExpiry(sliceId);
 (async () => {
   try {
     await loadSlice();

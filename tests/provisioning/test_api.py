@@ -177,8 +177,13 @@ def test_the_reaper_is_scheduled_on_rqs_own_cron(settings):
 
     scheduler = CronScheduler(connection=queue.provisioning_queue().connection)
     scheduler.load_config_from_file("provisioning.cron")
-    job = next(job for job in scheduler.get_jobs() if job.func_name == "provisioning.jobs.reap_abandoned")
+    jobs = {job.func_name: job for job in scheduler.get_jobs()}
+    job = jobs["provisioning.jobs.reap_abandoned"]
     assert job.interval == settings.PROVISIONING_REAP_INTERVAL and job.queue_name == queue.queue_name()
+    prune = jobs["provisioning.jobs.prune_history"]  # history retention (provisioning.retention)
+    assert prune.interval == settings.PROVISIONING_PRUNE_INTERVAL and prune.queue_name == queue.queue_name()
+    expire = jobs["provisioning.jobs.expire_slices"]  # slice lifetime (provisioning.expiry)
+    assert expire.interval == settings.SLICE_EXPIRY_INTERVAL and expire.queue_name == queue.queue_name()
 
 
 def test_schema_is_valid():

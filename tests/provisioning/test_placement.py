@@ -123,9 +123,9 @@ def test_pinned_vm_is_kept_and_counted(inventory, user, make_slice):
 
 def test_pinned_to_a_disabled_worker_is_refused(inventory, user, make_slice):
     mine = make_slice(user, vms=1)
-    VM.objects.filter(slice=mine).update(host=inventory["workers"][0])
+    VM.objects.filter(slice=mine).update(host=inventory["workers"][0], pinned=True)
     Host.objects.filter(pk=inventory["workers"][0].pk).update(enabled=False)
-    with pytest.raises(PlacementError, match="not an enabled worker"):
+    with pytest.raises(PlacementError, match=r"'vm1' is pinned to 'worker1' .*not an enabled worker"):
         place_slice(slice_obj=mine, save=False)
 
 

@@ -8,6 +8,7 @@ subprocess (``python -m slicectl``), so only HTTP joins them.
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from provisioning.models import Deployment
-from slices.models import VM, Slice
+from slices.models import VM, ApiToken, Slice
 
 from .conftest import REPO, needs_postgres
 
@@ -60,6 +61,10 @@ def cli(live_server, tmp_path, django_user_model, inventory):
     config = Path(env["SLICECTL_CONFIG"])
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert json.loads(config.read_text())["url"] == live_server.url
+    # A named token (revocable by its owner at /api/auth/tokens/).
+    token = ApiToken.objects.get(user__username="neteng")
+    assert token.name == f"slicectl on {socket.gethostname()}"[:64]
+    assert json.loads(config.read_text())["token"] == token.key
     return run
 
 

@@ -241,6 +241,8 @@ def test_api_root_lists_every_top_level_resource(api, designed):
         "flavors",
         "schema",
         "docs",
+        "audit",
+        "me/keys",
     }
     assert set(links) == expected
     for name, url in links.items():

@@ -1,4 +1,8 @@
-"""``manage.py hosts doctor|check``: the cluster's hosts from the command line (docs/hosts.md, docs/drift.md)."""
+"""``manage.py hosts doctor|check|drain|undrain``: the cluster's hosts from the command line.
+
+See docs/hosts.md (doctor), docs/drift.md (check) and docs/operations.md (drain). Each subcommand's
+logic lives in its own module; this command only parses and prints.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from inventory.models import Host
-from provisioning import drift
+from provisioning import drift, maintenance
 from provisioning.doctor import DoctorReport, run_doctor
 from provisioning.models import SliceHealth
 
@@ -17,7 +21,8 @@ MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 class Command(BaseCommand):
     help = (
         "The cluster's hosts: `doctor` checks over SSH what a host needs before the portal can use it; "
-        "`check` observes them now (drift of the deployed slices, orphans, health)."
+        "`check` observes them now (drift of the deployed slices, orphans, health); "
+        "`drain`/`undrain` take a host out of placement for maintenance and back."
     )
 
     def add_arguments(self, parser):
@@ -39,6 +44,11 @@ class Command(BaseCommand):
         check.add_argument(
             "--no-repair", dest="repair", action="store_false", help="Do not put back missing isolation (report only)."
         )
+
+        drain = sub.add_parser("drain", help="No new VMs on this host; what runs there keeps running.")
+        drain.add_argument("name")
+        undrain = sub.add_parser("undrain", help="The host takes new VMs again.")
+        undrain.add_argument("name")
 
     def handle(self, *args, action: str, **options):
         return getattr(self, f"do_{action}")(**options)
@@ -88,6 +98,19 @@ class Command(BaseCommand):
         if bad:
             raise CommandError(f"{', '.join(bad)}: unreachable or drifted (see above)")
 
+    def do_drain(self, *, name: str, **_):
+        self.set_drained(name, drained=True)
+
+    def do_undrain(self, *, name: str, **_):
+        self.set_drained(name, drained=False)
+
+    def set_drained(self, name: str, *, drained: bool) -> None:
+        host = _host(name)
+        changed = maintenance.set_drained(host=host, drained=drained)
+        state = "drained: no new VMs are placed there" if drained else "takes new VMs again"
+        self.stdout.write(f"{host.name} {state}{'' if changed else ' (it already did)'}.")
+        self.stdout.write(maintenance.describe(host=host))
+
     def write_check_report(self, r: drift.HostReport) -> None:
         if not r.reachable:
             self.stdout.write(self.style.ERROR(f"{r.host}: UNREACHABLE: {r.error}"))
@@ -101,6 +124,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  fixed  slice {d.slice_id}: {d.kind} {d.object} (isolation, put back by the check)")
         for d in r.orphans:
             self.stdout.write(f"  orphan {d.kind} {d.object}: {d.found} (left alone)")
+
+
+def _host(name: str) -> Host:
+    host = Host.objects.filter(name=name).first()
+    if host is None:
+        raise CommandError(f"No host named {name!r} (hosts: {', '.join(all_host_names()) or 'none'}).")
+    return host
 
 
 def check_report_dict(r: drift.HostReport) -> dict:

@@ -1,0 +1,95 @@
+"""The Hosts admin as operators run the cluster: drain state, drain / undrain actions, what runs where.
+
+Inventory's own admin knows only the host's settings (inventory sits below slices
+and provisioning); this one replaces it with what needs the VMs placed on hosts.
+"""
+
+from django.contrib import admin
+from django.db.models import Count, Q, Sum
+from django.utils.html import format_html_join
+
+from inventory.admin import HostAdmin
+from inventory.models import Host
+from slices.models import Slice
+
+from . import maintenance
+from .host_admin import DoctorHostAdmin
+
+
+class OperatedHostAdmin(DoctorHostAdmin):
+    """Hosts with their drain state and the VMs still running on them (and the host doctor)."""
+
+    list_display = [
+        "name",
+        "role",
+        "management_address",
+        "enabled",
+        "drained",
+        "vms_running",
+        "vcpus_used",
+        "ram_used",
+        "accel_detected",
+    ]
+    actions = [*DoctorHostAdmin.actions, "drain", "undrain"]
+    readonly_fields = [*HostAdmin.readonly_fields, "running_here"]
+    fieldsets = [
+        (None, {"fields": ["name", "role", "enabled", "drained", "running_here"]}),
+        *HostAdmin.fieldsets[1:],
+    ]
+
+    def get_queryset(self, request):
+        # What the VMs of deployed (non-draft) slices take on each host, in the list's one query.
+        live = ~Q(vms__slice__status=Slice.Status.DRAFT) & Q(vms__isnull=False)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                vm_count=Count("vms", filter=live),
+                vcpus_in_use=Sum("vms__flavor__vcpus", filter=live),
+                ram_in_use=Sum("vms__flavor__ram_mib", filter=live),
+            )
+        )
+
+    @admin.display(description="VMs", ordering="vm_count")
+    def vms_running(self, obj: Host) -> int:
+        return obj.vm_count
+
+    @admin.display(description="vCPU used / total", ordering="vcpus_in_use")
+    def vcpus_used(self, obj: Host) -> str:
+        return f"{obj.vcpus_in_use or 0} / {obj.vcpus}" if obj.role == Host.Role.WORKER else "-"
+
+    @admin.display(description="RAM MiB used / total", ordering="ram_in_use")
+    def ram_used(self, obj: Host) -> str:
+        return f"{obj.ram_in_use or 0} / {obj.ram_mib}" if obj.role == Host.Role.WORKER else "-"
+
+    @admin.action(description="Drain the selected hosts (no new VMs; what runs there keeps running)")
+    def drain(self, request, queryset):
+        self._set_drained(request, queryset, drained=True)
+
+    @admin.action(description="Undrain the selected hosts (they take new VMs again)")
+    def undrain(self, request, queryset):
+        self._set_drained(request, queryset, drained=False)
+
+    def _set_drained(self, request, queryset, *, drained: bool) -> None:
+        for host in queryset:
+            maintenance.set_drained(host=host, drained=drained)
+            self.message_user(
+                request, f"{host.name} {'drained' if drained else 'undrained'}. " + maintenance.describe(host=host)
+            )
+
+    @admin.display(description="What runs here")
+    def running_here(self, obj: Host):
+        if obj.pk is None:
+            return "-"
+        rows = maintenance.residents(host=obj)
+        if not rows:
+            return "Nothing runs here."
+        return format_html_join(
+            "",
+            "<div>{}/{} ({}, {}{})</div>",
+            ((r.slice, r.vm, r.owner, r.status, ", pinned" if r.pinned else "") for r in rows),
+        )
+
+
+admin.site.unregister(Host)
+admin.site.register(Host, OperatedHostAdmin)

@@ -1,0 +1,1 @@
+from tests.provisioning.conftest import inventory  # noqa: F401 (the fixture)
