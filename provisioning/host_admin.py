@@ -67,4 +67,3 @@ class DoctorHostAdmin(HostAdmin):
             )
         if not queryset:
             self.message_user(request, "No host selected.", messages.WARNING)
-
