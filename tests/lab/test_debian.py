@@ -8,11 +8,13 @@ the exact command the VM card shows.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from invoke.exceptions import CommandTimedOut
 from rest_framework.test import APIClient
 
 from inventory.models import Flavor, Host
@@ -88,14 +90,20 @@ def debian_vm(portal: Portal, slice_id: int, name: str, *, host: str, data: int,
 
 
 def ssh(portal: Portal, command_line: str, remote: str, *, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the VM card's ssh command (``ip netns exec NS ssh USER@IP``) with the owner's key."""
+    """Run the VM card's ssh command (``ip netns exec NS ssh USER@IP``) on the network node, as an operator does.
+
+    The DHCP namespaces are made inside the network node's SSH sessions: they exist only there,
+    so the command runs in a session on that host (the key file is on the shared disk).
+    """
     argv = command_line.split()
     assert argv[:3] == ["ip", "netns", "exec"] and argv[4] == "ssh", command_line
     full = [*argv[:5], "-i", str(portal.key), *SSH_OPTIONS, *argv[5:], remote]
-    try:
-        return subprocess.run(full, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(full, 255, "", "timed out")
+    with portal.lab.connect("netnode") as connection:
+        try:
+            result = connection.run(shlex.join(full), hide=True, warn=True, timeout=timeout)
+        except CommandTimedOut:
+            return subprocess.CompletedProcess(full, 255, "", "timed out")
+    return subprocess.CompletedProcess(full, result.exited, result.stdout, result.stderr)
 
 
 def wait_for_cloud_init(portal: Portal, vms: dict[str, dict], deadline: float) -> dict[str, str]:
