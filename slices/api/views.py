@@ -182,10 +182,6 @@ class SliceViewSet(viewsets.ModelViewSet):
         return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=list(io.FORMATS), description="yaml or json (default json).")],
-        responses={200: SliceDocumentSerializer},
-    )
-    @extend_schema(
         request=ExtendSerializer, responses={200: SliceDetailSerializer}, summary="Extend a slice's lifetime"
     )
     @action(detail=True, methods=["post"])
@@ -196,6 +192,10 @@ class SliceViewSet(viewsets.ModelViewSet):
         body.is_valid(raise_exception=True)
         return self._detail(lifetime.slice_extend(slice_obj=slice_obj, hours=body.validated_data["hours"]))
 
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=list(io.FORMATS), description="yaml or json (default json).")],
+        responses={200: SliceDocumentSerializer},
+    )
     @action(detail=True, methods=["get"], renderer_classes=[JSONDocumentRenderer, YAMLDocumentRenderer])
     def export(self, request: Request, pk=None) -> Response:
         """Download the slice's design as YAML or JSON (``?format=yaml|json``), to import elsewhere."""

@@ -273,7 +273,10 @@ def test_a_link_made_through_the_api_records_its_vlan_and_addresses_on_both_ends
 
 
 def test_link_connect_is_three_statements_whatever_the_slice_holds(user, make_slice):
-    """On PostgreSQL: the slice lock, one read of the VMs/interfaces/links, one claim-and-write (issue 15)."""
+    """On PostgreSQL: the slice lock, one read of the VMs/interfaces/links, one claim-and-write (issue 15).
+
+    Plus the audit log's one row (issue 17): who linked what, written in the same transaction.
+    """
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -288,6 +291,9 @@ def test_link_connect_is_three_statements_whatever_the_slice_holds(user, make_sl
     with CaptureQueriesContext(connection) as queries:
         link = services.link_connect(slice_obj=s, vm_a=vms["vm3"], vm_b=vms["vm4"])
     statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]  # the test's own transaction
+    audit = [sql for sql in statements if sql.startswith('INSERT INTO "audit_auditevent"')]
+    assert len(audit) == 1, "one audit row per link"
+    statements = [sql for sql in statements if sql not in audit]
     assert len(statements) == 3, [sql[:80] for sql in statements]
     link.refresh_from_db()
     net = ipam.vlan_network(link.vlan, settings.SLICE_LINK_SUPERNET)
