@@ -310,22 +310,7 @@ class Relay:
         A thread of its own blocks on the SSH channel (never one of the loop's shared
         executor threads, which a few open consoles would use up).
         """
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def put(data: bytes) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to tell
-                loop.call_soon_threadsafe(chunks.put_nowait, data)
-
-        def read() -> None:
-            try:
-                while data := self.link.recv():
-                    put(data)
-            except Exception:  # a closed or broken channel ends the session like EOF
-                log.debug("console vm%s: read ended", self.target.vm_id, exc_info=True)
-            put(b"")
-
-        threading.Thread(target=read, name=f"sp-console-vm{self.target.vm_id}", daemon=True).start()
+        chunks = read_in_thread(self.link, name=f"sp-console-vm{self.target.vm_id}")
         while data := await chunks.get():
             await self.layer.group_send(self.group, {"type": "console.output", "data": data})
 
@@ -342,3 +327,28 @@ def console_target(*, host, state_dir: str, vm_id: int) -> ConsoleTarget:
         host=SshTarget(host.name, host.management_address, host.ssh_port, host.ssh_user, host.ssh_key_path),
         files=VmFiles(vm_dir(state_dir, vm_id)),
     )
+
+
+def read_in_thread(link, *, name: str) -> asyncio.Queue[bytes]:
+    """What ``link.recv()`` returns, read on a thread of its own into a queue of the running loop; b"" at the end.
+
+    A thread of its own blocks on the SSH channel (never one of the loop's shared executor threads,
+    which a few open consoles would use up); a closed or broken channel ends the stream like EOF.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def put(data: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to tell
+            loop.call_soon_threadsafe(chunks.put_nowait, data)
+
+    def read() -> None:
+        try:
+            while data := link.recv():
+                put(data)
+        except Exception:  # a closed or broken channel ends the session like EOF
+            log.debug("%s: read ended", name, exc_info=True)
+        put(b"")
+
+    threading.Thread(target=read, name=name, daemon=True).start()
+    return chunks

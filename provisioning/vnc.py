@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -94,23 +93,7 @@ class VncSession:
         await asyncio.to_thread(self.link.close)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def put(data: bytes) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to tell
-                loop.call_soon_threadsafe(chunks.put_nowait, data)
-
-        def read() -> None:
-            # A thread of its own blocks on the SSH channel (not one of the loop's shared executor threads).
-            try:
-                while data := self.link.recv():
-                    put(data)
-            except Exception:  # a closed or broken channel ends the session like EOF
-                log.debug("vnc vm%s: read ended", self.target.vm_id, exc_info=True)
-            put(b"")
-
-        threading.Thread(target=read, name=f"sp-vnc-vm{self.target.vm_id}", daemon=True).start()
+        chunks = consoles.read_in_thread(self.link, name=f"sp-vnc-vm{self.target.vm_id}")
         idle = settings.CONSOLE_IDLE_TIMEOUT
         while True:
             # Checked on every chunk too: a blinking cursor sends updates, which are not input.
