@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from provisioning import drift, executor
-from provisioning.lab import cluster, system
+from provisioning.lab import cluster, reboot, system
 from provisioning.lab.topology import host as lab_host
 from provisioning.models import Drift, HostHealth
 from tests.lab import hoststate
@@ -236,26 +236,21 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
         time.sleep(0.3)
         subprocess.run(["rm", "-rf", orphan_dir], check=False)
 
-    # 7. worker1 reboots (`manage.py lab reboot`, when this checkout has it): its guests, TAPs and flows are
+    # 7. worker1 reboots (`manage.py lab reboot`): its guests, TAPs and flows are
     # gone; the check names them, one Repair brings its three VMs back, worker2's keep running.
-    try:
-        from provisioning.lab import reboot
-    except ImportError:
-        reboot = None
-    if reboot is not None:
-        reboot.reboot(lab.paths, "worker1")
-        reports, _ = check()
-        kinds = {(h, k) for h, k, _ in differences(reports)}
-        assert {("worker1", "qemu"), ("worker1", "tap")} <= kinds, differences(reports)
-        assert {portal.get_vm(vms[i])["status"] for i in (1, 3, 5)} == {"lost"}
-        repair(portal, sid)
-        assert health(portal, sid)["state"] == "in_sync", health(portal, sid)
-        now = {i: portal.qemu_pid(vm) for i, vm in vms.items()}
-        assert {i: now[i] for i in (2, 4, 6)} == {i: pids[i] for i in (2, 4, 6)}
-        for a, b in ((1, 2), (3, 4), (5, 6)):
-            assert portal.lease(vms[a], "eth1").ip == ip[a]
-            assert portal.pings(vms[a], ip[b])
-        assert same_as(deployed, lab)
+    reboot.reboot(lab.paths, "worker1")
+    reports, _ = check()
+    kinds = {(h, k) for h, k, _ in differences(reports)}
+    assert {("worker1", "qemu"), ("worker1", "tap")} <= kinds, differences(reports)
+    assert {portal.get_vm(vms[i])["status"] for i in (1, 3, 5)} == {"lost"}
+    repair(portal, sid)
+    assert health(portal, sid)["state"] == "in_sync", health(portal, sid)
+    now = {i: portal.qemu_pid(vm) for i, vm in vms.items()}
+    assert {i: now[i] for i in (2, 4, 6)} == {i: pids[i] for i in (2, 4, 6)}
+    for a, b in ((1, 2), (3, 4), (5, 6)):
+        assert portal.lease(vms[a], "eth1").ip == ip[a]
+        assert portal.pings(vms[a], ip[b])
+    assert same_as(deployed, lab)
 
     portal.run(sid, "destroy")
     assert_restored(lab, before)
