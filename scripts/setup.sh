@@ -44,7 +44,8 @@ wait_for_apt_locks() {
     done
     if [ -z "$holders" ]; then return 0; fi
     local waited=$((SECONDS - start))
-    if [ "$waited" -ge "$APT_LOCK_TIMEOUT" ]; then
+    # SECONDS counts whole seconds: "greater than" makes sure a full APT_LOCK_TIMEOUT has passed.
+    if [ "$waited" -gt "$APT_LOCK_TIMEOUT" ]; then
       echo "!! $lock is still held by ${holders//$'\n'/, } after ${APT_LOCK_TIMEOUT}s;" \
         "run scripts/setup.sh again when it has finished (or raise APT_LOCK_TIMEOUT)" >&2
       return 1
