@@ -32,6 +32,7 @@ from labkit import (
     assert_fresh,
     deployment_gave_up,
     destroy_quietly,
+    host_pid,
     require_root,
     ring_ends,
     wait_deployment,
@@ -43,9 +44,11 @@ SSH_OPTIONS += ["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
 LOGIN_TIMEOUT = 900.0
 
 
-def ssh_ok(command_line: str, key: Path, remote: str) -> bool:
+def ssh_ok(command_line: str, key: Path, remote: str, *, netnode_pid: int) -> bool:
+    """The VM card's ssh command run on the network node (its sshd's network and mount namespaces):
+    the DHCP namespaces are made inside the network node's sessions and exist only there."""
     argv = command_line.split()
-    full = [*argv[:5], "-i", str(key), *SSH_OPTIONS, *argv[5:], remote]
+    full = ["nsenter", "-t", str(netnode_pid), "-m", "-n", *argv[:5], "-i", str(key), *SSH_OPTIONS, *argv[5:], remote]
     try:
         return subprocess.run(full, capture_output=True, timeout=30).returncode == 0
     except subprocess.TimeoutExpired:
@@ -63,7 +66,7 @@ def busybox_run(slice_obj, client, worker) -> float:
     return ready
 
 
-def debian_run(slice_obj, client, worker, key: Path) -> tuple[float, float]:
+def debian_run(slice_obj, client, worker, key: Path, netnode_pid: int) -> tuple[float, float]:
     """(request -> every VM logged in over SSH, request -> every VM's cloud-init finished)."""
     from slices import guests
     from slices.models import VM
@@ -83,10 +86,10 @@ def debian_run(slice_obj, client, worker, key: Path) -> tuple[float, float]:
         if time.monotonic() - t0 > LOGIN_TIMEOUT:
             raise TimeoutError(f"logged in {sorted(logged_in)}, cloud-init finished on {sorted(finished)}")
         for name, command in commands.items():
-            if name not in logged_in and ssh_ok(command, key, "true"):
+            if name not in logged_in and ssh_ok(command, key, "true", netnode_pid=netnode_pid):
                 logged_in[name] = time.monotonic() - t0
             if name in logged_in and name not in finished:
-                if ssh_ok(command, key, "test -f /var/lib/cloud/instance/boot-finished"):
+                if ssh_ok(command, key, "test -f /var/lib/cloud/instance/boot-finished", netnode_pid=netnode_pid):
                     finished[name] = time.monotonic() - t0
         time.sleep(2)
     wait_deployment(api_action(client, slice_obj.pk, "destroy"), worker)
@@ -137,7 +140,7 @@ def main() -> None:
         deb = ring_slice(user, "deb", 2, hosts=hosts)
         VM.objects.filter(slice=deb).update(image=image, flavor=flavor)
         try:
-            login, done = debian_run(deb, client, worker, key)
+            login, done = debian_run(deb, client, worker, key, host_pid(lab, "netnode"))
         except Exception:
             destroy_quietly(client, deb, worker)
             raise
