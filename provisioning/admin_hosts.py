@@ -25,6 +25,8 @@ class OperatedHostAdmin(DoctorHostAdmin):
         "management_address",
         "enabled",
         "drained",
+        "health_state",
+        "last_seen",
         "vms_running",
         "vcpus_used",
         "ram_used",
@@ -43,12 +45,26 @@ class OperatedHostAdmin(DoctorHostAdmin):
         return (
             super()
             .get_queryset(request)
+            .select_related("health")
             .annotate(
                 vm_count=Count("vms", filter=live),
                 vcpus_in_use=Sum("vms__flavor__vcpus", filter=live),
                 ram_in_use=Sum("vms__flavor__ram_mib", filter=live),
             )
         )
+
+    @admin.display(description="Health", ordering="health__reachable")
+    def health_state(self, obj: Host) -> str:
+        """As the last drift check found it (provisioning.drift): reachable or why not."""
+        seen = getattr(obj, "health", None)
+        if seen is None or seen.checked_at is None:
+            return "not checked yet"
+        return "reachable" if seen.reachable else f"UNREACHABLE: {seen.error[:80]}"
+
+    @admin.display(description="Last seen", ordering="health__last_seen")
+    def last_seen(self, obj: Host):
+        seen = getattr(obj, "health", None)
+        return seen.last_seen if seen and seen.last_seen else "-"
 
     @admin.display(description="VMs", ordering="vm_count")
     def vms_running(self, obj: Host) -> int:

@@ -65,3 +65,21 @@ def test_hosts_list_shows_vms_and_capacity_used(client, inventory, user, staff_u
     used = re.findall(r'<td class="field-vcpus_used">([^<]*)</td>', page)
     assert sorted(used) == ["-", "1 / 4", "1 / 4"]  # netnode, worker1, worker2
     assert re.findall(r'<td class="field-vms_running">(\d+)</td>', page).count("1") == 2
+
+
+def test_hosts_list_shows_health_and_last_seen_from_the_drift_check(client, inventory, staff_user):
+    from django.utils import timezone
+
+    from inventory.models import Host
+    from provisioning.models import HostHealth
+
+    admin = superuser_client(client, staff_user)
+    seen = timezone.now()
+    worker1, worker2 = Host.objects.get(name="worker1"), Host.objects.get(name="worker2")
+    HostHealth.objects.create(host=worker1, reachable=True, checked_at=seen, last_seen=seen)
+    HostHealth.objects.create(host=worker2, reachable=False, checked_at=seen, error="ssh: connection refused")
+    page = admin.get("/admin/inventory/host/").content.decode()
+    health = re.findall(r'<td class="field-health_state">([^<]*)</td>', page)
+    assert sorted(health) == ["UNREACHABLE: ssh: connection refused", "not checked yet", "reachable"]
+    last_seen = re.findall(r'<td class="field-last_seen[^"]*">([^<]*)</td>', page)
+    assert sum(value == "-" for value in last_seen) == 2  # worker2 never answered, netnode never checked
