@@ -20,7 +20,7 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 from django.http import HttpRequest
 
-from . import selectors, services, vlans
+from . import quotas, selectors, services, vlans
 from .errors import ServiceError
 from .models import VM, ApiToken, Interface, Link, Slice, SliceVlan, UserQuota
 
@@ -303,9 +303,20 @@ class SliceVlanAdmin(ReadOnlyAdmin):
 
 @admin.register(UserQuota)
 class UserQuotaAdmin(admin.ModelAdmin):
-    list_display = ["user", "max_vms", "max_vcpus", "max_ram_mib", "max_lifetime_hours"]
+    """A user's limits beside what their VMs take now (all their slices, deployed or not)."""
+
+    list_display = ["user", "max_vms", "max_vcpus", "max_ram_mib", "max_lifetime_hours", "in_use"]
+    readonly_fields = ["in_use"]
     search_fields = ["user__username"]
     autocomplete_fields = ["user"]
+
+    @admin.display(description="In use (of the limit)")
+    def in_use(self, obj: UserQuota) -> str:
+        if obj.user_id is None:
+            return "-"
+        used, limits = quotas.quota_usage(user=obj.user), quotas.quota_limits(user=obj.user)
+        units = (("vms", "VMs"), ("vcpus", "vCPUs"), ("ram_mib", "MiB"))
+        return ", ".join(f"{used[key]} / {limits[key]} {label}" for key, label in units)
 
 
 @admin.register(ApiToken)

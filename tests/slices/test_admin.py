@@ -132,6 +132,15 @@ def test_admin_edits_a_user_quota(admin_client, user, api):
     assert api.get("/api/me/").json()["quota"]["vms"] == 2
 
 
+def test_the_quota_list_shows_what_each_user_uses_of_the_limit(admin_client, designed):
+    """Quota use per user (issue 17): the designed slice's VMs beside the user's limits."""
+    owner = designed["slice"].owner
+    UserQuota.objects.create(user=owner, max_vms=10)
+    used = VM.objects.filter(slice__owner=owner).count()
+    page = admin_client.get("/admin/slices/userquota/").content.decode()
+    assert f"{used} / 10 VMs" in page and "vCPUs" in page and "MiB" in page
+
+
 def test_allocations_are_read_only_in_the_admin(admin_client, designed):
     link = designed["link"]
     r = admin_client.post(f"/admin/slices/link/{link.pk}/change/", {"vlan": 3000})
