@@ -300,6 +300,10 @@ PROVISIONING_CHECK_TIMEOUT = int(os.environ.get("PROVISIONING_CHECK_TIMEOUT", "6
 PROVISIONING_HISTORY_DAYS = int(os.environ.get("PROVISIONING_HISTORY_DAYS", "30"))
 PROVISIONING_HISTORY_KEEP = int(os.environ.get("PROVISIONING_HISTORY_KEEP", "10"))
 PROVISIONING_PRUNE_INTERVAL = int(os.environ.get("PROVISIONING_PRUNE_INTERVAL", "3600"))
+# Usage (provisioning.usage): each drift check samples host load and per-VM CPU/memory, at most one
+# sample per host every USAGE_MIN_INTERVAL seconds, kept USAGE_WINDOW_HOURS.
+USAGE_MIN_INTERVAL = int(os.environ.get("USAGE_MIN_INTERVAL", "30"))
+USAGE_WINDOW_HOURS = int(os.environ.get("USAGE_WINDOW_HOURS", "24"))
 # TTL of the per-network-node lock, renewed while the job lives.
 PROVISIONING_LOCK_TTL = int(os.environ.get("PROVISIONING_LOCK_TTL", "30"))
 

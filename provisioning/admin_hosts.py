@@ -1,4 +1,4 @@
-"""The Hosts admin as operators run the cluster: drain state, drain / undrain actions, what runs where.
+"""The Hosts admin as operators run the cluster: drain state, drain / undrain actions, what runs where, usage.
 
 Inventory's own admin knows only the host's settings (inventory sits below slices
 and provisioning); this one replaces it with what needs the VMs placed on hosts.
@@ -6,14 +6,16 @@ and provisioning); this one replaces it with what needs the VMs placed on hosts.
 
 from django.contrib import admin
 from django.db.models import Count, Q, Sum
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from inventory.admin import HostAdmin
 from inventory.models import Host
 from slices.models import Slice
 
-from . import maintenance
+from . import maintenance, usage
+from .charts import line_chart
 from .host_admin import DoctorHostAdmin
+from .models import UsageSample
 
 
 class OperatedHostAdmin(DoctorHostAdmin):
@@ -33,9 +35,9 @@ class OperatedHostAdmin(DoctorHostAdmin):
         "accel_detected",
     ]
     actions = [*DoctorHostAdmin.actions, "drain", "undrain"]
-    readonly_fields = [*HostAdmin.readonly_fields, "running_here"]
+    readonly_fields = [*HostAdmin.readonly_fields, "running_here", "usage_charts"]
     fieldsets = [
-        (None, {"fields": ["name", "role", "enabled", "drained", "running_here"]}),
+        (None, {"fields": ["name", "role", "enabled", "drained", "running_here", "usage_charts"]}),
         *HostAdmin.fieldsets[1:],
     ]
 
@@ -105,6 +107,44 @@ class OperatedHostAdmin(DoctorHostAdmin):
             "<div>{}/{} ({}, {}{})</div>",
             ((r.slice, r.vm, r.owner, r.status, ", pinned" if r.pinned else "") for r in rows),
         )
+
+    @admin.display(description="Usage")
+    def usage_charts(self, obj: Host):
+        """The host's CPU, load and memory over the kept window, and what each guest used at the last sample."""
+        if obj.pk is None:
+            return "-"
+        series = usage.host_series(obj)
+        if not series:
+            return "No sample yet: the drift check samples usage each time it observes the host."
+        total = getattr(getattr(obj, "health", None), "mem_total_mib", None)
+        charts = [
+            line_chart("CPU (all CPUs)", [p["cpu_percent"] for p in series], top=100, unit=" %"),
+            line_chart("Load (1 min)", [p["load1"] for p in series]),
+            line_chart("Memory in use", [p["mem_mib"] for p in series], top=total, unit=" MiB"),
+        ]
+        last = (
+            UsageSample.objects.filter(host=obj, vm__isnull=False, taken_at=series[-1]["taken_at"])
+            .select_related("vm__slice")
+            .order_by("vm__slice__name", "vm__name")
+        )
+        guests = format_html_join(
+            "",
+            "<tr><td>{}/{}</td><td>{}</td><td>{} MiB</td></tr>",
+            (
+                (g.vm.slice.name, g.vm.name, "-" if g.cpu_percent is None else f"{g.cpu_percent:.0f} %", g.mem_mib)
+                for g in last
+            ),
+        )
+        table = (
+            format_html(
+                "<table><thead><tr><th>Guest</th><th>CPU (of one)</th><th>Memory</th></tr></thead>"
+                "<tbody>{}</tbody></table>",
+                guests,
+            )
+            if last
+            else "No guest ran here at the last sample."
+        )
+        return format_html("{}{}{}<div>At the last sample ({}):</div>{}", *charts, series[-1]["taken_at"], table)
 
 
 admin.site.unregister(Host)

@@ -11,6 +11,8 @@
 - :func:`repair_request` queues a repair: the deployed footprint applied again through
   the idempotent plan (checks skip what is in place), VMs that lost a TAP restarted.
 - Slices with a job running are left alone (their hosts are changing).
+- The same observation carries the host's load and each guest's CPU and memory: :mod:`.usage`
+  keeps them as samples for the VM card's and the host page's charts.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from inventory.models import Host
 from slices.errors import Conflict, NotFound
 from slices.models import VM, Slice
 
-from . import executor, reaper, specs
+from . import executor, reaper, specs, usage
 from .models import ACTIVE_STATUSES, Deployment, Drift, HostHealth, SliceHealth
 from .plans import HostCommand, SliceSpec
 from .plans import drift as plan_drift
@@ -147,6 +149,8 @@ def check_hosts(*, names: Sequence[str] | None = None, runner: Runner | None = N
                 if repair:
                     report.repaired = _repair_isolation(runner, host, checked, report.differences, checks[host.name])
             _record_host(host, report, obs)
+            if obs is not None and obs.complete:
+                usage.record(host, obs)  # load and per-VM CPU/memory, read by the same round trip
             _record_slices(host, report, checked)
             reports.append(report)
     return reports

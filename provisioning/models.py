@@ -300,3 +300,34 @@ class Drift(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}: {self.kind} {self.object}"
+
+
+class UsageSample(models.Model):
+    """What a host (``vm`` empty) or one of its guests used when a drift check observed it (provisioning.usage).
+
+    The counters are kept as read (CPU clock ticks since boot or since the QEMU started, and the
+    host's uptime) so that the next sample can turn them into a share of CPU time.
+    """
+
+    host = models.ForeignKey("inventory.Host", on_delete=models.CASCADE, related_name="usage_samples")
+    vm = models.ForeignKey("slices.VM", null=True, blank=True, on_delete=models.CASCADE, related_name="usage_samples")
+    taken_at = models.DateTimeField(default=timezone.now)
+    uptime = models.FloatField(help_text="The host's seconds since boot when the counters were read.")
+    pid = models.PositiveIntegerField(null=True, blank=True, help_text="The guest's QEMU process.")
+    cpu_ticks = models.BigIntegerField(help_text="CPU time used so far: busy ticks of the host, or of the QEMU.")
+    total_ticks = models.BigIntegerField(null=True, blank=True, help_text="The host's ticks, busy or not.")
+    cpu_percent = models.FloatField(
+        null=True, blank=True, help_text="Since the sample before: host: % of all its CPUs; VM: % of one CPU."
+    )
+    mem_mib = models.PositiveIntegerField(help_text="Host: memory in use (total - available); VM: QEMU's RSS.")
+    load1 = models.FloatField(null=True, blank=True, help_text="The host's 1-minute load average.")
+
+    class Meta:
+        ordering = ["taken_at", "id"]
+        indexes = [
+            models.Index(fields=["vm", "taken_at"], name="usage_vm_idx"),
+            models.Index(fields=["host", "taken_at"], name="usage_host_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host_id}/{self.vm_id or 'host'} at {self.taken_at:%Y-%m-%d %H:%M:%S}"

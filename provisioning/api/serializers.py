@@ -228,3 +228,22 @@ class CheckResponseSerializer(serializers.Serializer):
 
     jobs = serializers.ListField(child=serializers.CharField())
     health = SliceHealthSerializer()
+
+
+class UsagePointSerializer(serializers.Serializer):
+    taken_at = serializers.DateTimeField()
+    cpu_percent = serializers.FloatField(
+        allow_null=True, help_text="% of one CPU since the sample before (null: the first one, or QEMU restarted)."
+    )
+    mem_mib = serializers.IntegerField(help_text="Resident memory of the VM's QEMU process.")
+
+
+class VmUsageSerializer(serializers.Serializer):
+    """GET /api/vms/{id}/usage/: the VM's CPU and memory as the drift checks sampled them."""
+
+    vm = serializers.IntegerField()
+    vcpus = serializers.IntegerField(help_text="The flavor's vCPUs: the CPU share can reach vcpus x 100.")
+    ram_mib = serializers.IntegerField(help_text="The flavor's memory: the guest's RSS grows towards it.")
+    window_hours = serializers.IntegerField(help_text="How long samples are kept.")
+    interval_seconds = serializers.IntegerField(help_text="At most one sample per host this often.")
+    samples = UsagePointSerializer(many=True, help_text="Oldest first.")

@@ -17,5 +17,6 @@ urlpatterns = [
     path("slices/<int:pk>/plan/", views.SlicePlanView.as_view(), name="slice-plan"),
     path("slices/<int:pk>/placement/", views.SlicePlacementView.as_view(), name="slice-placement"),
     path("vms/<int:pk>/power/", views.VmPowerView.as_view(), name="vm-power"),
+    path("vms/<int:pk>/usage/", views.VmUsageView.as_view(), name="vm-usage"),
     path("", include(router.urls)),
 ]

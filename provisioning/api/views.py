@@ -1,6 +1,7 @@
-"""Provisioning API: deploy/redeploy/destroy a slice, power actions on a VM, preview a slice's plan and
-placement, follow deployments."""
+"""Provisioning API: deploy/redeploy/destroy a slice, power actions on a VM and its usage, preview a slice's
+plan and placement, follow deployments."""
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
@@ -10,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from provisioning import drift, selectors, services
+from provisioning import drift, selectors, services, usage
 from provisioning.models import Deployment
 from slices import selectors as slice_selectors
 from slices.api.params import filter_by_id, id_parameter, whole_number
@@ -24,6 +25,7 @@ from .serializers import (
     PlacementSerializer,
     PlanSerializer,
     PowerRequestSerializer,
+    VmUsageSerializer,
 )
 
 MAX_STEP_REVISION = 9_999_999_999  # ten digits: far above any deployment's step count
@@ -144,6 +146,28 @@ class VmPowerView(APIView):
             vm=vm, action=body.validated_data["action"], user=request.user, dry_run=body.validated_data["dry_run"]
         )
         return Response(DeploymentDetailSerializer(deployment).data, status=202)
+
+
+class VmUsageView(APIView):
+    """A VM's CPU and memory use over the kept window, as the drift checks sampled them (no extra SSH).
+
+    Empty until the VM has run through a check; 404 for another user's VM.
+    """
+
+    @extend_schema(
+        summary="A VM's CPU and memory use", responses={200: VmUsageSerializer, 404: ERROR}, tags=["provisioning"]
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        vm = get_object_or_404(slice_selectors.vm_list(user=request.user), pk=pk)
+        body = {
+            "vm": vm.pk,
+            "vcpus": vm.flavor.vcpus,
+            "ram_mib": vm.flavor.ram_mib,
+            "window_hours": settings.USAGE_WINDOW_HOURS,
+            "interval_seconds": max(settings.USAGE_MIN_INTERVAL, settings.PROVISIONING_CHECK_INTERVAL),
+            "samples": usage.vm_series(vm),
+        }
+        return Response(VmUsageSerializer(body).data)
 
 
 class SlicePlanView(APIView):

@@ -30,13 +30,16 @@ SH_OBSERVE = (
     "dnsmasq --version 2>/dev/null | head -1; "
     "sec cpus; nproc; "
     "sec meminfo; grep -E '^(MemTotal|MemAvailable):' /proc/meminfo; "
+    "sec load; cat /proc/loadavg; head -1 /proc/stat; cut -d' ' -f1 /proc/uptime; getconf CLK_TCK; getconf PAGESIZE; "
     "sec kvm; if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then echo yes; else echo no; fi; "
     "sec links; ip -o link show 2>/dev/null; "
     "sec ports; ovs-vsctl -f csv --no-headings -d bare --columns=name,tag list Port; "
     f'sec flows; ovs-ofctl dump-flows {BRIDGE} "cookie={FLOW_COOKIE_TAG:#x}/{COOKIE_MASK:#x}" --no-stats; '
-    "sec procs; for p in /proc/[0-9]*; do "
-    'c=$(tr "\\000" " " 2>/dev/null < "$p/cmdline") || continue; '
-    'case "$c" in *"$s/"*) echo "${p#/proc/} $c";; esac; done; '
+    "sec procs; u=; for p in /proc/[0-9]*; do "
+    'c=$(tr "\\000\\n" "  " 2>/dev/null < "$p/cmdline") || continue; '
+    'case "$c" in *"$s/"*) echo "${p#/proc/} $c"; u="$u ${p#/proc/}";; esac; done; '
+    # utime stime (clock ticks) rss (pages): fields 14, 15, 24 of /proc/PID/stat, counted after "(comm) ".
+    'sec usage; for q in $u; do echo "$q $(sed "s/.*) //" "/proc/$q/stat" 2>/dev/null | cut -d" " -f12,13,22)"; done; '
     'sec pidfiles; for f in "$s"/vms/vm*/qemu.pid "$s"/dhcp/v*/dnsmasq.pid; do '
     '[ -r "$f" ] && echo "$f $(cat "$f" 2>/dev/null)"; done; '
     'if [ "$role" = network ]; then '
@@ -81,6 +84,15 @@ class Process:
     cmdline: str
 
 
+@dataclass(frozen=True)
+class VmUsage:
+    """A guest's QEMU process: CPU time used since it started (clock ticks) and resident memory."""
+
+    pid: int
+    cpu_ticks: int
+    rss_mib: int
+
+
 @dataclass
 class HostObservation:
     """What one observation of a host found (parsed; no judgement yet)."""
@@ -90,6 +102,12 @@ class HostObservation:
     mem_total_mib: int | None = None
     mem_available_mib: int | None = None
     kvm_device: bool = False
+    load: tuple[float, float, float] | None = None  # /proc/loadavg: 1, 5, 15 minutes
+    cpu_ticks: tuple[int, int] | None = None  # /proc/stat: (busy, total) clock ticks since boot, all CPUs
+    uptime: float | None = None  # seconds since boot: the clock the tick counters are read against
+    clk_tck: int = 100
+    page_size: int = 4096
+    usage: dict[int, tuple[int, int]] = field(default_factory=dict)  # pid -> (CPU ticks, RSS KiB)
     links: dict[str, Link] = field(default_factory=dict)
     ports: dict[str, int | None] = field(default_factory=dict)  # br-int port -> tag (None: trunk / untagged)
     flows: dict[int, int] = field(default_factory=dict)  # portal cookie -> number of flows
@@ -108,6 +126,17 @@ class HostObservation:
         pid = self.pidfiles.get(pidfile)
         proc = self.processes.get(pid) if pid is not None else None
         return proc if proc is not None and pidfile in proc.cmdline else None
+
+    def vm_usage(self) -> dict[int, VmUsage]:
+        """VM id -> what its running QEMU process has used (from its pid file; a QEMU that is gone is absent)."""
+        out = {}
+        for path in self.pidfiles:
+            found = _QEMU_PIDFILE.search(path)
+            proc = self.alive(path) if found else None
+            if proc is not None and proc.pid in self.usage:
+                ticks, rss_kib = self.usage[proc.pid]
+                out[int(found.group(1))] = VmUsage(proc.pid, ticks, rss_kib // 1024)
+        return out
 
     def guest_load(self) -> tuple[int, int]:
         """(vCPUs, MiB) the QEMU processes running here were given."""
@@ -130,6 +159,7 @@ def _int_after(argv: list[str], flag: str) -> int | None:
     return int(match.group()) if match else None
 
 
+_QEMU_PIDFILE = re.compile(r"/vms/vm(\d+)/qemu\.pid$")
 _VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
 _LINK = re.compile(r"^\d+:\s+([^:@\s]+)(?:@\S+)?:\s+<([^>]*)>")
 _COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
@@ -169,6 +199,28 @@ def _addr_lines(lines: list[str]) -> dict[str, set[str]]:
     return out
 
 
+def _parse_load(obs: HostObservation, lines: list[str]) -> None:
+    """``/proc/loadavg``, the ``cpu`` line of ``/proc/stat``, ``/proc/uptime``, CLK_TCK and PAGESIZE."""
+    numbers = []
+    for line in lines:
+        parts = line.split()
+        if parts[:1] == ["cpu"] and len(parts) >= 5 and all(p.isdigit() for p in parts[1:]):
+            ticks = [int(p) for p in parts[1:9]]  # user nice system idle iowait irq softirq steal
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+            obs.cpu_ticks = (sum(ticks) - idle, sum(ticks))
+        elif len(parts) == 5 and "/" in parts[3]:
+            try:
+                obs.load = (float(parts[0]), float(parts[1]), float(parts[2]))
+            except ValueError:
+                pass
+        elif len(parts) == 1 and re.fullmatch(r"\d+\.\d+", parts[0]):
+            obs.uptime = float(parts[0])
+        elif len(parts) == 1 and parts[0].isdigit():
+            numbers.append(int(parts[0]))
+    if len(numbers) == 2 and all(numbers):
+        obs.clk_tck, obs.page_size = numbers
+
+
 def parse_observation(output: str) -> HostObservation:
     """The sections of :data:`SH_OBSERVE`'s output -> a :class:`HostObservation`."""
     sec = _sections(output)
@@ -184,6 +236,12 @@ def parse_observation(output: str) -> HostObservation:
                 obs.mem_total_mib = kib // 1024
             elif parts[0] == "MemAvailable:":
                 obs.mem_available_mib = kib // 1024
+    _parse_load(obs, sec.get("load", []))
+    for line in sec.get("usage", []):
+        parts = line.split()
+        if len(parts) == 4 and all(p.isdigit() for p in parts):
+            pid, utime, stime, rss_pages = map(int, parts)
+            obs.usage[pid] = (utime + stime, rss_pages * obs.page_size // 1024)
     obs.kvm_device = sec.get("kvm", ["no"])[:1] == ["yes"]
     for line in sec.get("links", []):
         found = _LINK.match(line)

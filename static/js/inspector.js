@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { ifaceTable } from "./deploy.js";
 import { consoleBlock, el, render, statusBadge } from "./ui.js";
+import { usageBlock } from "./usage.js";
 
 function outlineItem(id, label, meta, view) {
   return el(
@@ -163,6 +164,7 @@ export function renderInspector(box, view) {
         el("h3", { class: "section-title" }, "Interfaces"),
         ifaceTable(vm),
         vm.guest ? guestAccess(vm) : null,
+        ["running", "stopped", "lost"].includes(vm.status) ? [el("h3", { class: "section-title" }, "Usage"), usageBlock(vm)] : null,
         el("h3", { class: "section-title" }, "Serial console"),
         consoleBlock(vm.console_tail, { "data-testid": "vm-console" }),
         el(

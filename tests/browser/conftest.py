@@ -5,16 +5,23 @@ Chromium is never downloaded (no ``playwright install``): the tests use
 it is absent. Screenshots go to ``artifacts/browser/``.
 """
 
+import contextlib
 import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from inventory.models import Flavor, Host, Image
-from tests.workers import JobWorker
+from tests.workers import JobWorker, _database_url
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # The flags LAB-NOTES found to work headless as root (Playwright adds --headless and a fresh profile).
@@ -33,6 +40,62 @@ ARTIFACTS = REPO / "artifacts" / "browser"
 DRY_RUN_STEP_DELAY = float(os.environ.get("BROWSER_DRY_RUN_STEP_DELAY", "0.04"))
 PASSWORD = "correct-horse-battery"
 TIMEOUT_MS = 20_000
+# How many colours the noVNC canvas shows (sampled every 4th pixel): 1 is a blank screen.
+CANVAS_COLOURS = """() => {
+  const canvas = document.querySelector("#screen canvas");
+  if (!canvas || !canvas.width || !canvas.height) return 0;
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const seen = new Set();
+  for (let i = 0; i < data.length; i += 16) seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+  return seen.size;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def asgi_runserver(log_path: Path, **env: str) -> Iterator[str]:
+    """``manage.py runserver`` (daphne: pages, static files, WebSockets; pytest-django's live server speaks
+    no WebSocket) on the test database, with ``env`` added; yields its base URL, stops it by its PID."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert proc.poll() is None, log_path.read_text()
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def pytest_collection_modifyitems(items):

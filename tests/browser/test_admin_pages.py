@@ -5,13 +5,17 @@ collapsed spec and plan, and django-rq's pages (whose list pages used to raise
 ``TypeError: $(...).actions is not a function``).
 """
 
+from datetime import timedelta
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 from django_rq.settings import get_queues_map
 
 from audit.models import AuditEvent
 from provisioning import executor, services
+from provisioning.models import UsageSample
 from provisioning.runners import DryRunRunner
 from slices import services as slice_services
 from slices import tokens
@@ -72,6 +76,12 @@ def cluster_data(inventory, django_user_model):
     tokens.token_create(user=user, name="laptop")
     AuditEvent.objects.create(action="login", user=root, username="root", address="127.0.0.1", via="web")
     assert VM.objects.filter(slice=s, host__isnull=False).count() == 2
+    vm1.refresh_from_db()
+    for taken_at, cpu in ((timezone.now() - timedelta(minutes=1), None), (timezone.now(), 20.0)):  # usage charts
+        UsageSample.objects.create(host=vm1.host, taken_at=taken_at, uptime=9.0, cpu_ticks=5, mem_mib=900, load1=0.4)
+        UsageSample.objects.create(
+            host=vm1.host, vm=vm1, taken_at=taken_at, uptime=9.0, pid=7, cpu_ticks=5, cpu_percent=cpu, mem_mib=60
+        )
     root.deployment_job = dep.job_id  # its RQ job, still in the queue (the test ran it directly)
     return root
 

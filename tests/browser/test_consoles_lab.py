@@ -8,11 +8,6 @@ on the test database. Root only, like every lab test.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
@@ -21,10 +16,16 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from provisioning.lab import console
-from tests.browser.conftest import CHROMIUM_ARGS, REPO, TIMEOUT_MS, lab_unavailable_reason, shot  # noqa: F401
+from tests.browser.conftest import (  # noqa: F401
+    CANVAS_COLOURS,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    asgi_runserver,
+    lab_unavailable_reason,
+    shot,
+)
 from tests.lab.conftest import e2e_worker, lab_session  # noqa: F401 (fixtures)
 from tests.lab.test_e2e import new_slice, portal  # noqa: F401 (the fixture)
-from tests.workers import _database_url
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -35,15 +36,6 @@ TERMINAL_LINES = """() => {
   for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
   return lines;
 }"""
-# How many colours the noVNC canvas shows (sampled every 4th pixel): 1 is a blank screen.
-CANVAS_COLOURS = """() => {
-  const canvas = document.querySelector("#screen canvas");
-  if (!canvas || !canvas.width || !canvas.height) return 0;
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  const seen = new Set();
-  for (let i = 0; i < data.length; i += 16) seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-  return seen.size;
-}"""
 
 
 @pytest.fixture(autouse=True)
@@ -53,52 +45,17 @@ def _lab_only():
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def asgi_server(portal, lab_session, tmp_path):  # noqa: F811
-    """``manage.py runserver`` (daphne: HTTP, static files and WebSockets) on the test database; its base URL."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "CHANNELS_PREFIX": f"sp-browser-{uuid.uuid4().hex[:8]}",
-        "PROVISIONING_KNOWN_HOSTS": str(lab_session.known_hosts),
-        "LAB_DIR": str(lab_session.paths.root),
-        "SECRET_KEY": django_settings.SECRET_KEY,
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log = open(tmp_path / "runserver.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "runserver.log").read_text()
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()  # by its PID
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-    log.close()
+    """The portal's ASGI server on the test database, trusting the lab's hosts; its base URL."""
+    with asgi_runserver(
+        tmp_path / "runserver.log",
+        REDIS_URL=django_settings.REDIS_URL,
+        CHANNELS_PREFIX=f"sp-browser-{uuid.uuid4().hex[:8]}",
+        PROVISIONING_KNOWN_HOSTS=str(lab_session.known_hosts),
+        LAB_DIR=str(lab_session.paths.root),
+    ) as url:
+        yield url
 
 
 def terminal_lines(pg) -> list[str]:

@@ -11,81 +11,33 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
-from django.conf import settings as django_settings
 from django.test import Client
 from playwright.sync_api import expect
 
-from tests.browser.conftest import REPO, TIMEOUT_MS, shot
+from tests.browser.conftest import CANVAS_COLOURS, TIMEOUT_MS, asgi_runserver, shot
 from tests.provisioning.conftest import host_dirs, ssh_hosts, sshd  # noqa: F401 (fixtures)
 from tests.provisioning.consoles_support import console_layer, running_vm  # noqa: F401 (fixtures)
-from tests.workers import _database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.timeout(180)]
 
 QEMU = "qemu-system-x86_64"
 BIOS_ONLY = (QEMU, "-nodefaults", "-no-user-config", "-accel", "tcg", "-m", "32", "-vga", "std", "-display", "none")
-# How many colours the noVNC canvas shows (every 4th pixel): 1 is a blank screen.
-CANVAS_COLOURS = """() => {
-  const canvas = document.querySelector("#screen canvas");
-  if (!canvas || !canvas.width || !canvas.height) return 0;
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  const seen = new Set();
-  for (let i = 0; i < data.length; i += 16) seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-  return seen.size;
-}"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def portal_server(sshd, console_layer, settings, tmp_path):  # noqa: F811
-    """``manage.py runserver`` (daphne: pages, static files, WebSockets) on the test database; its base URL."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CHANNELS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-        "PROVISIONING_KNOWN_HOSTS": str(sshd.known_hosts),
-        "SECRET_KEY": django_settings.SECRET_KEY,
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log_path = tmp_path / "runserver.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            assert proc.poll() is None, log_path.read_text()
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()  # by its PID
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+    """The portal's ASGI server on the test database, trusting the test sshd; its base URL."""
+    with asgi_runserver(
+        tmp_path / "runserver.log",
+        REDIS_URL=settings.REDIS_URL,
+        CHANNELS_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        PROVISIONING_KNOWN_HOSTS=str(sshd.known_hosts),
+    ) as url:
+        yield url
 
 
 @pytest.fixture

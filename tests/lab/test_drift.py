@@ -19,7 +19,7 @@ import pytest
 from provisioning import drift, executor
 from provisioning.lab import cluster, reboot, system
 from provisioning.lab.topology import host as lab_host
-from provisioning.models import Drift, HostHealth
+from provisioning.models import Drift, HostHealth, UsageSample
 from tests.lab import hoststate
 from tests.lab.driver import Portal, interface
 from tests.lab.test_e2e import assert_restored, new_slice, portal  # noqa: F401 (the fixture)
@@ -105,6 +105,7 @@ def netnode(lab, command: str) -> subprocess.CompletedProcess:
 def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 (the fixture)
     settings.PROVISIONING_KNOWN_HOSTS = str(lab.known_hosts)
     settings.PROVISIONING_RUNNER = "fabric"
+    settings.USAGE_MIN_INTERVAL = 0  # every check samples usage (they follow each other within seconds here)
     before = hoststate.snapshot(lab)
     s = new_slice(portal, "drift")
     sid = s["id"]
@@ -135,12 +136,23 @@ def test_drift_is_seen_named_and_repaired(portal, lab, settings):  # noqa: F811 
     assert same_as(deployed, lab)
     w1 = HostHealth.objects.get(host__name="worker1")
     assert w1.reachable and w1.ovs_version and w1.qemu_version and w1.free_vcpus is not None and w1.free_ram_mib
+    # The same round trip sampled each host's load and each guest's QEMU (its pid, its resident memory).
+    hosts_sampled = UsageSample.objects.filter(vm__isnull=True)
+    assert sorted(hosts_sampled.values_list("host__name", flat=True)) == ["netnode", "worker1", "worker2"]
+    assert all(h.load1 is not None and h.mem_mib > 0 for h in hosts_sampled)
+    guests = {g.vm_id: g for g in UsageSample.objects.filter(vm__isnull=False)}
+    assert {g.pid for g in guests.values()} == set(pids.values())
+    assert all(g.mem_mib > 0 and g.cpu_percent is None for g in guests.values())  # no share before a 2nd sample
 
     # 1. A guest's QEMU dies: "stopped unexpectedly", named; one Repair restarts it alone.
     os.kill(pids[3], signal.SIGKILL)
     time.sleep(0.5)
     reports, _ = check()
     assert ("worker1", "qemu", "d3") in differences(reports), differences(reports)
+    # The second sample gives the running guests a CPU share; the dead one has none (no QEMU to read).
+    usage = portal.api.get(f"/api/vms/{vms[1]['id']}/usage/").data
+    assert len(usage["samples"]) == 2 and usage["samples"][-1]["cpu_percent"] >= 0, usage
+    assert UsageSample.objects.filter(vm_id=vms[3]["id"]).count() == 1
     assert health(portal, sid)["state"] == "drifted"
     assert portal.get_vm(vms[3])["status"] == "lost"
     repair(portal, sid)

@@ -1,19 +1,29 @@
-"""Draining a worker on the lab (issue 17): real QEMU guests placed by the portal, through its API and RQ worker.
+"""Operating the lab (issue 17): real QEMU guests placed by the portal, through its API and RQ worker.
 
 Drain worker2: a new slice lands on worker1 only; a slice destroyed while its VMs were
 auto-placed on worker2 deploys again onto worker1 (a destroy forgets automatic placements);
 undrain: worker2 takes VMs again. The VMs have no VLAN (no link, no internet), so no deploy
 waits for a lease: the test stays short.
+
+An expired slice (linked across the workers, with internet) is destroyed by the scheduled job
+run on the RQ worker: the hosts are as before it was deployed, its design is kept.
 """
 
 from __future__ import annotations
 
 import io
+import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
+from audit.models import AuditEvent
 from inventory.models import Host
+from provisioning import jobs
+from provisioning.queue import provisioning_queue
+from slices.models import Slice
 from tests.lab import hoststate
 from tests.lab.driver import Portal
 from tests.lab.test_e2e import assert_restored, new_slice, portal  # noqa: F401 (the fixture)
@@ -81,3 +91,27 @@ def test_drain_moves_new_and_destroyed_slices_off_the_worker(portal, lab):  # no
     for s in (old, new, back):
         portal.run(s["id"], "destroy")
     assert_restored(lab, before)
+
+
+def test_an_expired_slice_is_destroyed_by_the_scheduled_job_leaving_nothing(portal, lab):  # noqa: F811
+    before = hoststate.snapshot(lab)
+    s = new_slice(portal, "expiring")
+    x1 = portal.vm(s["id"], "x1", host="worker1", data=1, internet=True)
+    x2 = portal.vm(s["id"], "x2", host="worker2", data=1)
+    portal.link(s["id"], x1, x2)
+    portal.run(s["id"], "deploy")
+    assert portal.get_slice(s["id"])["expires_at"]
+    Slice.objects.filter(pk=s["id"]).update(expires_at=timezone.now() + timedelta(seconds=1))  # a short lifetime
+    time.sleep(1.5)
+    job = provisioning_queue().enqueue(jobs.expire_slices)  # what RQ's cron enqueues every interval
+    deadline = time.monotonic() + 120
+    while portal.get_slice(s["id"])["status"] != "draft":
+        assert job.get_status(refresh=True) != "failed", job.latest_result()
+        assert time.monotonic() < deadline, portal.get_slice(s["id"])
+        time.sleep(0.5)
+    assert job.get_status(refresh=True) == "finished" and "1 expired slice(s)" in job.return_value()
+    body = portal.get_slice(s["id"])
+    assert body["expires_at"] is None and len(body["vms"]) == 2 and len(body["links"]) == 1  # the design kept
+    destroy = AuditEvent.objects.get(slice_id=s["id"], action="destroy")
+    assert destroy.user is None  # the system did it
+    assert_restored(lab, before)  # 0 leftovers on the hosts

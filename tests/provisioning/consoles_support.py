@@ -17,10 +17,14 @@ from pathlib import Path
 
 import pytest
 from channels.layers import channel_layers
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.db import connection
 
+from provisioning.routing import websocket_urlpatterns
 from slices.models import VM
+
+APP = URLRouter(websocket_urlpatterns)
 
 
 @pytest.fixture
@@ -114,6 +118,27 @@ def daphne(settings, sshd, console_layer):
     yield f"127.0.0.1:{port}"
     proc.terminate()  # by its PID
     proc.wait(timeout=10)
+
+
+def relays_on_worker(sock: Path) -> int:
+    """socat processes a relay started on the worker for this socket."""
+    out = subprocess.run(["pgrep", "-f", f"UNIX-CONNECT:{sock}"], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+def sshd_sessions(sshd) -> int:
+    """Processes below the test sshd (one per open SSH connection and session)."""
+    out = subprocess.run(["pgrep", "-P", str(sshd.proc.pid)], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+async def open_ws(path: str, user) -> WebsocketCommunicator:
+    """A connected WebSocket to ``path`` (e.g. ``/ws/vms/1/console/``) as ``user``."""
+    comm = WebsocketCommunicator(APP, path)
+    comm.scope["user"] = user
+    connected, _ = await comm.connect()
+    assert connected
+    return comm
 
 
 def session_cookie(user) -> str:

@@ -1,15 +1,35 @@
-"""What the observation prints on a host that holds exactly what the specs say (for the drift tests)."""
+"""What the observation prints on a host that holds exactly what the specs say, and a runner that answers
+with it (for the drift and usage tests)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from provisioning import drift, services
+from provisioning.models import Deployment
 from provisioning.plans import dhcp_files, flow_cookie, vm_files
 from provisioning.plans import drift as d
+from provisioning.runners import Event, Runner
+from slices import services as slice_services
+from slices.models import VM, Slice
 from slices.naming import dhcp_namespace, dhcp_port_name, gateway_port_name
 
 
-def healthy(specs, host: str, *, network: bool, drop=(), rcs=None) -> str:
+@dataclass
+class Counters:
+    """What the load and usage sections say: the host's clock and CPU ticks, each guest's (by VM name)."""
+
+    uptime: float = 1000.0
+    busy: int = 5000
+    total: int = 20000
+    vms: dict[str, tuple[int, int]] = field(default_factory=dict)  # VM name -> (CPU ticks, RSS pages)
+    pids: dict[str, int] = field(default_factory=dict)  # VM name -> QEMU pid (default: numbered in order)
+
+
+def healthy(specs, host: str, *, network: bool, drop=(), rcs=None, counters: Counters | None = None) -> str:
     """The sections of a healthy host; ``drop``: lines containing any of these texts are left out."""
-    links, ports, flows, procs, pidfiles = [], ["br-int,"], [], [], []
+    counters = counters or Counters()
+    links, ports, flows, procs, pidfiles, usage = [], ["br-int,"], [], [], [], []
     addrs, netns, nsaddrs = [], [], []
     pid = 1000
     for s in specs:
@@ -17,11 +37,14 @@ def healthy(specs, host: str, *, network: bool, drop=(), rcs=None) -> str:
             worker = s.worker(host)
             for vm in s.vms_on(host):
                 pid += 1
+                qemu = counters.pids.get(vm.name, pid)
+                ticks, pages = counters.vms.get(vm.name, (100, 25600))
+                usage.append(f"{qemu} {ticks - ticks // 3} {ticks // 3} {pages}")
                 pidfile = vm_files(worker, vm).pidfile
                 procs.append(
-                    f"{pid} qemu-system-x86_64 -name {s.slice_name}.{vm.name} -smp 1 -m 128 -pidfile {pidfile}"
+                    f"{qemu} qemu-system-x86_64 -name {s.slice_name}.{vm.name} -smp 1 -m 128 -pidfile {pidfile}"
                 )
-                pidfiles.append(f"{pidfile} {pid}")
+                pidfiles.append(f"{pidfile} {qemu}")
                 for nic in vm.nics:
                     flags = "BROADCAST,MULTICAST,UP,LOWER_UP" if nic.vlan is not None else "BROADCAST,MULTICAST"
                     links.append(f"{pid}: {nic.tap}: <{flags}> mtu 1500 state UP")
@@ -55,6 +78,12 @@ def healthy(specs, host: str, *, network: bool, drop=(), rcs=None) -> str:
         "@@OBS meminfo",
         "MemTotal:        4025236 kB",
         "MemAvailable:    2811320 kB",
+        "@@OBS load",
+        "0.52 0.40 0.31 2/180 4242",
+        f"cpu  {counters.busy} 0 0 {counters.total - counters.busy} 0 0 0 0 0 0",
+        f"{counters.uptime:.2f}",
+        "100",
+        "4096",
         "@@OBS kvm",
         "no",
         "@@OBS links",
@@ -65,6 +94,8 @@ def healthy(specs, host: str, *, network: bool, drop=(), rcs=None) -> str:
         *flows,
         "@@OBS procs",
         *procs,
+        "@@OBS usage",
+        *usage,
         "@@OBS pidfiles",
         *pidfiles,
     ]
@@ -72,3 +103,48 @@ def healthy(specs, host: str, *, network: bool, drop=(), rcs=None) -> str:
         lines += ["@@OBS addrs", *addrs, "@@OBS netns", *netns, "@@OBS nsaddrs", *nsaddrs, "@@OBS forward", "1"]
     lines += ["@@OBS checks", *(f"{i} {rcs.get(i, 0)}" for i in range(len(checks))), "@@OBS end"]
     return "\n".join(line for line in lines if not any(text in line for text in drop)) + "\n"
+
+
+def outputs(spec, counters: Counters | None = None, **drops):
+    """A healthy netnode, worker1 and worker2 for ``spec``; ``drops``: per host, texts whose lines are left out."""
+    return {
+        h: healthy([spec], h, network=h == "netnode", drop=drops.get(h, ()), counters=counters)
+        for h in ("netnode", "worker1", "worker2")
+    }
+
+
+def deployed_pair(inventory, user, make_slice):
+    """An active slice: vm1 (worker1, internet) linked to vm2 (worker2); its deploy succeeded. -> (slice, spec)"""
+    s = make_slice(user, vms=2, data=1, internet=False)
+    vm1, vm2 = VM.objects.filter(slice=s).order_by("name")
+    slice_services.vm_update(vm=vm1, internet_enabled=True, host=inventory["workers"][0])
+    slice_services.vm_update(vm=vm2, host=inventory["workers"][1])
+    slice_services.link_connect(slice_obj=s, vm_a=vm1, vm_b=vm2)
+    dep = services.deploy_request(slice_obj=s, user=user)
+    Deployment.objects.filter(pk=dep.pk).update(status="succeeded")
+    Slice.objects.filter(pk=s.pk).update(status="active")
+    VM.objects.filter(slice=s).update(status="running")
+    return s, drift.checked_slices()[s.pk]
+
+
+class RecordedRunner(Runner):
+    """Answers each host's observation with a recorded output; every other command (a repair) succeeds."""
+
+    def __init__(self, outputs: dict[str, str | None]):
+        super().__init__()
+        self.outputs = outputs
+        self.sent: dict[str, list] = {}
+
+    def _run_host(self, host, commands, emit):
+        stat = self.stat(host)
+        stat.round_trips += 1
+        stat.commands += len(commands)
+        self.sent.setdefault(host, []).append(commands)
+        output = self.outputs.get(host)
+        if output is None:
+            emit(Event("host", host, ok=False, error=f"{host}: cannot connect: timed out"))
+            return
+        for i, cmd in enumerate(commands):
+            emit(Event("began", host, i))
+            emit(Event("ended", host, i, status="ok", exit_code=0, output=output if cmd.capture > 10**5 else ""))
+        emit(Event("host", host, ok=True))

@@ -6,21 +6,26 @@ so what a viewer types is run and answered, as on a guest's serial console.
 
 import asyncio
 import json
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from provisioning import consoles
-from provisioning.routing import websocket_urlpatterns
 from slices.models import VM
 from tests.aio import run_async
 
 from .conftest import needs_sshd
-from .consoles_support import closed_with, logins, read_until, session_cookie, wait_live
+from .consoles_support import (
+    closed_with,
+    logins,
+    open_ws,
+    read_until,
+    relays_on_worker,
+    session_cookie,
+    sshd_sessions,
+    wait_live,
+)
 
 # The fixtures (running_vm, console_layer, daphne) are in consoles_support, registered by conftest.
 pytestmark = [
@@ -30,27 +35,9 @@ pytestmark = [
     pytest.mark.usefixtures("console_layer"),
 ]
 
-APP = URLRouter(websocket_urlpatterns)
-
-
-def relays_on_worker(sock: Path) -> int:
-    """socat processes the relay started on the worker for this socket."""
-    out = subprocess.run(["pgrep", "-f", f"UNIX-CONNECT:{sock}"], capture_output=True, text=True).stdout
-    return len(out.split())
-
-
-def sshd_sessions(sshd) -> int:
-    """Processes below the test sshd (one per open SSH connection and session)."""
-    out = subprocess.run(["pgrep", "-P", str(sshd.proc.pid)], capture_output=True, text=True).stdout
-    return len(out.split())
-
 
 async def open_console(vm_id: int, user) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(APP, f"/ws/vms/{vm_id}/console/")
-    comm.scope["user"] = user
-    connected, _ = await comm.connect()
-    assert connected
-    return comm
+    return await open_ws(f"/ws/vms/{vm_id}/console/", user)
 
 
 async def relay_gone(vm_id: int, timeout: float = 10) -> None:

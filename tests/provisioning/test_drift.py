@@ -8,37 +8,12 @@ import json
 
 import pytest
 
-from provisioning import drift, queue, services
+from provisioning import drift, queue
 from provisioning.models import Deployment, Drift, HostHealth, SliceHealth
 from provisioning.plans import SliceSpec
 from provisioning.plans import drift as plan_drift
-from provisioning.runners import Event, Runner
-from slices import services as slice_services
-from slices.models import VM, Slice
-from tests.provisioning.drift_outputs import healthy
-
-
-class RecordedRunner(Runner):
-    """Answers each host's observation with a recorded output; every other command (a repair) succeeds."""
-
-    def __init__(self, outputs: dict[str, str | None]):
-        super().__init__()
-        self.outputs = outputs
-        self.sent: dict[str, list] = {}
-
-    def _run_host(self, host, commands, emit):
-        stat = self.stat(host)
-        stat.round_trips += 1
-        stat.commands += len(commands)
-        self.sent.setdefault(host, []).append(commands)
-        output = self.outputs.get(host)
-        if output is None:
-            emit(Event("host", host, ok=False, error=f"{host}: cannot connect: timed out"))
-            return
-        for i, cmd in enumerate(commands):
-            emit(Event("began", host, i))
-            emit(Event("ended", host, i, status="ok", exit_code=0, output=output if cmd.capture > 10**5 else ""))
-        emit(Event("host", host, ok=True))
+from slices.models import VM
+from tests.provisioning.drift_outputs import RecordedRunner, deployed_pair, healthy, outputs
 
 
 @pytest.fixture(autouse=True)
@@ -52,22 +27,7 @@ def no_queue(monkeypatch):
 @pytest.fixture
 def deployed(inventory, user, make_slice, django_capture_on_commit_callbacks):
     """An active slice: vm1 (worker1, internet) linked to vm2 (worker2); its deploy succeeded."""
-    s = make_slice(user, vms=2, data=1, internet=False)
-    vm1, vm2 = VM.objects.filter(slice=s).order_by("name")
-    slice_services.vm_update(vm=vm1, internet_enabled=True, host=inventory["workers"][0])
-    slice_services.vm_update(vm=vm2, host=inventory["workers"][1])
-    slice_services.link_connect(slice_obj=s, vm_a=vm1, vm_b=vm2)
-    dep = services.deploy_request(slice_obj=s, user=user)
-    Deployment.objects.filter(pk=dep.pk).update(status="succeeded")
-    Slice.objects.filter(pk=s.pk).update(status="active")
-    VM.objects.filter(slice=s).update(status="running")
-    return s, drift.checked_slices()[s.pk]
-
-
-def outputs(spec, **drops):
-    return {
-        h: healthy([spec], h, network=h == "netnode", drop=drops.get(h, ())) for h in ("netnode", "worker1", "worker2")
-    }
+    return deployed_pair(inventory, user, make_slice)
 
 
 def test_an_in_sync_slice_costs_one_round_trip_and_one_command_per_host(api, deployed):

@@ -6,21 +6,26 @@ QEMU does, then echoes: what a viewer sends comes back through the whole relay.
 
 import asyncio
 import json
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from provisioning import consoles
-from provisioning.routing import websocket_urlpatterns
 from slices.models import VM
 from tests.aio import run_async
 
 from .conftest import needs_sshd
-from .consoles_support import FAKE_RFB_GREETING, closed_with, logins, read_until, session_cookie
+from .consoles_support import (
+    FAKE_RFB_GREETING,
+    closed_with,
+    logins,
+    open_ws,
+    read_until,
+    relays_on_worker,
+    session_cookie,
+    sshd_sessions,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -29,26 +34,11 @@ pytestmark = [
     pytest.mark.usefixtures("console_layer"),
 ]
 
-APP = URLRouter(websocket_urlpatterns)
 KEY_EVENT = b"\x04\x01\x00\x00\x00\x00\x00\x61"  # RFB KeyEvent: "a" pressed
 
 
-def socats_on_worker(sock: Path) -> int:
-    out = subprocess.run(["pgrep", "-f", f"UNIX-CONNECT:{sock}"], capture_output=True, text=True).stdout
-    return len(out.split())
-
-
-def sshd_sessions(sshd) -> int:
-    out = subprocess.run(["pgrep", "-P", str(sshd.proc.pid)], capture_output=True, text=True).stdout
-    return len(out.split())
-
-
 async def open_vnc(vm_id: int, user) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(APP, f"/ws/vms/{vm_id}/vnc/")
-    comm.scope["user"] = user
-    connected, _ = await comm.connect()
-    assert connected
-    return comm
+    return await open_ws(f"/ws/vms/{vm_id}/vnc/", user)
 
 
 def wait_for(condition, timeout: float = 10) -> None:
@@ -105,8 +95,8 @@ def test_two_viewers_each_get_the_rfb_stream_of_their_own(vnc_vm, user, staff_us
 
     run_async(go())
     assert consoles.stats["connections"] == opened + 2  # one SSH connection per viewer (no fan-out)
-    wait_for(lambda: socats_on_worker(vnc_vm.vnc_sock) == 0)
-    assert socats_on_worker(vnc_vm.vnc_sock) == 0
+    wait_for(lambda: relays_on_worker(vnc_vm.vnc_sock) == 0)
+    assert relays_on_worker(vnc_vm.vnc_sock) == 0
 
 
 def test_twenty_open_close_cycles_leave_nothing_behind(vnc_vm, user, sshd):
@@ -122,8 +112,8 @@ def test_twenty_open_close_cycles_leave_nothing_behind(vnc_vm, user, sshd):
             await comm.disconnect(timeout=10)
 
     run_async(go())
-    wait_for(lambda: socats_on_worker(vnc_vm.vnc_sock) == 0 and sshd_sessions(sshd) <= sessions)
-    assert socats_on_worker(vnc_vm.vnc_sock) == 0
+    wait_for(lambda: relays_on_worker(vnc_vm.vnc_sock) == 0 and sshd_sessions(sshd) <= sessions)
+    assert relays_on_worker(vnc_vm.vnc_sock) == 0
     assert sshd_sessions(sshd) == sessions
     assert consoles.stats["connections"] - opened == 20 == consoles.stats["closed"] - closed
 
@@ -151,8 +141,8 @@ def test_screen_updates_alone_do_not_keep_it_open(vnc_vm, user, settings):
     after, code, said = run_async(go())
     assert code == consoles.CLOSE_IDLE == said["code"] and "without a keystroke or a click" in said["reason"]
     assert 2 <= after < 8
-    wait_for(lambda: socats_on_worker(vnc_vm.vnc_sock) == 0)
-    assert socats_on_worker(vnc_vm.vnc_sock) == 0
+    wait_for(lambda: relays_on_worker(vnc_vm.vnc_sock) == 0)
+    assert relays_on_worker(vnc_vm.vnc_sock) == 0
 
 
 def test_a_missing_vnc_socket_is_said(running_vm, user):
@@ -195,5 +185,5 @@ def test_a_real_websocket_through_daphne(vnc_vm, user, other_user, sshd, daphne)
         while KEY_EVENT not in seen:
             seen += ws.recv(timeout=10)
     assert logins(sshd) == before + 1
-    wait_for(lambda: socats_on_worker(vnc_vm.vnc_sock) == 0)
-    assert socats_on_worker(vnc_vm.vnc_sock) == 0
+    wait_for(lambda: relays_on_worker(vnc_vm.vnc_sock) == 0)
+    assert relays_on_worker(vnc_vm.vnc_sock) == 0
