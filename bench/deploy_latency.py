@@ -37,8 +37,11 @@ from labkit import (
     assert_fresh,
     bare_plan,
     bare_teardown,
+    cpu_seconds,
     deployment_gave_up,
     destroy_quietly,
+    guest_lease_uptime,
+    host_pid,
     require_root,
     ring_ends,
     wait_deployment,
@@ -53,18 +56,22 @@ def since(moment, t0_wall: float) -> float:
     return moment.timestamp() - t0_wall if moment else float("nan")
 
 
-def portal_run(slice_obj, client, worker) -> dict:
+def portal_run(slice_obj, client, worker, cpu_pids: list[int]) -> dict:
     from provisioning.models import DeploymentStep
 
     ends = ring_ends(slice_obj)
     assert_fresh(ends)
+    cpu_before = cpu_seconds(cpu_pids)
     t0_wall, t0 = time.time(), time.monotonic()
     dep_id = api_action(client, slice_obj.pk, "deploy")
     request_s = time.monotonic() - t0
     ready = wait_ready(ends, t0, gave_up=deployment_gave_up(dep_id, worker))
+    guest_s = guest_lease_uptime(ends)
     dep = wait_deployment(dep_id, worker)
     if dep.status != "succeeded":
         raise RuntimeError(f"deploy failed: {dep.error}")
+    time.sleep(0.5)  # the work-horse and the SSH sessions have ended and been waited for by their parents
+    cpu = cpu_seconds(cpu_pids) - cpu_before
     qemu = DeploymentStep.objects.filter(deployment=dep, description__startswith="Start QEMU")
     first_qemu = min(s.started for s in qemu)
     last_qemu = max(s.finished for s in qemu)
@@ -82,6 +89,8 @@ def portal_run(slice_obj, client, worker) -> dict:
         "pings": sum(e.ping_tries for e in ends.values()),
         "spec": dep.spec,
         "destroy": (destroy.finished - destroy.created).total_seconds(),
+        "cpu": cpu,
+        "guest": guest_s,
     }
 
 
@@ -95,6 +104,7 @@ def floor_run(slice_obj, lab, spec_dict: dict) -> dict:
     try:
         script_s = bare_plan(lab, plans.deploy_plan(spec))
         ready = wait_ready(ends, t0)
+        guest_s = guest_lease_uptime(ends)
     finally:
         started = time.monotonic()
         bare_teardown(lab, plans.destroy_plan(spec))
@@ -105,6 +115,7 @@ def floor_run(slice_obj, lab, spec_dict: dict) -> dict:
         "leased": max(e.leased_at for e in ends.values()),
         "pings": sum(e.ping_tries for e in ends.values()),
         "teardown": teardown_s,
+        "guest": guest_s,
     }
 
 
@@ -135,13 +146,15 @@ def main() -> None:
         user = make_user("bench-lab", max_vms=max(args.sizes) * 2)
         hosts = list(Host.objects.filter(name__in=["worker1", "worker2"]).order_by("name"))
         client = api_client(user)
+        # Whose CPU time the portal's deploy costs: the RQ worker (its work-horses) and the hosts' sshd sessions.
+        cpu_pids = [worker.process.pid, *(host_pid(lab, h) for h in ("netnode", "worker1", "worker2"))]
         rows, ratios = [], {}
         for size in args.sizes:
             slice_obj = ring_slice(user, f"lat{size}", size, hosts=hosts)
             portal, floor = [], []
             for _ in range(args.repeat):
                 try:
-                    p = portal_run(slice_obj, client, worker)
+                    p = portal_run(slice_obj, client, worker, cpu_pids)
                 except Exception:
                     destroy_quietly(client, slice_obj, worker)
                     raise
@@ -170,6 +183,8 @@ def main() -> None:
                     p["job_end"],
                     f"{p['pings']}/{f['pings']}",
                     f"{p['destroy']:.1f} / {f['teardown']:.1f}",
+                    f"{p['guest']:.2f} / {f['guest']:.2f}",
+                    p["cpu"],
                 ]
             )
         accel = ", ".join(sorted({a for a, _ in accels.values()}))
@@ -192,6 +207,8 @@ def main() -> None:
                     "job ended at",
                     "pings p/f",
                     "destroy s p/f",
+                    "guest boot->lease s p/f",
+                    "portal CPU s",
                 ],
                 rows,
             )
@@ -199,7 +216,10 @@ def main() -> None:
         print()
         print("# times in seconds from the deploy request (portal) or the script start (floor); medians when --repeat")
         print("# (the breakdown columns are from the last pair); pings: attempts until every VM had a reply;")
-        print("# destroy: the portal's destroy job (request to end) / the same destroy plan run bare")
+        print("# destroy: the portal's destroy job (request to end) / the same destroy plan run bare;")
+        print("# guest boot->lease: the guests' own clock (seconds since their kernel started) at the last lease;")
+        print("# portal CPU: CPU seconds of the deploy job (RQ work-horse) and the hosts' sshd sessions, on the same")
+        print("# cores as the guests")
         for size, ratio in ratios.items():
             print(f"RATIO {size} VMs: portal / floor = {ratio:.2f}")
 

@@ -376,6 +376,26 @@ def assert_fresh(ends: dict[int, GuestEnd]) -> None:
 
 
 LEASE_LINE = r"SP: DHCP {nic} ok ip=([0-9.]+) mask="  # mask=: the line is complete, not being written
+LEASE_UPTIME = re.compile(r"SP: DHCP eth\d+ ok ip=\S+ mask=\S+ .*?uptime=([0-9.]+)")
+
+
+def guest_lease_uptime(ends: dict[int, GuestEnd]) -> float:
+    """The latest guest clock reading (seconds since its kernel started) at which a guest got a lease:
+    how long the guests themselves took from boot to their last lease (a slower boot shows here)."""
+    from provisioning.lab import console
+
+    found = [float(m) for e in ends.values() for m in LEASE_UPTIME.findall(console.read_log(e.state_dir, e.vm_id))]
+    return max(found) if found else float("nan")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and of their children that ended and were waited for:
+    the RQ worker's work-horses, the SSH sessions of a lab host's sshd."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class GaveUp(RuntimeError):
