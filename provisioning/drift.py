@@ -24,7 +24,7 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.models import Host
@@ -150,7 +150,7 @@ def check_hosts(*, names: Sequence[str] | None = None, runner: Runner | None = N
                     report.repaired = _repair_isolation(runner, host, checked, report.differences, checks[host.name])
             _record_host(host, report, obs)
             if obs is not None and obs.complete:
-                usage.record(host, obs)  # load and per-VM CPU/memory, read by the same round trip
+                _record_usage(host, obs)
             _record_slices(host, report, checked)
             reports.append(report)
     return reports
@@ -224,6 +224,16 @@ def _record_host(host: Host, report: HostReport, obs: HostObservation | None) ->
             "orphans": [o.to_dict() for o in report.orphans],
         }
     HostHealth.objects.update_or_create(host=host, defaults=values)
+
+
+def _record_usage(host: Host, obs: HostObservation) -> None:
+    """Load and per-VM CPU/memory, read by the same round trip; a sample lost to a race (a VM deleted
+    meanwhile) never fails the check."""
+    try:
+        with transaction.atomic():
+            usage.record(host, obs)
+    except IntegrityError as exc:
+        log.warning("usage of %s not recorded this round: %s", host.name, exc)
 
 
 def _record_slices(host: Host, report: HostReport, checked: dict[int, SliceSpec]) -> None:
