@@ -118,9 +118,9 @@ class OperatedHostAdmin(DoctorHostAdmin):
             return "No sample yet: the drift check samples usage each time it observes the host."
         total = getattr(getattr(obj, "health", None), "mem_total_mib", None)
         charts = [
-            line_chart("CPU (all CPUs)", [p["cpu_percent"] for p in series], top=100, unit=" %"),
-            line_chart("Load (1 min)", [p["load1"] for p in series]),
-            line_chart("Memory in use", [p["mem_mib"] for p in series], top=total, unit=" MiB"),
+            line_chart("CPU (all CPUs)", usage.with_gaps(series, "cpu_percent"), top=100, unit=" %"),
+            line_chart("Load (1 min)", usage.with_gaps(series, "load1")),
+            line_chart("Memory in use", usage.with_gaps(series, "mem_mib"), top=total, unit=" MiB"),
         ]
         last = (
             UsageSample.objects.filter(host=obj, vm__isnull=False, taken_at=series[-1]["taken_at"])

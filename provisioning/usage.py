@@ -92,6 +92,23 @@ def record(host: Host, obs: HostObservation, *, now: datetime | None = None) -> 
     return len(rows)
 
 
+def interval_seconds() -> int:
+    """How often a series gets a sample while its host is checked (the check's period, at least the minimum)."""
+    return max(settings.USAGE_MIN_INTERVAL, settings.PROVISIONING_CHECK_INTERVAL)
+
+
+def with_gaps(series: list[dict], field: str) -> list[float | None]:
+    """The ``field`` of each sample, with a None before a sample that came more than three intervals after
+    the one before (the VM was down, or its host not checked): a chart breaks its line there."""
+    out: list[float | None] = []
+    limit = 3 * interval_seconds()
+    for before, point in zip([None, *series], series, strict=False):
+        if before is not None and (point["taken_at"] - before["taken_at"]).total_seconds() > limit:
+            out.append(None)
+        out.append(point[field])
+    return out
+
+
 def vm_series(vm: VM) -> list[dict]:
     """The VM's samples in the window, oldest first: taken_at, cpu_percent (% of one CPU), mem_mib."""
     since = timezone.now() - window()

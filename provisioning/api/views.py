@@ -164,7 +164,7 @@ class VmUsageView(APIView):
             "vcpus": vm.flavor.vcpus,
             "ram_mib": vm.flavor.ram_mib,
             "window_hours": settings.USAGE_WINDOW_HOURS,
-            "interval_seconds": max(settings.USAGE_MIN_INTERVAL, settings.PROVISIONING_CHECK_INTERVAL),
+            "interval_seconds": usage.interval_seconds(),
             "samples": usage.vm_series(vm),
         }
         return Response(VmUsageSerializer(body).data)

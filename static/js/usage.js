@@ -39,14 +39,25 @@ function chart(values, top, label) {
   return box;
 }
 
+// A sample more than three intervals after the one before (the VM was down, its host not checked)
+// breaks the line instead of joining across the gap (provisioning.usage.with_gaps does the same).
+function withGaps(samples, field, every) {
+  const out = [];
+  samples.forEach((s, i) => {
+    if (i > 0 && Date.parse(s.taken_at) - Date.parse(samples[i - 1].taken_at) > 3 * every * 1000) out.push(null);
+    out.push(s[field]);
+  });
+  return out;
+}
+
 function draw(box, vm, entry) {
   if (entry.error) return render(box, el("p", { class: "muted small" }, entry.error));
   const { samples, vcpus, ram_mib: ram, interval_seconds: every, window_hours: hours } = entry.data;
   if (!samples.length) {
     return render(box, el("p", { class: "muted small" }, `No sample yet: the drift check samples running VMs every ${every} s.`));
   }
-  const cpu = samples.map((s) => s.cpu_percent);
-  const mem = samples.map((s) => s.mem_mib);
+  const cpu = withGaps(samples, "cpu_percent", every);
+  const mem = withGaps(samples, "mem_mib", every);
   const last = samples[samples.length - 1];
   const cpuNow = last.cpu_percent === null ? "—" : `${Math.round(last.cpu_percent)} %`;
   render(
@@ -57,7 +68,7 @@ function draw(box, vm, entry) {
       el("dt", {}, "CPU"),
       el("dd", {}, el("div", { "data-testid": "vm-usage-cpu" }, `${cpuNow} of ${vcpus * 100} % (${vcpus} vCPU)`), chart(cpu, vcpus * 100, "CPU use")),
       el("dt", {}, "Memory"),
-      el("dd", {}, el("div", { "data-testid": "vm-usage-mem" }, `${last.mem_mib} MiB of ${ram} MiB`), chart(mem, Math.max(ram, ...mem), "Memory use")),
+      el("dd", {}, el("div", { "data-testid": "vm-usage-mem" }, `${last.mem_mib} MiB of ${ram} MiB`), chart(mem, Math.max(ram, ...samples.map((s) => s.mem_mib)), "Memory use")),
     ),
     el("p", { class: "muted small" }, `${samples.length} samples over the last ${hours} h; last ${timeAgo(last.taken_at)}.`),
   );

@@ -40,7 +40,7 @@ def test_a_running_vms_card_charts_its_cpu_and_memory(page, ui_user, inventory):
     page.locator(f'[data-element="vm-{vm.pk}"]').click()
     card = page.get_by_test_id("vm-usage")
     expect(card.get_by_test_id("vm-usage-cpu")).to_have_text("50 % of 100 % (1 vCPU)")
-    expect(card.get_by_test_id("vm-usage-mem")).to_have_text("92 MiB of 96 MiB")
+    expect(card.get_by_test_id("vm-usage-mem")).to_have_text(f"92 MiB of {vm.flavor.ram_mib} MiB")
     expect(card.locator("svg polyline")).to_have_count(2)  # one line each: the first sample has no CPU share
     expect(card).to_contain_text("4 samples over the last 24 h")
     shot(page, "designer-vm-usage")

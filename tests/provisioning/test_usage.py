@@ -114,7 +114,7 @@ def test_the_observation_script_reads_a_real_process(tmp_path):
         pidfile.write_text(f"{proc.pid}\n")
         time.sleep(0.5)
         argv = observe_command(str(tmp_path), network=False).argv
-        obs = parse_observation(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        obs = parse_observation(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout)
     finally:
         proc.kill()
         proc.wait()
@@ -122,3 +122,11 @@ def test_the_observation_script_reads_a_real_process(tmp_path):
     assert guest.pid == proc.pid and guest.rss_mib >= 30 and guest.cpu_ticks > 0
     assert obs.clk_tck == os.sysconf("SC_CLK_TCK") and obs.page_size == os.sysconf("SC_PAGE_SIZE")
     assert obs.uptime and obs.load is not None and obs.cpu_ticks[1] > obs.cpu_ticks[0] > 0
+
+
+def test_a_long_gap_between_samples_breaks_the_line(settings):
+    settings.USAGE_MIN_INTERVAL, settings.PROVISIONING_CHECK_INTERVAL = 30, 60
+    t = timezone.now()
+    series = [{"taken_at": t + timedelta(seconds=s), "mem_mib": m} for s, m in ((0, 1), (60, 2), (300, 3), (360, 4))]
+    # 240 s is more than three check intervals: the VM was down or its host unchecked in between.
+    assert usage.with_gaps(series, "mem_mib") == [1, 2, None, 3, 4]
