@@ -136,14 +136,15 @@ SH_KVM_PROBE = (
     '-m 16 -bios "$f" -device isa-debug-exit,iobase=0xf4,iosize=0x04 >/dev/null 2>&1; rc=$?; '
     'if [ "$rc" -eq 3 ]; then echo "accel=kvm"; else echo "accel=tcg (kvm probe exit $rc)"; fi'
 )
-# Leases: TIMEOUT, then per NIC five arguments LEASEFILE MAC RESERVED(or -) wait|read NAME. Wait (at most
-# TIMEOUT s) until every "wait" NIC has a lease, then print "lease MAC IP|-" for every NIC ("read" NICs,
+# Leases: TIMEOUT, then per NIC five arguments LEASEFILE MAC RESERVED(or -) wait|read NAME. Wait (TIMEOUT s,
+# at most one more) until every "wait" NIC has a lease, then print "lease MAC IP|-" for every NIC ("read" NICs,
 # of guests left running, are only read). A lease other than the NIC's reservation fails, naming the NIC.
 SH_WAIT_LEASES = (
     'leased() { awk -v m="$2" \'tolower($2)==m {a=$3} END {print a}\' "$1" 2>/dev/null; }; '
     'due() { n=0; while [ $# -ge 5 ]; do if [ "$4" = wait ] && [ -z "$(leased "$1" "$2")" ]; then n=$((n+1)); fi; '
     "shift 5; done; echo $n; }; "
-    "t=$1; shift; end=$(( $(date +%s) + t )); "
+    # Whole seconds: "+ 1" makes a wait of t last at least t s (at most t + 1), wherever in a second it starts.
+    "t=$1; shift; end=$(( $(date +%s) + t + 1 )); "
     'while [ "$(due "$@")" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 1; done; '
     'bad=0; while [ $# -ge 5 ]; do a=$(leased "$1" "$2"); echo "lease $2 ${a:--}"; '
     'if [ -n "$a" ] && [ "$3" != - ] && [ "$a" != "$3" ]; then '
