@@ -70,7 +70,7 @@ def portal_run(slice_obj, client, worker, cpu_pids: list[int]) -> dict:
     dep = wait_deployment(dep_id, worker)
     if dep.status != "succeeded":
         raise RuntimeError(f"deploy failed: {dep.error}")
-    time.sleep(0.5)  # the work-horse and the SSH sessions have ended and been waited for by their parents
+    time.sleep(0.5)  # the job and its SSH sessions have ended (kept connections are counted live)
     cpu = cpu_seconds(cpu_pids) - cpu_before
     qemu = DeploymentStep.objects.filter(deployment=dep, description__startswith="Start QEMU")
     first_qemu = min(s.started for s in qemu)
@@ -91,6 +91,7 @@ def portal_run(slice_obj, client, worker, cpu_pids: list[int]) -> dict:
         "destroy": (destroy.finished - destroy.created).total_seconds(),
         "cpu": cpu,
         "guest": guest_s,
+        "ssh": "{}/{}".format(*(sum(h.get(k, 0) for h in dep.stats.values()) for k in ("connections", "reused"))),
     }
 
 
@@ -146,7 +147,7 @@ def main() -> None:
         user = make_user("bench-lab", max_vms=max(args.sizes) * 2)
         hosts = list(Host.objects.filter(name__in=["worker1", "worker2"]).order_by("name"))
         client = api_client(user)
-        # Whose CPU time the portal's deploy costs: the RQ worker (its work-horses) and the hosts' sshd sessions.
+        # Whose CPU time the portal's deploy costs: the RQ worker (its jobs) and the hosts' sshd sessions.
         cpu_pids = [worker.process.pid, *(host_pid(lab, h) for h in ("netnode", "worker1", "worker2"))]
         rows, ratios = [], {}
         for size in args.sizes:
@@ -185,6 +186,7 @@ def main() -> None:
                     f"{p['destroy']:.1f} / {f['teardown']:.1f}",
                     f"{p['guest']:.2f} / {f['guest']:.2f}",
                     p["cpu"],
+                    p["ssh"],
                 ]
             )
         accel = ", ".join(sorted({a for a, _ in accels.values()}))
@@ -209,6 +211,7 @@ def main() -> None:
                     "destroy s p/f",
                     "guest boot->lease s p/f",
                     "portal CPU s",
+                    "SSH opened/reused",
                 ],
                 rows,
             )
@@ -218,8 +221,9 @@ def main() -> None:
         print("# (the breakdown columns are from the last pair); pings: attempts until every VM had a reply;")
         print("# destroy: the portal's destroy job (request to end) / the same destroy plan run bare;")
         print("# guest boot->lease: the guests' own clock (seconds since their kernel started) at the last lease;")
-        print("# portal CPU: CPU seconds of the deploy job (RQ work-horse) and the hosts' sshd sessions, on the same")
-        print("# cores as the guests")
+        print("# portal CPU: CPU seconds of the deploy job (RQ worker) and the hosts' sshd sessions, on the same")
+        print("# cores as the guests; SSH opened/reused: the deploy job's connections, opened or taken from the")
+        print("# worker's pool (kept by an earlier job: provisioning.sshpool), from the last pair")
         for size, ratio in ratios.items():
             print(f"RATIO {size} VMs: portal / floor = {ratio:.2f}")
 

@@ -389,12 +389,25 @@ def guest_lease_uptime(ends: dict[int, GuestEnd]) -> float:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) of these processes and of their children that ended and were waited for:
-    the RQ worker's work-horses, the SSH sessions of a lab host's sshd."""
+    """CPU time (user + system) of these processes, of their children that ended and were waited for
+    (the RQ worker's jobs, the SSH sessions of a lab host's sshd), and of the sshd processes below
+    them that still run: the connections a worker keeps between jobs (provisioning.sshpool)."""
+
+    def ticks(pid: int) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+
+    def live_sshd_below(pid: int) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(pid), "-x", "sshd(-session)?"], capture_output=True, text=True).stdout
+        return [q for child in map(int, out.split()) for q in (child, *live_sshd_below(child))]
+
     total = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        for one in (pid, *live_sshd_below(pid)):
+            try:
+                total += ticks(one)
+            except (FileNotFoundError, ProcessLookupError):  # ended meanwhile: now in its parent's count
+                continue
     return total / os.sysconf("SC_CLK_TCK")
 
 

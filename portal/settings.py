@@ -280,6 +280,11 @@ PROVISIONING_KNOWN_HOSTS = os.environ.get(
 )
 PROVISIONING_CONNECT_TIMEOUT = int(os.environ.get("PROVISIONING_CONNECT_TIMEOUT", "10"))
 PROVISIONING_COMMAND_TIMEOUT = int(os.environ.get("PROVISIONING_COMMAND_TIMEOUT", "300"))
+# A worker keeps each host's SSH connection this long (s) after a job for the next one to the same
+# host (provisioning.sshpool); 0: every job connects afresh, and workers fork a process per job.
+PROVISIONING_SSH_KEEP = int(os.environ.get("PROVISIONING_SSH_KEEP", "300"))
+# `manage.py rqworker`'s class: jobs in the worker's own process while connections are kept (provisioning.worker).
+RQ = {"WORKER_CLASS": "provisioning.worker.Worker" if PROVISIONING_SSH_KEEP > 0 else "rq.Worker"}
 PROVISIONING_JOB_TIMEOUT = int(os.environ.get("PROVISIONING_JOB_TIMEOUT", "1800"))
 # "fabric" runs plans over SSH; "dry-run" records the commands without running them.
 PROVISIONING_RUNNER = os.environ.get("PROVISIONING_RUNNER", "fabric")

@@ -44,7 +44,7 @@ from redis.exceptions import LockError
 from inventory.models import Host
 from slices.models import VM, Interface
 
-from . import lifecycle, plans, specs
+from . import lifecycle, plans, specs, sshpool
 from .models import Deployment, DeploymentStep
 from .plans import HostCommand, Phase, Plan, SliceSpec
 from .runners import DryRunRunner, Event, FabricRunner, Runner, SshTarget
@@ -83,6 +83,7 @@ def make_runner(*, dry_run: bool, hosts: Sequence[str]) -> Runner:
         known_hosts=settings.PROVISIONING_KNOWN_HOSTS,
         connect_timeout=settings.PROVISIONING_CONNECT_TIMEOUT,
         command_timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+        pool=sshpool.worker_pool(),
     )
 
 

@@ -2,7 +2,8 @@
 
 - :class:`FabricRunner` opens **one** SSH connection per host per job (Fabric
   ``Connection`` over paramiko; host keys checked against a known-hosts file,
-  unknown keys rejected), sends each host's commands of a stage as **one**
+  unknown keys rejected), or takes one a previous job of the same worker process
+  kept (:mod:`provisioning.sshpool`), sends each host's commands of a stage as **one**
   script on stdin of ``bash -s`` (one round trip), hosts in parallel (threads),
   and parses the marker lines of :mod:`provisioning.scripts` live from the
   channel, so each step's start and end are known the moment they happen.
@@ -48,7 +49,8 @@ class SshTarget:
 class HostStats:
     """Counters per host (benchmarks read them)."""
 
-    connections: int = 0
+    connections: int = 0  # opened by this job
+    reused: int = 0  # taken from the worker's pool (kept by an earlier job)
     round_trips: int = 0
     commands: int = 0  # commands sent
     executed: int = 0  # commands that ran (not skipped by their check)
@@ -228,7 +230,11 @@ class HostUnreachable(Exception):
 
 
 class FabricRunner(Runner):
-    """Runs stages over SSH with Fabric: one connection per host per job, one round trip per stage."""
+    """Runs stages over SSH with Fabric: one connection per host per job, one round trip per stage.
+
+    With a ``pool`` (:mod:`provisioning.sshpool`) a host's connection comes from the pool when an
+    earlier job left one there, and goes back to it at :meth:`close`.
+    """
 
     def __init__(
         self,
@@ -237,9 +243,12 @@ class FabricRunner(Runner):
         known_hosts: str | Sequence[str],
         connect_timeout: float = 10,
         command_timeout: int = 300,
+        pool=None,
     ) -> None:
         super().__init__()
         self.targets = dict(targets)
+        self.pool = pool
+        self._reused: set[str] = set()  # hosts whose connection came from the pool and has not yet opened a channel
         self.known_hosts = known_hosts_files(known_hosts)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
@@ -251,8 +260,12 @@ class FabricRunner(Runner):
 
     # -- connections -------------------------------------------------------------------
 
+    def _pool_key(self, host: str) -> tuple:
+        """What a kept connection must have been opened for to be reused: the whole target and the trust."""
+        return (self.targets[host], tuple(self.known_hosts))
+
     def _connection(self, host: str):
-        """The host's connection, opened on first use and kept for the rest of the job."""
+        """The host's connection, opened on first use (or taken from the pool) and kept for the rest of the job."""
         from fabric import Config, Connection
         from paramiko import RejectPolicy
 
@@ -262,6 +275,13 @@ class FabricRunner(Runner):
         target = self.targets.get(host)
         if target is None:
             raise HostUnreachable(f"{host}: no such host in the inventory")
+        if self.pool is not None and host not in self._connections:
+            conn = self.pool.take(self._pool_key(host))
+            if conn is not None:
+                self.stat(host).reused += 1
+                self._reused.add(host)
+                self._connections[host] = conn
+                return conn
         key = target.key_path or None
         conn = Connection(
             target.address,
@@ -300,12 +320,37 @@ class FabricRunner(Runner):
         return self._connection(host)
 
     def close(self) -> None:
-        for conn in self._connections.values():
+        """End of the job: each connection goes back to the pool (closed when there is none)."""
+        for host, conn in self._connections.items():
             try:
-                conn.close()
+                if self.pool is not None:
+                    self.pool.give(self._pool_key(host), conn)
+                else:
+                    conn.close()
             except Exception:  # closing is best effort
                 log.debug("close failed", exc_info=True)
         self._connections.clear()
+        self._reused.clear()
+
+    def _open_channel(self, host: str, conn):
+        """(connection, new session channel). A connection kept from an earlier job that died while it
+        waited (host rebooted, sshd restarted) is replaced by a fresh one, once: nothing was sent on it yet."""
+        try:
+            chan = conn.transport.open_session(timeout=self.connect_timeout)
+        except Exception:
+            if host not in self._reused:
+                raise
+            log.info("%s: the kept SSH connection is gone; connecting again", host)
+            self._reused.discard(host)
+            self._connections.pop(host, None)
+            try:
+                conn.close()
+            except Exception:  # it is dead already
+                log.debug("close failed", exc_info=True)
+            conn = self._connection(host)
+            chan = conn.transport.open_session(timeout=self.connect_timeout)
+        self._reused.discard(host)
+        return conn, chan
 
     # -- one round trip ---------------------------------------------------------------
 
@@ -341,11 +386,13 @@ class FabricRunner(Runner):
         """
         from paramiko import SSHException
 
-        transport = conn.transport
         try:
-            chan = transport.open_session(timeout=self.connect_timeout)
+            conn, chan = self._open_channel(host, conn)
+        except HostUnreachable as exc:
+            return False, str(exc)
         except Exception as exc:
             return False, f"{host}: cannot open an SSH channel: {_describe(exc)}"
+        transport = conn.transport
         parser = MarkerParser(token)
         failed: StepEnded | None = None
         idle_limit = self.command_timeout + self.idle_grace

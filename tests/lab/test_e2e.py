@@ -388,6 +388,10 @@ def test_deploy_twice_changes_nothing_and_a_modified_slice_keeps_untouched_vms(p
     assert not hoststate.diff(deployed, hoststate.snapshot(lab))
     assert {vm["name"]: portal.qemu_pid(vm) for vm in (va, vb, vc, vd)} == pids
     assert not [st for st in again["steps"] if st["status"] == "failed"]
+    # The worker kept the first deploy's SSH connections: the second job logged in nowhere (provisioning.sshpool).
+    assert {h: (c["connections"], c["reused"]) for h, c in again["stats"].items()} == {
+        h: (0, 1) for h in ("netnode", "worker1", "worker2")
+    }
 
     # Modify: vd goes (with its link), ve comes with a new link to vc and one to the running va's free eth2.
     vd_dir = portal.state_dir(vd)
