@@ -190,7 +190,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, default=2, help="slices deployed at once (one RQ worker each)")
     parser.add_argument("--vms", type=int, default=2, help="VMs per ring slice")
-    parser.add_argument("--repeat", type=int, default=1, help="portal+floor pairs (median)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="portal+floor pairs (median; the workers keep their SSH connections from one to the next)",
+    )
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab up if this run brought it up")
     parser.add_argument("--take-over-lab", action="store_true", help="rebuild the lab even if another LAB_DIR has it")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
