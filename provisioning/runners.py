@@ -320,10 +320,18 @@ class FabricRunner(Runner):
         return self._connection(host)
 
     def close(self) -> None:
-        """End of the job: each connection goes back to the pool (closed when there is none)."""
-        for host, conn in self._connections.items():
+        """End of the job: each connection goes back to the pool (closed when there is none).
+
+        A host whose trip is still running (the job was aborted: its timeout struck while its lanes
+        ran) gets its connection closed, never kept: that ends the remote script, as the end of a
+        forked job's process would, and no later job inherits a busy connection.
+        """
+        busy = {host for host, lock in self._locks.items() if lock.locked()}
+        if busy:
+            self.stop.set()  # the other hosts' lanes stop at their next step boundary
+        for host, conn in list(self._connections.items()):
             try:
-                if self.pool is not None:
+                if self.pool is not None and host not in busy:
                     self.pool.give(self._pool_key(host), conn)
                 else:
                     conn.close()

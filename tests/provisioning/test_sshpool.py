@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -133,3 +134,30 @@ def test_keep_zero_means_no_pool_even_in_a_worker(settings, keep):
         assert sshpool.worker_pool() is None
     finally:
         sshpool.disable()
+
+
+def test_a_job_aborted_mid_trip_closes_that_connection_instead_of_keeping_it(sshd, tmp_path):
+    """The job's timeout struck while a host's script ran: close() ends that script (its connection
+    closes, as a forked job's death closed it) and keeps nothing a later job could inherit busy."""
+    pool = sshpool.ConnectionPool(keep=60)
+    marker = tmp_path / "never"
+    target = {"worker1": SshTarget("worker1", "127.0.0.1", sshd.port, "root", str(sshd.client_key))}
+    runner = FabricRunner(target, known_hosts=str(sshd.known_hosts), connect_timeout=5, pool=pool)
+    commands = [HostCommand(("sleep", "30"), "long"), HostCommand(("touch", str(marker)), "after")]
+    events: list = []
+    lane = threading.Thread(target=lambda: events.extend(runner.run_stage({"worker1": commands})))
+    lane.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not [e for e in events if e.kind == "began"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e for e in events if e.kind == "began"], "the script never started"
+        runner.close()  # what the executor's `with runner:` does when the job's timeout strikes
+        lane.join(timeout=15)
+        assert not lane.is_alive()
+        assert len(pool) == 0
+        (host,) = [e for e in events if e.kind == "host"]
+        assert not host.ok
+        assert not marker.exists()
+    finally:
+        pool.clear()
