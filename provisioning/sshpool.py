@@ -16,7 +16,8 @@ A kept connection is only reused while:
   known-hosts files (a changed inventory row opens a new one);
 - its transport is still active, and it has been idle for less than
   ``settings.PROVISIONING_SSH_KEEP`` seconds (``0`` turns keeping off: one connection per
-  host per job, closed at the job's end).
+  host per job, closed at the job's end). A sweeper thread closes a connection as soon as it
+  has been idle that long, so an idle worker holds no sshd session past it.
 
 A connection that died while it was kept (host rebooted, sshd restarted) is noticed by the
 runner when it cannot open a channel on it: the runner connects afresh once and carries on.
@@ -42,6 +43,7 @@ class ConnectionPool:
         self.keep = keep
         self._idle: dict[Hashable, tuple[object, float]] = {}
         self._lock = threading.Lock()
+        self._stop_sweeper = threading.Event()
         self.stats = {"reused": 0, "kept": 0, "expired": 0}
 
     def take(self, key: Hashable):
@@ -72,12 +74,33 @@ class ConnectionPool:
             self.stats["kept"] += 1
         _close_all(expired + ([previous[0]] if previous else []))
 
+    def expire(self) -> int:
+        """Close the connections idle for ``keep`` seconds; how many."""
+        with self._lock:
+            expired = self._expire_locked()
+        _close_all(expired)
+        return len(expired)
+
     def clear(self) -> None:
-        """Close every kept connection."""
+        """Close every kept connection (and stop the sweeper)."""
+        self._stop_sweeper.set()
         with self._lock:
             conns = [conn for conn, _ in self._idle.values()]
             self._idle.clear()
         _close_all(conns)
+
+    def start_sweeper(self) -> None:
+        """Close expired connections from a thread, so an idle worker holds no sshd session past ``keep``."""
+        interval = min(max(self.keep / 4, 0.1), 30)
+
+        def sweep() -> None:
+            while not self._stop_sweeper.wait(interval):
+                try:
+                    self.expire()
+                except Exception:  # never let the sweeper die of one bad close
+                    log.exception("expiring kept SSH connections failed")
+
+        threading.Thread(target=sweep, name="sp-sshpool-sweeper", daemon=True).start()
 
     def __len__(self) -> int:
         return len(self._idle)
@@ -115,6 +138,7 @@ def enable() -> None:
     with _pool_lock:
         if _pool is None and keep > 0:
             _pool = ConnectionPool(keep)
+            _pool.start_sweeper()
 
 
 def disable() -> None:

@@ -161,3 +161,20 @@ def test_a_job_aborted_mid_trip_closes_that_connection_instead_of_keeping_it(ssh
         assert not marker.exists()
     finally:
         pool.clear()
+
+
+def test_an_idle_worker_closes_expired_connections_by_itself(sshd):
+    """No job comes: the sweeper still closes the kept connection once it has been idle ``keep`` seconds."""
+    pool = sshpool.ConnectionPool(keep=0.5)
+    pool.start_sweeper()
+    try:
+        job(sshd, pool)
+        ((kept, _),) = pool._idle.values()
+        assert kept.transport.is_active()
+        deadline = time.monotonic() + 5
+        while len(pool) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pool) == 0 and pool.stats["expired"] == 1
+        assert not kept.transport.is_active()  # closed: its sshd session on the host ends with it
+    finally:
+        pool.clear()
