@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .plans import HostCommand
 from .scripts import MarkerParser, ScriptDone, StepBegan, StepEnded, new_token, render_script, shell_text
+from .sshpool import close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -329,14 +330,11 @@ class FabricRunner(Runner):
         busy = {host for host, lock in self._locks.items() if lock.locked()}
         if busy:
             self.stop.set()  # the other hosts' lanes stop at their next step boundary
-        for host, conn in list(self._connections.items()):
-            try:
-                if self.pool is not None and host not in busy:
-                    self.pool.give(self._pool_key(host), conn)
-                else:
-                    conn.close()
-            except Exception:  # closing is best effort
-                log.debug("close failed", exc_info=True)
+        for host, conn in self._connections.items():
+            if self.pool is not None and host not in busy:
+                self.pool.give(self._pool_key(host), conn)
+            else:
+                close_quietly([conn])
         self._connections.clear()
         self._reused.clear()
 
@@ -351,10 +349,7 @@ class FabricRunner(Runner):
             log.info("%s: the kept SSH connection is gone; connecting again", host)
             self._reused.discard(host)
             self._connections.pop(host, None)
-            try:
-                conn.close()
-            except Exception:  # it is dead already
-                log.debug("close failed", exc_info=True)
+            close_quietly([conn])
             conn = self._connection(host)
             chan = conn.transport.open_session(timeout=self.connect_timeout)
         self._reused.discard(host)

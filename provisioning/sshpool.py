@@ -44,41 +44,39 @@ class ConnectionPool:
         self._idle: dict[Hashable, tuple[object, float]] = {}
         self._lock = threading.Lock()
         self._stop_sweeper = threading.Event()
-        self.stats = {"reused": 0, "kept": 0, "expired": 0}
+        self.stats = {"expired": 0}  # connections closed for their idle time (the runner counts reuse)
 
     def take(self, key: Hashable):
         """The kept connection for ``key`` (removed from the pool), or None."""
         with self._lock:
             expired = self._expire_locked()
             entry = self._idle.pop(key, None)
-        _close_all(expired)
+        close_quietly(expired)
         if entry is None:
             return None
         conn = entry[0]
         if not _active(conn):
-            _close_all([conn])
+            close_quietly([conn])
             return None
-        self.stats["reused"] += 1
         return conn
 
     def give(self, key: Hashable, conn) -> None:
         """Keep ``conn`` for the next job to the same target (closed instead when it is dead or keeping is off)."""
         if self.keep <= 0 or not _active(conn):
-            _close_all([conn])
+            close_quietly([conn])
             return
         conn.transport.set_keepalive(KEEPALIVE_SECONDS)
         with self._lock:
             expired = self._expire_locked()
             previous = self._idle.pop(key, None)
             self._idle[key] = (conn, time.monotonic())
-            self.stats["kept"] += 1
-        _close_all(expired + ([previous[0]] if previous else []))
+        close_quietly(expired + ([previous[0]] if previous else []))
 
     def expire(self) -> int:
         """Close the connections idle for ``keep`` seconds; how many."""
         with self._lock:
             expired = self._expire_locked()
-        _close_all(expired)
+        close_quietly(expired)
         return len(expired)
 
     def clear(self) -> None:
@@ -87,7 +85,7 @@ class ConnectionPool:
         with self._lock:
             conns = [conn for conn, _ in self._idle.values()]
             self._idle.clear()
-        _close_all(conns)
+        close_quietly(conns)
 
     def start_sweeper(self) -> None:
         """Close expired connections from a thread, so an idle worker holds no sshd session past ``keep``."""
@@ -117,7 +115,8 @@ def _active(conn) -> bool:
     return transport is not None and transport.is_active()
 
 
-def _close_all(conns) -> None:
+def close_quietly(conns) -> None:
+    """Close each connection; a failure (it is dead already) is only logged at debug level."""
     for conn in conns:
         try:
             conn.close()

@@ -20,10 +20,15 @@ pytestmark = needs_sshd
 TRUE = [HostCommand(("true",), "t")]
 
 
+def worker1(sshd, pool, *, user="root", connect_timeout=5) -> FabricRunner:
+    """A job's runner for "worker1", the test sshd."""
+    target = {"worker1": SshTarget("worker1", "127.0.0.1", sshd.port, user, str(sshd.client_key))}
+    return FabricRunner(target, known_hosts=str(sshd.known_hosts), connect_timeout=connect_timeout, pool=pool)
+
+
 def job(sshd, pool, *, user="root", connect_timeout=5, command=TRUE):
     """One job's runner: a stage on worker1, then close (the connection goes back to the pool)."""
-    target = {"worker1": SshTarget("worker1", "127.0.0.1", sshd.port, user, str(sshd.client_key))}
-    with FabricRunner(target, known_hosts=str(sshd.known_hosts), connect_timeout=connect_timeout, pool=pool) as runner:
+    with worker1(sshd, pool, user=user, connect_timeout=connect_timeout) as runner:
         events = list(runner.run_stage({"worker1": command}))
     (host,) = [e for e in events if e.kind == "host"]
     return runner.stats["worker1"], host
@@ -141,8 +146,7 @@ def test_a_job_aborted_mid_trip_closes_that_connection_instead_of_keeping_it(ssh
     closes, as a forked job's death closed it) and keeps nothing a later job could inherit busy."""
     pool = sshpool.ConnectionPool(keep=60)
     marker = tmp_path / "never"
-    target = {"worker1": SshTarget("worker1", "127.0.0.1", sshd.port, "root", str(sshd.client_key))}
-    runner = FabricRunner(target, known_hosts=str(sshd.known_hosts), connect_timeout=5, pool=pool)
+    runner = worker1(sshd, pool)
     commands = [HostCommand(("sleep", "30"), "long"), HostCommand(("touch", str(marker)), "after")]
     events: list = []
     lane = threading.Thread(target=lambda: events.extend(runner.run_stage({"worker1": commands})))
